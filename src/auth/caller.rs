@@ -1,0 +1,100 @@
+//! Who is calling: resolved once per request from the `Authorization` header.
+//!
+//! A missing header is an anonymous caller; a header that is present but not valid (malformed,
+//! expired, wrongly signed, revoked, disabled account) is always 401, even on public routes.
+
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use futures_util::future::LocalBoxFuture;
+use uuid::Uuid;
+
+use crate::db::schema::{auth_sessions, users};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::users::Role;
+
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    User(UserCaller),
+}
+
+/// An organiser or admin, authenticated by an access token.
+#[derive(Debug, Clone)]
+pub struct UserCaller {
+    pub id: Uuid,
+    pub role: Role,
+    pub auth_session_id: Uuid,
+}
+
+impl UserCaller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+impl Caller {
+    pub fn user(&self) -> Option<&UserCaller> {
+        match self {
+            Caller::User(user) => Some(user),
+            _ => None,
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header = req.headers().get(AUTHORIZATION).cloned();
+        Box::pin(async move {
+            let Some(header) = header else {
+                return Ok(Caller::Anonymous);
+            };
+            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
+            let token = header
+                .to_str()
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .map(str::trim)
+                .filter(|token| !token.is_empty())
+                .ok_or_else(|| {
+                    invalid_token("the Authorization header must be `Bearer <token>`")
+                })?;
+            resolve(&state, token).await
+        })
+    }
+}
+
+async fn resolve(state: &AppState, token: &str) -> ApiResult<Caller> {
+    let claims = state
+        .keys
+        .verify(token)
+        .ok_or_else(|| invalid_token("the access token is invalid or has expired"))?;
+    let mut conn = state.conn().await?;
+    let found: Option<(Role, bool, Option<chrono::DateTime<chrono::Utc>>)> = users::table
+        .inner_join(auth_sessions::table)
+        .filter(users::id.eq(claims.sub))
+        .filter(auth_sessions::id.eq(claims.sid))
+        .select((users::role, users::disabled, auth_sessions::revoked_at))
+        .first(&mut conn)
+        .await
+        .optional()?;
+    match found {
+        Some((role, false, None)) => Ok(Caller::User(UserCaller {
+            id: claims.sub,
+            role,
+            auth_session_id: claims.sid,
+        })),
+        Some((_, true, _)) => Err(invalid_token("the account is disabled")),
+        _ => Err(invalid_token("the session has ended; log in again")),
+    }
+}
+
+pub fn invalid_token(detail: &str) -> ApiError {
+    ApiError::unauthorized(detail).with_code("invalid_token")
+}

@@ -1,0 +1,10 @@
+//! Authentication: password login, access and refresh tokens, and resolving the caller.
+
+mod caller;
+pub mod jwt;
+pub mod password;
+mod routes;
+pub mod tokens;
+
+pub use caller::{Caller, UserCaller, invalid_token};
+pub use routes::routes;

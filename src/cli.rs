@@ -1,0 +1,120 @@
+//! The command line: `serve` (the default), `migrate`, `create-admin`, `openapi`.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::Config;
+use crate::db::{self, MigrationAction};
+use crate::startup::Application;
+use crate::{openapi, telemetry, users};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "registrar",
+    version,
+    about = "Event and business-session registration API"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (the default): creates the database and applies migrations first.
+    Serve,
+    /// Apply pending migrations, then exit.
+    Migrate {
+        /// Revert every migration, then apply them all again (checks every `down.sql`).
+        #[arg(long, conflicts_with = "revert_all")]
+        redo: bool,
+        /// Revert every migration.
+        #[arg(long)]
+        revert_all: bool,
+    },
+    /// Create an admin account. The password is read from standard input when it is not a
+    /// terminal, and prompted for otherwise; never from the command line.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.config.log_format());
+    match execute(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    let url = config.database_url.expose_secret().to_owned();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(config.clone()).await?;
+            tracing::info!(port = app.port(), bind = %config.bind, database = %config.database_url_for_display(), "registrar is serving");
+            app.run_until_stopped().await?;
+            tracing::info!("stopped");
+        }
+        Command::Migrate { redo, revert_all } => {
+            db::ensure_database(&url).await?;
+            let action = match (redo, revert_all) {
+                (true, _) => MigrationAction::Redo,
+                (_, true) => MigrationAction::RevertAll,
+                _ => MigrationAction::Run,
+            };
+            let count = db::migrate(&url, action).await?;
+            println!(
+                "{count} migration(s) {}",
+                if revert_all { "reverted" } else { "applied" }
+            );
+        }
+        Command::CreateAdmin { email, name } => {
+            db::ensure_database(&url).await?;
+            db::migrate(&url, MigrationAction::Run).await?;
+            let password = read_password()?;
+            let mut conn = AsyncPgConnection::establish(&url)
+                .await
+                .context("connecting to the database")?;
+            let user = users::create_admin(&mut conn, &email, &name, password).await?;
+            println!("created admin {} ({})", user.email, user.id);
+        }
+        Command::Openapi => print!("{}", openapi::to_json(&openapi::document())),
+    }
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<SecretString> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat the password: ")?;
+        anyhow::ensure!(first == second, "the passwords differ");
+        Ok(first.into())
+    } else {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("reading the password from standard input")?;
+        let password = input.trim_end_matches(['\r', '\n']).to_owned();
+        anyhow::ensure!(!password.is_empty(), "no password on standard input");
+        Ok(password.into())
+    }
+}

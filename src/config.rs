@@ -1,0 +1,175 @@
+//! Typed configuration, read from `REGISTRAR_*` environment variables (or the matching
+//! command-line flags), with defaults that work on a developer machine.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL connection URL; the database is created when it does not exist.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/registrar",
+        hide_env_values = true
+    )]
+    pub database_url: SecretString,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "REGISTRAR_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Secret that signs access tokens and derives other server keys. Required in production;
+    /// generated per process (with a warning) in development.
+    #[arg(long, env = "REGISTRAR_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+
+    #[arg(
+        long = "env",
+        env = "REGISTRAR_ENV",
+        value_enum,
+        default_value = "development"
+    )]
+    pub environment: Environment,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "REGISTRAR_ACCESS_TOKEN_TTL", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+
+    /// Lifetime of refresh tokens, in seconds.
+    #[arg(long, env = "REGISTRAR_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl_secs: u64,
+
+    /// Origins allowed to call the API from a browser, comma-separated
+    /// (e.g. `https://portal.example.org,https://app.example.org`). Empty: none.
+    #[arg(long, env = "REGISTRAR_CORS_ORIGINS", value_delimiter = ',', num_args = 0..)]
+    pub cors_origins: Vec<String>,
+
+    /// Log format; defaults to `json` in production and `text` otherwise.
+    #[arg(long, env = "REGISTRAR_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Maximum number of database connections held by this instance.
+    #[arg(long, env = "REGISTRAR_DB_POOL_SIZE", default_value_t = 32)]
+    pub db_pool_size: usize,
+
+    /// How long a request waits for a database connection before answering 503, in ms.
+    #[arg(long, env = "REGISTRAR_DB_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_timeout_ms: u64,
+
+    /// HTTP worker threads; 0 means one per CPU.
+    #[arg(long, env = "REGISTRAR_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "REGISTRAR_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Time a client has to send the request head, in ms; slower clients get 408.
+    #[arg(long, env = "REGISTRAR_CLIENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub client_timeout_ms: u64,
+
+    /// Login attempts allowed per client address per minute (0 disables the limit).
+    #[arg(long, env = "REGISTRAR_LOGIN_RATE_LIMIT", default_value_t = 10)]
+    pub login_rate_limit: u32,
+
+    /// Public registrations allowed per client address per minute (0 disables the limit).
+    #[arg(long, env = "REGISTRAR_REGISTRATION_RATE_LIMIT", default_value_t = 30)]
+    pub registration_rate_limit: u32,
+
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    #[arg(long, env = "REGISTRAR_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// How long one instance may serve a cached public programme before rebuilding it, in ms.
+    #[arg(long, env = "REGISTRAR_PROGRAMME_CACHE_MS", default_value_t = 2000)]
+    pub programme_cache_ms: u64,
+}
+
+impl Config {
+    /// The configuration from the environment alone (no command-line flags).
+    pub fn from_env() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        use clap::Parser;
+        Only::parse_from(["registrar"]).config
+    }
+
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
+    }
+
+    pub fn refresh_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.refresh_token_ttl_secs)
+    }
+
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_timeout_ms)
+    }
+
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or(match self.environment {
+            Environment::Production => LogFormat::Json,
+            Environment::Development => LogFormat::Text,
+        })
+    }
+
+    /// The database URL with any password masked, for logs and error messages.
+    pub fn database_url_for_display(&self) -> String {
+        let url = self.database_url.expose_secret();
+        match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let credentials = &url[scheme + 3..at];
+                match credentials.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                    None => url.to_owned(),
+                }
+            }
+            _ => url.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_in_displayed_urls() {
+        let mut config = Config::from_env();
+        config.database_url = "postgres://app:s3cret@db:5432/registrar".into();
+        assert_eq!(
+            config.database_url_for_display(),
+            "postgres://app:***@db:5432/registrar"
+        );
+    }
+
+    #[test]
+    fn production_logs_json_unless_told_otherwise() {
+        let mut config = Config::from_env();
+        config.log_format = None;
+        config.environment = Environment::Production;
+        assert_eq!(config.log_format(), LogFormat::Json);
+        config.environment = Environment::Development;
+        assert_eq!(config.log_format(), LogFormat::Text);
+    }
+}

@@ -1,0 +1,168 @@
+//! Database access: the connection pool, embedded migrations, and database creation.
+//!
+//! Handlers use `diesel-async` connections from a deadpool pool, so no database work ever
+//! blocks an actix worker. Migrations run through the sync diesel harness on a blocking
+//! thread, under an advisory lock so several instances starting at once do not race.
+
+pub mod schema;
+pub mod sql;
+pub mod text_enum;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Arbitrary key of the session-level advisory lock held while migrating.
+const MIGRATION_LOCK_KEY: i64 = 0x7265_6769_7374_7261; // "registra"
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = Object<AsyncPgConnection>;
+pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
+
+/// Builds the pool. Connections are opened lazily, so this never touches the database.
+pub fn pool(url: &str, max_size: usize, timeout: Duration) -> anyhow::Result<DbPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+/// Creates the database named in `url` when it does not exist yet.
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let config = tokio_postgres::Config::from_str(url).context("parsing DATABASE_URL")?;
+    let name = config
+        .get_dbname()
+        .context("DATABASE_URL names no database")?
+        .to_owned();
+    if tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let mut maintenance = config.clone();
+    maintenance.dbname("postgres");
+    let (client, connection) = maintenance
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connecting to the PostgreSQL server")?;
+    tokio::spawn(connection);
+    let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    match client.batch_execute(&statement).await {
+        Ok(()) => {
+            tracing::info!(database = %name, "created database");
+            Ok(())
+        }
+        // Another instance created it first.
+        Err(error)
+            if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(error).with_context(|| format!("creating database {name}")),
+    }
+}
+
+/// What `migrate` should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationAction {
+    /// Apply pending migrations.
+    Run,
+    /// Revert every applied migration, then apply them all again.
+    Redo,
+    /// Revert every applied migration.
+    RevertAll,
+}
+
+/// Runs migrations while holding an advisory lock; returns how many were applied.
+pub async fn migrate(url: &str, action: MigrationAction) -> anyhow::Result<usize> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        use diesel::{Connection, RunQueryDsl};
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
+            .context("connecting to the database to migrate it")?;
+        diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+            .execute(&mut conn)?;
+        let result = apply(&mut conn, action);
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+            .execute(&mut conn)?;
+        result
+    })
+    .await?
+}
+
+fn apply(
+    conn: &mut AsyncConnectionWrapper<AsyncPgConnection>,
+    action: MigrationAction,
+) -> anyhow::Result<usize> {
+    let to_anyhow = |error: Box<dyn std::error::Error + Send + Sync>| anyhow::anyhow!(error);
+    if matches!(action, MigrationAction::Redo | MigrationAction::RevertAll) {
+        let reverted = conn.revert_all_migrations(MIGRATIONS).map_err(to_anyhow)?;
+        for version in &reverted {
+            tracing::info!(%version, "reverted migration");
+        }
+        if action == MigrationAction::RevertAll {
+            return Ok(reverted.len());
+        }
+    }
+    let applied = conn.run_pending_migrations(MIGRATIONS).map_err(to_anyhow)?;
+    for version in &applied {
+        tracing::info!(%version, "applied migration");
+    }
+    Ok(applied.len())
+}
+
+/// Whether an error means the database cannot be reached right now (as opposed to a bug).
+pub fn is_unavailable(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+            _,
+        )
+        | DieselError::BrokenTransactionManager => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            // diesel does not expose SQLSTATE here; these are 57P01/57P02/57P03.
+            let message = info.message();
+            message.contains("terminating connection")
+                || message.contains("the database system is")
+                || message.contains("server closed the connection")
+        }
+        _ => false,
+    }
+}
+
+/// Whether a transaction failed only because of a concurrent one and can simply be run again.
+pub fn is_retryable(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            info.message().contains("deadlock detected")
+        }
+        _ => false,
+    }
+}
+
+/// The constraint a unique or foreign-key violation names, if that is what `error` is.
+pub fn violated_constraint(error: &DieselError) -> Option<&str> {
+    match error {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::ForeignKeyViolation,
+            info,
+        ) => info.constraint_name(),
+        _ => None,
+    }
+}

@@ -1,0 +1,18 @@
+//! SQL functions diesel does not know about.
+
+use diesel::sql_types::{BigInt, Text};
+
+diesel::define_sql_function! {
+    /// `lower(text)`, as used by the case-insensitive unique indexes.
+    fn lower(x: Text) -> Text;
+}
+
+diesel::define_sql_function! {
+    /// Takes a transaction-scoped advisory lock, shared with other holders of the same key.
+    fn pg_advisory_xact_lock_shared(key: BigInt);
+}
+
+diesel::define_sql_function! {
+    /// Takes a transaction-scoped exclusive advisory lock.
+    fn pg_advisory_xact_lock(key: BigInt);
+}

@@ -1,0 +1,18 @@
+//! registrar: an event and business-session registration API.
+
+pub mod access;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+pub mod pagination;
+pub mod patch;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod users;
+pub mod validation;

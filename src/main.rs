@@ -1,0 +1,6 @@
+use std::process::ExitCode;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    registrar::cli::run().await
+}

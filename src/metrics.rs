@@ -1,0 +1,163 @@
+//! Prometheus metrics: requests by route and status, their latency, and pool usage.
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::time::Instant;
+
+use actix_web::Error;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use futures_util::future::LocalBoxFuture;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+use crate::db::DbPool;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("registrar".into()), None).expect("a valid metrics prefix");
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered"),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to answer HTTP requests",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database connections by state"),
+            &["state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(pool.clone()))
+            .expect("registered once");
+        Self {
+            registry,
+            requests,
+            latency,
+            pool,
+        }
+    }
+
+    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        let labels = [method, route, status.as_str()];
+        self.requests.with_label_values(&labels).inc();
+        self.latency.with_label_values(&labels).observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric, pool figures read now.
+    pub fn render(&self, pool: &DbPool) -> String {
+        let status = pool.status();
+        self.pool
+            .with_label_values(&["max"])
+            .set(status.max_size as i64);
+        self.pool
+            .with_label_values(&["open"])
+            .set(status.size as i64);
+        self.pool
+            .with_label_values(&["idle"])
+            .set(status.available as i64);
+        self.pool
+            .with_label_values(&["in_use"])
+            .set(status.size as i64 - status.available as i64);
+        self.pool
+            .with_label_values(&["waiting"])
+            .set(status.waiting as i64);
+        let mut buffer = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding of metrics");
+        String::from_utf8(buffer).expect("metrics are UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Middleware recording every answered request under its route pattern (never the raw
+/// path, so ids do not explode the label set).
+pub struct RecordMetrics;
+
+impl<S, B> Transform<S, ServiceRequest> for RecordMetrics
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = RecordMetricsMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RecordMetricsMiddleware {
+            service: Rc::new(service),
+        }))
+    }
+}
+
+pub struct RecordMetricsMiddleware<S> {
+    service: Rc<S>,
+}
+
+impl<S, B> Service<ServiceRequest> for RecordMetricsMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let started = Instant::now();
+        let method = req.method().to_string();
+        let state = req.app_data::<crate::state::State>().cloned();
+        let service = Rc::clone(&self.service);
+        Box::pin(async move {
+            let response = service.call(req).await?;
+            if let Some(state) = state {
+                let route = response
+                    .request()
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_owned());
+                state.metrics.observe(
+                    &method,
+                    &route,
+                    response.status().as_u16(),
+                    started.elapsed().as_secs_f64(),
+                );
+            }
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! The OpenAPI 3.1 document: collected from the routes themselves (`utoipa-actix-web`), with
+//! the problem answers every route shares added in one place.
+
+use actix_web::{HttpResponse, get};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
+use utoipa::{IntoResponses, OpenApi};
+use utoipa_actix_web::AppExt;
+
+use crate::error::{FieldError, PROBLEM_JSON, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "registrar",
+        description = "Registration API for events and business sessions: organisers describe \
+            events, venues, tracks, sessions and speakers; participants register from \
+            third-party frontends; badge printers and check-in desks pull attendee lists and \
+            check people in. Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
+        license(name = "MIT", identifier = "MIT")
+    ),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "auth", description = "Organiser login and tokens"),
+        (name = "users", description = "Organiser accounts (admins only)"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// 401 for routes that need a signed-in organiser.
+#[derive(IntoResponses)]
+pub enum SignedIn {
+    /// `authentication_required`: no credentials. `invalid_token`: the token is malformed,
+    /// expired, wrongly signed or revoked, or its account is disabled.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+}
+
+/// 401/403 for admin-only routes.
+#[derive(IntoResponses)]
+pub enum AdminOnly {
+    /// `authentication_required`: no credentials. `invalid_token`: the token is malformed,
+    /// expired, wrongly signed or revoked, or its account is disabled.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// `forbidden`: only admins may do this.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+}
+
+/// The answers to a request body that cannot be accepted.
+#[derive(IntoResponses)]
+pub enum BodyErrors {
+    /// `malformed_json`: the body is not JSON.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// `payload_too_large`: the body is larger than the limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// `unsupported_media_type`: the body is not `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// `validation_failed`: fields are invalid (see `errors`). `invalid_body`: the JSON does
+    /// not have the expected shape.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
+/// The whole document, as the routes describe themselves.
+pub fn document() -> Document {
+    let (_, mut doc) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(crate::startup::routes)
+        .split_for_parts();
+    add_shared_parts(&mut doc);
+    doc
+}
+
+pub fn to_json(doc: &Document) -> String {
+    let mut json = doc
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
+    json.push('\n');
+    json
+}
+
+/// Security schemes, and the 500/503 answers any route may give.
+fn add_shared_parts(doc: &mut Document) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format(
+                    "JWT access token, participant manage token (rgm_…) or device key (rgk_…)",
+                )
+                .build(),
+        ),
+    );
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut operation.responses.responses;
+            responses.entry("500".into()).or_insert_with(|| {
+                problem("`internal_error`: an unexpected failure; it was logged.")
+            });
+            responses.entry("503".into()).or_insert_with(|| {
+                problem("`database_unavailable`: the database cannot be reached; retry shortly.")
+            });
+        }
+    }
+}
+
+/// The OpenAPI document of this API.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json"))
+)]
+#[get("/api/openapi.json")]
+async fn openapi_json(doc: actix_web::web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
+}
+
+/// The document, serialised once at start-up.
+pub struct OpenApiJson(pub String);

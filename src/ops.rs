@@ -1,0 +1,61 @@
+//! Operational routes: liveness, readiness and metrics.
+
+use actix_web::{HttpResponse, get};
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::state::State;
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(healthz).service(readyz).service(metrics);
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// Liveness: the process is up and answering.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "The process is up.", body = Health)))]
+#[get("/healthz")]
+async fn healthz() -> actix_web::web::Json<Health> {
+    actix_web::web::Json(Health { status: "ok" })
+}
+
+/// Readiness: the database can be reached.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers.", body = Health),
+        (status = 503, description = "`database_unavailable`: the database cannot be reached.",
+         body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/readyz")]
+async fn readyz(state: State) -> ApiResult<actix_web::web::Json<Health>> {
+    let mut conn = state.conn().await?;
+    let check = diesel::sql_query("SELECT 1").execute(&mut conn);
+    match tokio::time::timeout(state.config.db_timeout(), check).await {
+        Ok(result) => {
+            result?;
+            Ok(actix_web::web::Json(Health { status: "ok" }))
+        }
+        Err(_) => Err(ApiError::unavailable("the database did not answer in time")
+            .with_code("database_unavailable")),
+    }
+}
+
+/// Metrics in the Prometheus text format.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition.", body = String, content_type = "text/plain"))
+)]
+#[get("/metrics")]
+async fn metrics(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&state.db))
+}

@@ -1,0 +1,155 @@
+//! Request validation that collects every problem before answering 422.
+
+use crate::error::{ApiError, ApiResult, FieldError};
+
+#[derive(Debug, Default)]
+pub struct Validator {
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn check(&mut self, ok: bool, field: &str, message: &str) {
+        if !ok {
+            self.error(field, message);
+        }
+    }
+
+    /// A required single-line text of 1..=max characters that is not only white space.
+    pub fn line(&mut self, field: &str, value: &str, max: usize) {
+        if value.trim().is_empty() {
+            self.error(field, "must not be empty");
+        } else {
+            self.bounded_line(field, value, max);
+        }
+    }
+
+    /// An optional single-line text of at most `max` characters.
+    pub fn opt_line(&mut self, field: &str, value: Option<&str>, max: usize) {
+        if let Some(value) = value {
+            self.bounded_line(field, value, max);
+        }
+    }
+
+    /// An optional multi-line text (new lines and tabs allowed) of at most `max` characters.
+    pub fn opt_text(&mut self, field: &str, value: Option<&str>, max: usize) {
+        if let Some(value) = value {
+            if value.chars().count() > max {
+                self.error(field, format!("must be at most {max} characters"));
+            } else if value
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            {
+                self.error(field, "must not contain control characters");
+            }
+        }
+    }
+
+    fn bounded_line(&mut self, field: &str, value: &str, max: usize) {
+        if value.chars().count() > max {
+            self.error(field, format!("must be at most {max} characters"));
+        } else if value.chars().any(char::is_control) {
+            self.error(field, "must be a single line without control characters");
+        }
+    }
+
+    pub fn email(&mut self, field: &str, value: &str) {
+        if !is_email(value.trim()) {
+            self.error(field, "must be an email address");
+        }
+    }
+
+    pub fn range<T: PartialOrd + std::fmt::Display>(
+        &mut self,
+        field: &str,
+        value: T,
+        min: T,
+        max: T,
+    ) {
+        if value < min || value > max {
+            self.error(field, format!("must be between {min} and {max}"));
+        }
+    }
+
+    /// A list of at most `max` entries.
+    pub fn list_len<T>(&mut self, field: &str, items: &[T], max: usize) {
+        if items.len() > max {
+            self.error(field, format!("must have at most {max} entries"));
+        }
+    }
+
+    pub fn finish(self) -> ApiResult<()> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
+    }
+}
+
+/// A deliberately permissive check (internationalised addresses are fine): one `@`, a
+/// non-empty local part, a domain with a dot, no white space, at most 254 characters.
+pub fn is_email(value: &str) -> bool {
+    let Some((local, domain)) = value.split_once('@') else {
+        return false;
+    };
+    value.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// The form of an email address used to compare two of them.
+pub fn normalise_email(value: &str) -> String {
+    value.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert!(is_email("anna@example.org"));
+        assert!(is_email("анна@пример.рф"));
+        for bad in [
+            "",
+            "anna",
+            "anna@",
+            "@example.org",
+            "an na@example.org",
+            "a@b",
+            "a@@b.c",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+        assert_eq!(normalise_email("  Anna@Example.ORG "), "anna@example.org");
+    }
+
+    #[test]
+    fn lines_count_characters_not_bytes() {
+        let mut v = Validator::new();
+        v.line("title", &"ё".repeat(10), 10);
+        assert!(v.finish().is_ok());
+        let mut v = Validator::new();
+        v.line("title", &"ё".repeat(11), 10);
+        v.line("city", "  ", 10);
+        v.line("name", "two\nlines", 10);
+        let error = v.finish().unwrap_err();
+        assert_eq!(error.problem().errors.len(), 3);
+    }
+}

@@ -1,0 +1,395 @@
+//! Spawning the application against a fresh database, and small request helpers.
+
+use std::sync::OnceLock;
+
+use registrar::config::Config;
+use registrar::db::{self, MigrationAction};
+use registrar::startup::Application;
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+pub const ADMIN_EMAIL: &str = "admin@example.org";
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// The server's base URL, read from `DATABASE_URL` (default: the local PostgreSQL).
+fn server_url() -> String {
+    let url = Config::from_env().database_url.expose_secret().to_owned();
+    // Keep everything up to the database name.
+    match url.rfind('/') {
+        Some(slash) if url[..slash].contains("://") && url[..slash].len() > "postgres://".len() => {
+            url[..slash].to_owned()
+        }
+        _ => url,
+    }
+}
+
+fn template_name() -> String {
+    // A template per set of migrations, so a changed migration never reuses a stale one.
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut entries: Vec<_> = walk(&dir);
+    entries.sort();
+    for path in entries {
+        path.hash(&mut hasher);
+        std::fs::read(&path).unwrap().hash(&mut hasher);
+    }
+    format!("registrar_test_template_{:016x}", hasher.finish())
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+async fn maintenance() -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{}/postgres", server_url()), tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL must be reachable at DATABASE_URL for the tests");
+    tokio::spawn(connection);
+    client
+}
+
+/// Creates the migrated template once per process (and once across processes: the
+/// advisory lock serialises concurrent test runs).
+async fn template() -> &'static str {
+    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = template_name();
+            let client = maintenance().await;
+            client
+                .execute("SELECT pg_advisory_lock(7235)", &[])
+                .await
+                .unwrap();
+            let exists = client
+                .query_opt(
+                    "SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .is_some();
+            if !exists {
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .unwrap();
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
+                db::migrate(&format!("{}/{name}", server_url()), MigrationAction::Run)
+                    .await
+                    .expect("migrating the template database");
+                client
+                    .batch_execute(&format!("ALTER DATABASE {name} IS_TEMPLATE true"))
+                    .await
+                    .unwrap();
+            }
+            client
+                .execute("SELECT pg_advisory_unlock(7235)", &[])
+                .await
+                .unwrap();
+            name
+        })
+        .await
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let template = template().await;
+        let name = format!("registrar_test_{}", Uuid::new_v4().simple());
+        maintenance()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .expect("creating a test database");
+        let url = format!("{}/{name}", server_url());
+        TestDb { name, url }
+    }
+
+    /// A plain connection, for arranging or inspecting state behind the API.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; use a thread of its own to block on.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let _ = maintenance()
+                        .await
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    // Declared last: dropped after the server stops.
+    pub db: TestDb,
+}
+
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Config::from_env();
+    config.database_url = db.url.clone().into();
+    config.bind = "127.0.0.1:0".into();
+    config.jwt_secret = Some(JWT_SECRET.into());
+    config.workers = 1;
+    config.db_pool_size = 8;
+    config.login_rate_limit = 0;
+    config.registration_rate_limit = 0;
+    config.cors_origins = vec!["https://portal.example.org".into()];
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let db = TestDb::new().await;
+    let mut config = test_config(&db);
+    configure(&mut config);
+    let app = Application::build(config).await.expect("building the app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    // The server stops when the test's runtime drops this task.
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        db,
+    }
+}
+
+fn init_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            registrar::telemetry::init(registrar::config::LogFormat::Text);
+        }
+    });
+}
+
+/// An answer, with its body read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.text
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code, "{}", self.text);
+        assert_eq!(body["status"], status);
+        assert!(
+            body["title"].is_string() && body["detail"].is_string() && body["type"].is_string()
+        );
+        body
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        self
+    }
+}
+
+/// A request being built.
+pub struct Call {
+    builder: reqwest::RequestBuilder,
+}
+
+impl Call {
+    pub fn bearer(mut self, token: &str) -> Self {
+        self.builder = self.builder.bearer_auth(token);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.builder = self.builder.header(name, value);
+        self
+    }
+
+    pub fn json(mut self, body: &Value) -> Self {
+        self.builder = self.builder.json(body);
+        self
+    }
+
+    pub fn body(mut self, content_type: &str, body: impl Into<reqwest::Body>) -> Self {
+        self.builder = self.builder.header("content-type", content_type).body(body);
+        self
+    }
+
+    pub async fn send(self) -> Answer {
+        let response = self.builder.send().await.expect("the request was sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("the body was read");
+        Answer {
+            status,
+            headers,
+            text,
+        }
+    }
+}
+
+impl TestApp {
+    pub fn call(&self, method: Method, path: &str) -> Call {
+        Call {
+            builder: self
+                .client
+                .request(method, format!("{}{path}", self.address)),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut call = self.call(Method::GET, path);
+        if let Some(token) = token {
+            call = call.bearer(token);
+        }
+        call.send().await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        let mut call = self.call(Method::POST, path).json(body);
+        if let Some(token) = token {
+            call = call.bearer(token);
+        }
+        call.send().await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        let mut call = self.call(Method::PATCH, path).json(body);
+        if let Some(token) = token {
+            call = call.bearer(token);
+        }
+        call.send().await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut call = self.call(Method::DELETE, path);
+        if let Some(token) = token {
+            call = call.bearer(token);
+        }
+        call.send().await
+    }
+
+    /// Creates an admin straight in the database (as `registrar create-admin` does).
+    pub async fn create_admin(&self, email: &str) -> Uuid {
+        use diesel_async::AsyncConnection;
+        let mut conn = diesel_async::AsyncPgConnection::establish(&self.db.url)
+            .await
+            .unwrap();
+        registrar::users::create_admin(&mut conn, email, "Администратор", PASSWORD.into())
+            .await
+            .unwrap()
+            .id
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Answer {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Tokens of a fresh admin.
+    pub async fn admin(&self) -> Tokens {
+        self.create_admin(ADMIN_EMAIL).await;
+        Tokens::from(self.login(ADMIN_EMAIL, PASSWORD).await.assert_status(200))
+    }
+
+    /// A new organiser account (created by a new or existing admin), logged in.
+    pub async fn organiser(&self, admin: &Tokens, email: &str) -> (Uuid, Tokens) {
+        let created = self
+            .post(
+                "/api/v1/users",
+                Some(&admin.access),
+                &serde_json::json!({
+                    "email": email, "display_name": "Организатор", "password": PASSWORD
+                }),
+            )
+            .await;
+        created.assert_status(201);
+        let id = created.json()["id"].as_str().unwrap().parse().unwrap();
+        let tokens = Tokens::from(self.login(email, PASSWORD).await.assert_status(200));
+        (id, tokens)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl From<&Answer> for Tokens {
+    fn from(answer: &Answer) -> Self {
+        let body = answer.json();
+        Tokens {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+}

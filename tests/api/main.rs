@@ -1,0 +1,9 @@
+//! Integration tests: one binary, each test against its own database cloned from a template
+//! that was migrated once.
+
+mod helpers;
+
+mod auth;
+mod errors;
+mod operations;
+mod users;

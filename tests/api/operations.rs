@@ -1,0 +1,141 @@
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn healthz_answers_while_the_process_is_up() {
+    let app = spawn_app().await;
+    let answer = app.get("/healthz", None).await;
+    answer.assert_status(200);
+    assert_eq!(answer.json()["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_follows_the_database() {
+    let app = spawn_app().await;
+    app.get("/readyz", None).await.assert_status(200);
+
+    // Take the database away under the running service.
+    let client = app.db.client().await;
+    client.batch_execute("SELECT 1").await.unwrap();
+    drop(client);
+    let (admin, connection) = tokio_postgres::connect(
+        &app.db.url.replace(&app.db.name, "postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", app.db.name))
+        .await
+        .unwrap();
+
+    let answer = app.get("/readyz", None).await;
+    answer.assert_problem(503, "database_unavailable");
+    assert!(answer.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app().await;
+    app.get("/healthz", None).await.assert_status(200);
+    app.get("/api/v1/users/not-a-uuid", None).await;
+
+    let answer = app.get("/metrics", None).await;
+
+    answer.assert_status(200);
+    let text = &answer.text;
+    assert!(
+        text.contains(
+            r#"registrar_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/api/v1/users/{id}",status="404""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("registrar_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"registrar_db_pool_connections{state="max"} 8"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = spawn_app().await;
+    let a = app.get("/healthz", None).await;
+    let b = app.get("/healthz", None).await;
+    let (a, b) = (
+        a.header("x-request-id").unwrap(),
+        b.header("x-request-id").unwrap(),
+    );
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn the_committed_openapi_document_matches_the_code() {
+    let generated = registrar::openapi::to_json(&registrar::openapi::document());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is out of date; refresh it with:\n\n    cargo run -- openapi > openapi/openapi.json\n"
+    );
+}
+
+#[tokio::test]
+async fn the_served_document_is_the_committed_one() {
+    let app = spawn_app().await;
+    let answer = app.get("/api/openapi.json", None).await;
+    answer.assert_status(200);
+    let served = answer.json();
+    assert_eq!(served["openapi"], "3.1.0");
+    assert_eq!(
+        served,
+        serde_json::from_str::<serde_json::Value>(&registrar::openapi::to_json(
+            &registrar::openapi::document()
+        ))
+        .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_docs_ui_is_served_from_the_binary_with_no_outside_assets() {
+    let app = spawn_app().await;
+    app.get("/docs", None).await.assert_status(307);
+    let page = app.get("/docs/", None).await;
+    page.assert_status(200);
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        assert!(page.text.contains(asset), "{asset} is not referenced");
+        let answer = app.get(&format!("/docs/{asset}"), None).await;
+        answer.assert_status(200);
+    }
+    // Nothing is fetched from elsewhere: every src/href is relative.
+    for attribute in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+        assert!(
+            !page.text.contains(attribute),
+            "{attribute} in {}",
+            page.text
+        );
+    }
+    let initializer = app.get("/docs/swagger-initializer.js", None).await;
+    assert!(
+        initializer.text.contains("/api/openapi.json"),
+        "{}",
+        initializer.text
+    );
+}
