@@ -1,13 +1,30 @@
 //! Who may do what: every authorisation decision of the API is made here.
+//!
+//! Accounts: admins may do everything; organisers create events and act on the events they
+//! are members of, as their member role allows. For anyone else an event that is not
+//! published does not exist (404), and a published one may be read but not changed (401 for
+//! anonymous callers, 403 for others).
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use uuid::Uuid;
 
 use crate::auth::{Caller, UserCaller};
+use crate::db::schema::{event_members, events, registrations};
 use crate::error::{ApiError, ApiResult};
+use crate::events::{Event, EventRef, EventStatus, MemberRole};
+use crate::registrations::Registration;
+use crate::registrations::history::Actor;
 
 /// Any signed-in organiser or admin.
 pub fn require_user(caller: &Caller) -> ApiResult<&UserCaller> {
     match caller {
         Caller::User(user) => Ok(user),
         Caller::Anonymous => Err(ApiError::unauthorized("sign in to use this route")),
+        Caller::Participant(_) => Err(ApiError::forbidden(
+            "a manage token opens its own registration only",
+        )),
     }
 }
 
@@ -18,5 +35,313 @@ pub fn require_admin(caller: &Caller) -> ApiResult<&UserCaller> {
         Ok(user)
     } else {
         Err(ApiError::forbidden("only admins may use this route"))
+    }
+}
+
+/// What a caller wants to do with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAction {
+    /// Read what the public sees of a published event (organisers: of any of theirs).
+    View,
+    /// Read what only organisers see: drafts, members, contact details.
+    ViewPrivate,
+    /// Change the event, its programme or registrations.
+    Edit,
+    /// Add, change or remove members; delete the event.
+    Manage,
+}
+
+/// An event, with what the caller may do with it.
+#[derive(Debug, Clone)]
+pub struct EventContext {
+    pub event: Event,
+    /// The caller's membership, if any.
+    pub member_role: Option<MemberRole>,
+    pub is_admin: bool,
+}
+
+impl EventContext {
+    /// Organisers of this event (and admins) also see unpublished parts of it.
+    pub fn sees_private(&self) -> bool {
+        self.is_admin || self.member_role.is_some()
+    }
+}
+
+/// Finds `{event}` and checks that the caller may perform `action` on it.
+pub async fn event(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    reference: &str,
+    action: EventAction,
+) -> ApiResult<EventContext> {
+    let user_id = caller.user().map(|user| user.id);
+    let mut query = events::table
+        .left_join(
+            event_members::table.on(event_members::event_id
+                .eq(events::id)
+                .and(event_members::user_id.nullable().eq(user_id))),
+        )
+        .select((Event::as_select(), event_members::role.nullable()))
+        .into_boxed();
+    query = match EventRef::parse(reference) {
+        EventRef::Id(id) => query.filter(events::id.eq(id)),
+        EventRef::Slug(slug) => query.filter(events::slug.eq(slug)),
+    };
+    let (event, member_role): (Event, Option<MemberRole>) = query
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    let context = EventContext {
+        member_role,
+        is_admin: caller.user().is_some_and(UserCaller::is_admin),
+        event,
+    };
+    decide(caller, &context, action)?;
+    Ok(context)
+}
+
+/// The rule itself, separate from loading so it can be tested exhaustively.
+pub fn decide(caller: &Caller, context: &EventContext, action: EventAction) -> ApiResult<()> {
+    let published = context.event.status == EventStatus::Published;
+    if !published && !context.sees_private() {
+        return Err(ApiError::not_found("event"));
+    }
+    let allowed = context.is_admin
+        || match (action, context.member_role) {
+            (EventAction::View, _) => true,
+            (_, None) => false,
+            (EventAction::ViewPrivate, Some(_)) => true,
+            (EventAction::Edit, Some(role)) => role != MemberRole::Viewer,
+            (EventAction::Manage, Some(role)) => role == MemberRole::Owner,
+        };
+    match (allowed, caller) {
+        (true, _) => Ok(()),
+        (false, Caller::Anonymous) => Err(ApiError::unauthorized("sign in to do this")),
+        (false, Caller::Participant(_)) => Err(ApiError::forbidden(
+            "a manage token opens its own registration only",
+        )),
+        (false, _) => Err(ApiError::forbidden(match action {
+            EventAction::Manage => "only the event's owners may do this",
+            EventAction::Edit => "only the event's owners and editors may do this",
+            _ => "only the event's organisers may see this",
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::users::Role;
+
+    fn context(
+        status: EventStatus,
+        member_role: Option<MemberRole>,
+        is_admin: bool,
+    ) -> EventContext {
+        EventContext {
+            event: Event {
+                id: Uuid::now_v7(),
+                slug: "e".into(),
+                title: "E".into(),
+                description: None,
+                time_zone: "Europe/Moscow".into(),
+                starts_on: Utc::now().date_naive(),
+                ends_on: Utc::now().date_naive(),
+                city: None,
+                status,
+                registration_opens_at: None,
+                registration_closes_at: None,
+                capacity: None,
+                allow_overlapping_sessions: false,
+                version: 1,
+                created_by: None,
+                created_at: Utc::now(),
+                updated_at: Utc::now(),
+            },
+            member_role,
+            is_admin,
+        }
+    }
+
+    fn user(role: Role) -> Caller {
+        Caller::User(UserCaller {
+            id: Uuid::now_v7(),
+            role,
+            auth_session_id: Uuid::now_v7(),
+        })
+    }
+
+    fn status_of(result: ApiResult<()>) -> u16 {
+        result.map_or_else(|e| e.status().as_u16(), |()| 200)
+    }
+
+    #[test]
+    fn strangers_do_not_see_unpublished_events() {
+        for status in [EventStatus::Draft, EventStatus::Archived] {
+            for action in [EventAction::View, EventAction::Edit] {
+                let ctx = context(status, None, false);
+                assert_eq!(status_of(decide(&Caller::Anonymous, &ctx, action)), 404);
+                assert_eq!(status_of(decide(&user(Role::Organiser), &ctx, action)), 404);
+            }
+        }
+    }
+
+    #[test]
+    fn strangers_read_but_do_not_change_published_events() {
+        let ctx = context(EventStatus::Published, None, false);
+        assert_eq!(
+            status_of(decide(&Caller::Anonymous, &ctx, EventAction::View)),
+            200
+        );
+        assert_eq!(
+            status_of(decide(&Caller::Anonymous, &ctx, EventAction::Edit)),
+            401
+        );
+        let other = user(Role::Organiser);
+        assert_eq!(status_of(decide(&other, &ctx, EventAction::View)), 200);
+        assert_eq!(
+            status_of(decide(&other, &ctx, EventAction::ViewPrivate)),
+            403
+        );
+        assert_eq!(status_of(decide(&other, &ctx, EventAction::Edit)), 403);
+    }
+
+    #[test]
+    fn member_roles_grant_what_they_say() {
+        let organiser = user(Role::Organiser);
+        let expect = [
+            (MemberRole::Viewer, [200, 200, 403, 403]),
+            (MemberRole::Editor, [200, 200, 200, 403]),
+            (MemberRole::Owner, [200, 200, 200, 200]),
+        ];
+        for (role, statuses) in expect {
+            let ctx = context(EventStatus::Draft, Some(role), false);
+            let actions = [
+                EventAction::View,
+                EventAction::ViewPrivate,
+                EventAction::Edit,
+                EventAction::Manage,
+            ];
+            for (action, status) in actions.into_iter().zip(statuses) {
+                assert_eq!(
+                    status_of(decide(&organiser, &ctx, action)),
+                    status,
+                    "{role} {action:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn admins_may_do_everything() {
+        let ctx = context(EventStatus::Draft, None, true);
+        for action in [
+            EventAction::View,
+            EventAction::ViewPrivate,
+            EventAction::Edit,
+            EventAction::Manage,
+        ] {
+            assert_eq!(status_of(decide(&user(Role::Admin), &ctx, action)), 200);
+        }
+    }
+}
+
+/// What a caller wants to do with one registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationAction {
+    /// Read it (its participant, the event's organisers).
+    View,
+    /// Change or cancel it (its participant, the event's owners and editors).
+    Change,
+    /// Read its history (the event's organisers).
+    ViewHistory,
+    /// Organisers' decisions, such as promoting out of turn (owners and editors).
+    Manage,
+}
+
+/// A registration, its event, and who acts on it.
+pub struct RegistrationContext {
+    pub registration: Registration,
+    pub event: Event,
+    pub actor: Actor,
+    /// The caller is the participant (with the manage token), not an organiser.
+    pub by_participant: bool,
+}
+
+/// Finds a registration and checks that the caller may perform `action` on it. A manage
+/// token opens only its own registration; to anyone else, another registration does not
+/// exist.
+pub async fn registration(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    id: Uuid,
+    action: RegistrationAction,
+) -> ApiResult<RegistrationContext> {
+    if matches!(caller, Caller::Anonymous) {
+        return Err(ApiError::unauthorized(
+            "send the registration's manage token or an organiser's access token",
+        ));
+    }
+    if let Caller::Participant(participant) = caller
+        && participant.registration_id != id
+    {
+        return Err(ApiError::not_found("registration"));
+    }
+    let registration: Registration = registrations::table
+        .find(id)
+        .select(Registration::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("registration"))?;
+    let event_ref = registration.event_id.to_string();
+    match caller {
+        Caller::Participant(_) => {
+            if matches!(
+                action,
+                RegistrationAction::ViewHistory | RegistrationAction::Manage
+            ) {
+                return Err(ApiError::forbidden(
+                    "only the event's organisers may do this",
+                ));
+            }
+            let event = events::table
+                .find(registration.event_id)
+                .select(Event::as_select())
+                .first(conn)
+                .await?;
+            Ok(RegistrationContext {
+                actor: Actor::participant(id),
+                registration,
+                event,
+                by_participant: true,
+            })
+        }
+        Caller::User(user) => {
+            let event_action = match action {
+                RegistrationAction::View | RegistrationAction::ViewHistory => {
+                    EventAction::ViewPrivate
+                }
+                RegistrationAction::Change | RegistrationAction::Manage => EventAction::Edit,
+            };
+            let context = event(conn, caller, &event_ref, event_action)
+                .await
+                .map_err(|error| match error.status().as_u16() {
+                    // Do not confirm that a registration exists in an event the caller cannot see.
+                    404 => ApiError::not_found("registration"),
+                    _ => error,
+                })?;
+            Ok(RegistrationContext {
+                actor: Actor::organiser(user.id),
+                registration,
+                event: context.event,
+                by_participant: false,
+            })
+        }
+        Caller::Anonymous => unreachable!("handled above"),
     }
 }

@@ -62,6 +62,8 @@ struct Inner {
     extra: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
     source: Option<anyhow::Error>,
+    /// The failure was a lost race between transactions; running it again may succeed.
+    retryable: bool,
 }
 
 impl ApiError {
@@ -74,6 +76,7 @@ impl ApiError {
             extra: Map::new(),
             headers: Vec::new(),
             source: None,
+            retryable: false,
         }))
     }
 
@@ -172,6 +175,10 @@ impl ApiError {
         self.0.code
     }
 
+    pub fn is_retryable(&self) -> bool {
+        self.0.retryable
+    }
+
     pub fn problem(&self) -> Problem {
         Problem {
             kind: format!("urn:registrar:problem:{}", self.0.code),
@@ -263,6 +270,13 @@ impl From<DieselError> for ApiError {
                 tracing::warn!(error = %error, "database unavailable");
                 ApiError::unavailable("The database is unavailable; retry shortly.")
                     .with_code("database_unavailable")
+            }
+            _ if crate::db::is_retryable(&error) => {
+                let mut api_error =
+                    ApiError::unavailable("the request collided with a concurrent one; retry it")
+                        .with_code("concurrent_request");
+                api_error.0.retryable = true;
+                api_error
             }
             _ => ApiError::internal(error),
         }

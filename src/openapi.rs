@@ -23,6 +23,9 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
     tags(
         (name = "auth", description = "Organiser login and tokens"),
         (name = "users", description = "Organiser accounts (admins only)"),
+        (name = "events", description = "Events and their organisers"),
+        (name = "programme", description = "Venues, tracks, sessions, speakers and the public programme"),
+        (name = "registrations", description = "Registering, waitlists, self-service and the organisers' side"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -47,6 +50,37 @@ pub enum AdminOnly {
     /// `forbidden`: only admins may do this.
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(Problem),
+}
+
+/// What any route of an event can answer besides its own outcomes.
+#[derive(IntoResponses)]
+pub enum EventErrors {
+    /// `authentication_required`: the action needs an organiser's token.
+    /// `invalid_token`: the token sent is malformed, expired, revoked or of a disabled account.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// `forbidden`: the caller may see the event but not do this.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// `not_found`: no such event (or not visible to the caller), or no such item in it.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+}
+
+/// What `/registrations/{id}` routes can answer besides their own outcomes.
+#[derive(IntoResponses)]
+pub enum RegistrationErrors {
+    /// `authentication_required`: send the manage token or an organiser's token.
+    /// `invalid_token`: the token sent is not valid.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// `forbidden`: the caller may see the registration but not do this.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// `not_found`: no such registration visible to the caller (a manage token opens only
+    /// its own).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
 }
 
 /// The answers to a request body that cannot be accepted.

@@ -19,8 +19,10 @@ use crate::config::{Config, Environment};
 use crate::error::{ApiError, extractors};
 use crate::metrics::{Metrics, RecordMetrics};
 use crate::openapi::{self, OpenApiJson};
+use crate::programme::ProgrammeCache;
+use crate::ratelimit::RateLimits;
 use crate::state::AppState;
-use crate::{auth, db, ops, users};
+use crate::{auth, db, events, maintenance, ops, programme, registrations, users};
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -29,7 +31,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(
             scope::scope("/api/v1")
                 .configure(auth::routes)
-                .configure(users::routes),
+                .configure(users::routes)
+                .configure(events::routes)
+                .configure(programme::routes)
+                .configure(registrations::routes),
         );
 }
 
@@ -116,8 +121,15 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         keys: Keys::new(secret, config.access_token_ttl()),
         db: pool,
         metrics: Metrics::new(),
+        programme_cache: ProgrammeCache::new(Duration::from_millis(config.programme_cache_ms)),
+        rate_limits: RateLimits::new(
+            config.login_rate_limit,
+            config.registration_rate_limit,
+            config.trust_forwarded_for,
+        ),
         config,
     });
+    maintenance::spawn(state.clone().into_inner());
 
     let server = HttpServer::new(move || {
         let (app, _) = App::new()

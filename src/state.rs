@@ -7,12 +7,16 @@ use crate::config::Config;
 use crate::db::{DbConn, DbPool};
 use crate::error::ApiResult;
 use crate::metrics::Metrics;
+use crate::programme::ProgrammeCache;
+use crate::ratelimit::RateLimits;
 
 pub struct AppState {
     pub db: DbPool,
     pub config: Config,
     pub keys: Keys,
     pub metrics: Metrics,
+    pub programme_cache: ProgrammeCache,
+    pub rate_limits: RateLimits,
 }
 
 pub type State = web::Data<AppState>;

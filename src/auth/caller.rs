@@ -10,7 +10,8 @@ use diesel_async::RunQueryDsl;
 use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
-use crate::db::schema::{auth_sessions, users};
+use super::tokens;
+use crate::db::schema::{auth_sessions, registrations, users};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::users::Role;
@@ -19,6 +20,14 @@ use crate::users::Role;
 pub enum Caller {
     Anonymous,
     User(UserCaller),
+    /// A participant, by the manage token of their registration.
+    Participant(ParticipantCaller),
+}
+
+#[derive(Debug, Clone)]
+pub struct ParticipantCaller {
+    pub registration_id: Uuid,
+    pub event_id: Uuid,
 }
 
 /// An organiser or admin, authenticated by an access token.
@@ -71,6 +80,9 @@ impl FromRequest for Caller {
 }
 
 async fn resolve(state: &AppState, token: &str) -> ApiResult<Caller> {
+    if token.starts_with(tokens::MANAGE_PREFIX) {
+        return participant(state, token).await;
+    }
     let claims = state
         .keys
         .verify(token)
@@ -93,6 +105,25 @@ async fn resolve(state: &AppState, token: &str) -> ApiResult<Caller> {
         Some((_, true, _)) => Err(invalid_token("the account is disabled")),
         _ => Err(invalid_token("the session has ended; log in again")),
     }
+}
+
+async fn participant(state: &AppState, token: &str) -> ApiResult<Caller> {
+    if !tokens::has_shape(token, tokens::MANAGE_PREFIX) {
+        return Err(invalid_token("the manage token is not valid"));
+    }
+    let mut conn = state.conn().await?;
+    let found: Option<(Uuid, Uuid)> = registrations::table
+        .filter(registrations::manage_token_hash.eq(tokens::digest(token)))
+        .select((registrations::id, registrations::event_id))
+        .first(&mut conn)
+        .await
+        .optional()?;
+    let (registration_id, event_id) =
+        found.ok_or_else(|| invalid_token("the manage token is not valid"))?;
+    Ok(Caller::Participant(ParticipantCaller {
+        registration_id,
+        event_id,
+    }))
 }
 
 pub fn invalid_token(detail: &str) -> ApiError {

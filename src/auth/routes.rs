@@ -148,8 +148,13 @@ fn token_response(
     )
 )]
 #[post("/auth/login")]
-async fn login(state: State, body: web::Json<LoginRequest>) -> ApiResult<web::Json<TokenResponse>> {
+async fn login(
+    state: State,
+    req: actix_web::HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<web::Json<TokenResponse>> {
     let body = body.into_inner();
+    state.rate_limits.check_login(&state, &req).await?;
     let found: Option<(Uuid, String, bool)> = {
         let mut conn = state.conn().await?;
         users::table

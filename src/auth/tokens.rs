@@ -17,6 +17,18 @@ pub fn generate(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// A token derived from a random `nonce` with a server key: random to anyone without the
+/// key, yet reproducible by the server (to replay a response that carried it).
+pub fn derived(prefix: &str, key: &[u8; 32], nonce: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(nonce);
+    format!(
+        "{prefix}{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
 /// The digest stored in place of a token.
 pub fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
@@ -46,5 +58,15 @@ mod tests {
         assert_ne!(digest(&a), digest(&b));
         assert!(!has_shape(&a, DEVICE_KEY_PREFIX));
         assert!(!has_shape("rgm_short", MANAGE_PREFIX));
+    }
+
+    #[test]
+    fn derived_tokens_are_reproducible_only_with_the_key() {
+        let key = [7u8; 32];
+        let token = derived(MANAGE_PREFIX, &key, b"nonce");
+        assert!(has_shape(&token, MANAGE_PREFIX), "{token}");
+        assert_eq!(token, derived(MANAGE_PREFIX, &key, b"nonce"));
+        assert_ne!(token, derived(MANAGE_PREFIX, &[8u8; 32], b"nonce"));
+        assert_ne!(token, derived(MANAGE_PREFIX, &key, b"other"));
     }
 }

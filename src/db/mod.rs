@@ -19,6 +19,9 @@ use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+// Relations print-schema cannot see (their foreign keys are composite).
+diesel::joinable!(schema::session_speakers -> schema::speakers (speaker_id));
+
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// Arbitrary key of the session-level advisory lock held while migrating.

@@ -10,12 +10,190 @@ diesel::table! {
 }
 
 diesel::table! {
+    event_members (event_id, user_id) {
+        event_id -> Uuid,
+        user_id -> Uuid,
+        role -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    event_seats (event_id, seat_no) {
+        event_id -> Uuid,
+        seat_no -> Int4,
+        registration_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Uuid,
+        slug -> Text,
+        title -> Text,
+        description -> Nullable<Text>,
+        time_zone -> Text,
+        starts_on -> Date,
+        ends_on -> Date,
+        city -> Nullable<Text>,
+        status -> Text,
+        registration_opens_at -> Nullable<Timestamptz>,
+        registration_closes_at -> Nullable<Timestamptz>,
+        capacity -> Nullable<Int4>,
+        allow_overlapping_sessions -> Bool,
+        version -> Int8,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (event_id, key) {
+        event_id -> Uuid,
+        key -> Text,
+        request_hash -> Bytea,
+        registration_id -> Uuid,
+        response -> Jsonb,
+        token_nonce -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    rate_limits (bucket, client) {
+        bucket -> Text,
+        client -> Text,
+        tat -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (token_hash) {
         token_hash -> Bytea,
         auth_session_id -> Uuid,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         rotated_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    registration_history (id) {
+        id -> Int8,
+        registration_id -> Uuid,
+        session_id -> Nullable<Uuid>,
+        action -> Text,
+        actor -> Text,
+        actor_id -> Nullable<Uuid>,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    registration_sessions (registration_id, session_id) {
+        registration_id -> Uuid,
+        session_id -> Uuid,
+        status -> Text,
+        waitlist_order -> Nullable<Int8>,
+        seat_no -> Nullable<Int4>,
+        over_capacity -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    registrations (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        full_name -> Text,
+        email -> Text,
+        email_normalized -> Text,
+        organisation -> Nullable<Text>,
+        position -> Nullable<Text>,
+        city -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        category -> Text,
+        status -> Text,
+        source -> Text,
+        manage_token_hash -> Bytea,
+        consent_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        cancelled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    session_seats (session_id, seat_no) {
+        session_id -> Uuid,
+        seat_no -> Int4,
+        registration_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    session_speakers (session_id, speaker_id) {
+        event_id -> Uuid,
+        session_id -> Uuid,
+        speaker_id -> Uuid,
+        role -> Text,
+        position -> Int4,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        title -> Text,
+        description -> Nullable<Text>,
+        kind -> Text,
+        starts_at -> Timestamptz,
+        ends_at -> Timestamptz,
+        venue_id -> Nullable<Uuid>,
+        track_id -> Nullable<Uuid>,
+        capacity -> Nullable<Int4>,
+        waitlist_enabled -> Bool,
+        registration_opens_at -> Nullable<Timestamptz>,
+        registration_closes_at -> Nullable<Timestamptz>,
+        status -> Text,
+        language -> Nullable<Text>,
+        tags -> Array<Nullable<Text>>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    speakers (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        full_name -> Text,
+        position -> Nullable<Text>,
+        organisation -> Nullable<Text>,
+        bio -> Nullable<Text>,
+        photo_url -> Nullable<Text>,
+        email -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    tracks (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        title -> Text,
+        description -> Nullable<Text>,
+        colour -> Nullable<Text>,
+        position -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -32,7 +210,51 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(auth_sessions -> users (user_id));
-diesel::joinable!(refresh_tokens -> auth_sessions (auth_session_id));
+diesel::table! {
+    venues (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        name -> Text,
+        city -> Nullable<Text>,
+        address -> Nullable<Text>,
+        capacity -> Nullable<Int4>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
 
-diesel::allow_tables_to_appear_in_same_query!(auth_sessions, refresh_tokens, users,);
+diesel::joinable!(auth_sessions -> users (user_id));
+diesel::joinable!(event_members -> events (event_id));
+diesel::joinable!(event_members -> users (user_id));
+diesel::joinable!(event_seats -> events (event_id));
+diesel::joinable!(events -> users (created_by));
+diesel::joinable!(refresh_tokens -> auth_sessions (auth_session_id));
+diesel::joinable!(registration_history -> registrations (registration_id));
+diesel::joinable!(registration_sessions -> registrations (registration_id));
+diesel::joinable!(registration_sessions -> sessions (session_id));
+diesel::joinable!(registrations -> events (event_id));
+diesel::joinable!(session_seats -> sessions (session_id));
+diesel::joinable!(sessions -> events (event_id));
+diesel::joinable!(speakers -> events (event_id));
+diesel::joinable!(tracks -> events (event_id));
+diesel::joinable!(venues -> events (event_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    auth_sessions,
+    event_members,
+    event_seats,
+    events,
+    idempotency_keys,
+    rate_limits,
+    refresh_tokens,
+    registration_history,
+    registration_sessions,
+    registrations,
+    session_seats,
+    session_speakers,
+    sessions,
+    speakers,
+    tracks,
+    users,
+    venues,
+);

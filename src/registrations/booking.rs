@@ -1,0 +1,614 @@
+//! The registering transactions: register, change, cancel. Every rule a registration must
+//! obey is checked here, and every capacity decision is made by the database inside the
+//! transaction (see `capacity`).
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::capacity::{self, WhenFull, event_lock_key, session_lock_key};
+use super::history::{self, Actor, Entry, HistoryAction};
+use super::idempotency::{self, Check, IdempotencyRequest};
+use super::{
+    Category, Registration, RegistrationStatus, SessionOutcome, SessionRegistrationStatus, Source,
+};
+use crate::db::{self, schema::registration_sessions, schema::registrations, schema::sessions};
+use crate::error::{ApiError, ApiResult};
+use crate::events::{Event, EventStatus};
+use crate::programme::{Session, SessionStatus};
+use crate::validation::normalise_email;
+
+/// Transactions that lost a race (deadlock, serialisation) are run again this many times.
+const ATTEMPTS: usize = 3;
+
+/// Who is registering, with which powers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A participant: registration windows apply; full sessions waitlist or refuse.
+    Public,
+    /// An organiser: windows do not apply; with `over_capacity`, full sessions confirm anyway.
+    Organiser { over_capacity: bool },
+}
+
+/// A participant's details, validated.
+#[derive(Debug, Clone)]
+pub struct Applicant {
+    pub full_name: String,
+    pub email: String,
+    pub organisation: Option<String>,
+    pub position: Option<String>,
+    pub city: Option<String>,
+    pub phone: Option<String>,
+    pub category: Category,
+}
+
+fn registration_closed(session: Option<&Session>) -> ApiError {
+    let error = ApiError::conflict(
+        "registration_closed",
+        match session {
+            Some(s) => format!("registration for «{}» is not open", s.title),
+            None => "registration for this event is not open".to_owned(),
+        },
+    );
+    match session {
+        Some(s) => error.with("session_id", s.id),
+        None => error,
+    }
+}
+
+fn within(now: DateTime<Utc>, opens: Option<DateTime<Utc>>, closes: Option<DateTime<Utc>>) -> bool {
+    opens.is_none_or(|opens| now >= opens) && closes.is_none_or(|closes| now < closes)
+}
+
+/// The event must take registrations from this caller.
+pub fn check_event(event: &Event, mode: Mode, now: DateTime<Utc>) -> ApiResult<()> {
+    match (event.status, mode) {
+        (EventStatus::Published, _) => {}
+        (EventStatus::Archived, _) => {
+            return Err(ApiError::conflict(
+                "registration_closed",
+                "the event is archived and takes no registrations",
+            ));
+        }
+        (EventStatus::Draft, Mode::Public) => return Err(ApiError::not_found("event")),
+        (EventStatus::Draft, Mode::Organiser { .. }) => {}
+    }
+    if mode == Mode::Public
+        && !within(
+            now,
+            event.registration_opens_at,
+            event.registration_closes_at,
+        )
+    {
+        return Err(registration_closed(None));
+    }
+    Ok(())
+}
+
+/// Loads the sessions a registration asks for and checks that each may be booked now.
+/// `field` names the request field in errors.
+pub async fn bookable_sessions(
+    conn: &mut AsyncPgConnection,
+    event: &Event,
+    ids: &[Uuid],
+    mode: Mode,
+    now: DateTime<Utc>,
+    field: &str,
+) -> ApiResult<Vec<Session>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: Vec<Session> = sessions::table
+        .filter(sessions::event_id.eq(event.id))
+        .filter(sessions::id.eq_any(ids))
+        .select(Session::as_select())
+        .load(conn)
+        .await?;
+    let mut result = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let session = found
+            .iter()
+            .find(|s| s.id == *id)
+            .filter(|s| mode != Mode::Public || s.status != SessionStatus::Draft)
+            .ok_or_else(|| {
+                ApiError::invalid(format!("{field}[{i}]"), "is not a session of this event")
+            })?;
+        if session.status == SessionStatus::Cancelled {
+            return Err(ApiError::conflict(
+                "session_cancelled",
+                format!("«{}» has been cancelled", session.title),
+            )
+            .with("session_id", session.id));
+        }
+        if mode == Mode::Public {
+            let opens = session
+                .registration_opens_at
+                .or(event.registration_opens_at);
+            let closes = session
+                .registration_closes_at
+                .or(event.registration_closes_at);
+            if !within(now, opens, closes) || now >= session.ends_at {
+                return Err(registration_closed(Some(session)));
+            }
+        }
+        result.push(session.clone());
+    }
+    Ok(result)
+}
+
+/// Two sessions of one participant may not overlap unless the event allows it.
+pub fn check_overlaps(event: &Event, sessions: &[&Session]) -> ApiResult<()> {
+    if event.allow_overlapping_sessions {
+        return Ok(());
+    }
+    for (i, a) in sessions.iter().enumerate() {
+        for b in &sessions[i + 1..] {
+            if a.starts_at < b.ends_at && b.starts_at < a.ends_at {
+                return Err(ApiError::conflict(
+                    "schedule_conflict",
+                    format!("«{}» and «{}» overlap in time", a.title, b.title),
+                )
+                .with("sessions", [a.id, b.id]));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn when_full(session: &Session, mode: Mode) -> WhenFull {
+    match mode {
+        Mode::Organiser {
+            over_capacity: true,
+        } => WhenFull::Exceed,
+        _ if session.waitlist_enabled => WhenFull::Waitlist,
+        _ => WhenFull::Refuse,
+    }
+}
+
+fn session_full(session: &Session) -> ApiError {
+    ApiError::conflict(
+        "session_full",
+        format!("«{}» is full and has no waitlist", session.title),
+    )
+    .with("session_id", session.id)
+}
+
+/// Claims places in `sessions` for a registration, those that refuse when full first (so
+/// that a refusal comes before any waitlist place is taken). Returns the outcomes in the
+/// given order.
+async fn claim_all(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+    sessions: &[Session],
+    mode: Mode,
+    actor: Actor,
+) -> ApiResult<Vec<SessionOutcome>> {
+    let mut order: Vec<&Session> = sessions.iter().collect();
+    order.sort_by_key(|s| when_full(s, mode) != WhenFull::Refuse);
+    let mut outcomes = Vec::with_capacity(sessions.len());
+    let mut entries = Vec::with_capacity(sessions.len());
+    for session in order {
+        let claim =
+            capacity::claim_session(conn, registration_id, session, when_full(session, mode))
+                .await?
+                .ok_or_else(|| session_full(session))?;
+        let status: SessionRegistrationStatus = claim
+            .status
+            .parse()
+            .map_err(|e: String| ApiError::internal(anyhow::anyhow!(e)))?;
+        let action = match status {
+            SessionRegistrationStatus::Waitlisted => HistoryAction::Waitlisted,
+            _ => HistoryAction::Confirmed,
+        };
+        entries.push(Entry::new(registration_id, Some(session.id), action, actor));
+        outcomes.push(SessionOutcome {
+            session_id: session.id,
+            status,
+            waitlist_position: claim.position,
+        });
+    }
+    history::record(conn, entries).await?;
+    outcomes.sort_by_key(|o| sessions.iter().position(|s| s.id == o.session_id));
+    Ok(outcomes)
+}
+
+fn already_registered() -> ApiError {
+    ApiError::conflict(
+        "already_registered",
+        "this email address already has an active registration for the event",
+    )
+    .with("field", "email")
+}
+
+fn map_email_conflict(error: diesel::result::Error) -> ApiError {
+    match db::violated_constraint(&error) {
+        Some("registrations_active_email_key") => already_registered(),
+        _ => error.into(),
+    }
+}
+
+/// Runs a registering transaction, again when it lost a race with another one.
+macro_rules! retrying {
+    ($body:expr) => {{
+        let mut attempt = 1;
+        loop {
+            match $body.await {
+                Err(error) if error.is_retryable() && attempt < ATTEMPTS => attempt += 1,
+                result => break result,
+            }
+        }
+    }};
+}
+
+pub struct NewRegistration<'a> {
+    pub event: &'a Event,
+    pub applicant: &'a Applicant,
+    pub sessions: &'a [Session],
+    pub mode: Mode,
+    pub actor_user: Option<Uuid>,
+    pub token_hash: Vec<u8>,
+    pub idempotency: Option<(&'a IdempotencyRequest, &'a [u8])>,
+}
+
+pub enum Registered {
+    Created {
+        id: Uuid,
+        sessions: Vec<SessionOutcome>,
+    },
+    /// The same request was made before with this Idempotency-Key.
+    Replayed(idempotency::Stored),
+}
+
+/// Registers a participant: one transaction, all or nothing.
+pub async fn register(
+    conn: &mut AsyncPgConnection,
+    new: NewRegistration<'_>,
+) -> ApiResult<Registered> {
+    let event = new.event;
+    let id = Uuid::now_v7();
+    let over_capacity = matches!(
+        new.mode,
+        Mode::Organiser {
+            over_capacity: true
+        }
+    );
+    let mut shared = vec![event_lock_key(event.id)];
+    shared.extend(new.sessions.iter().map(|s| session_lock_key(s.id)));
+    let actor = match new.actor_user {
+        Some(user) => Actor::organiser(user),
+        None => Actor::participant(id),
+    };
+    let result = retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some((request, _)) = new.idempotency
+            && let Check::Replay(stored) = idempotency::check(conn, event.id, request).await?
+        {
+            return Ok(Registered::Replayed(stored));
+        }
+        capacity::lock(conn, &shared, &[]).await?;
+        let a = new.applicant;
+        diesel::insert_into(registrations::table)
+            .values((
+                registrations::id.eq(id),
+                registrations::event_id.eq(event.id),
+                registrations::full_name.eq(&a.full_name),
+                registrations::email.eq(a.email.trim()),
+                registrations::email_normalized.eq(normalise_email(&a.email)),
+                registrations::organisation.eq(&a.organisation),
+                registrations::position.eq(&a.position),
+                registrations::city.eq(&a.city),
+                registrations::phone.eq(&a.phone),
+                registrations::category.eq(a.category),
+                registrations::source.eq(match new.mode {
+                    Mode::Public => Source::Public,
+                    Mode::Organiser { .. } => Source::Organiser,
+                }),
+                registrations::manage_token_hash.eq(&new.token_hash),
+                registrations::consent_at.eq(Utc::now()),
+            ))
+            .execute(conn)
+            .await
+            .map_err(map_email_conflict)?;
+        if event.capacity.is_some()
+            && !over_capacity
+            && !capacity::claim_event_seat(conn, event.id, id).await?
+        {
+            return Err(ApiError::conflict(
+                "event_full",
+                "the event has no places left",
+            ));
+        }
+        history::record(
+            conn,
+            vec![
+                Entry::new(id, None, HistoryAction::Created, actor).with_details(json!({
+                    "over_capacity": over_capacity,
+                })),
+            ],
+        )
+        .await?;
+        let sessions = claim_all(conn, id, new.sessions, new.mode, actor).await?;
+        if let Some((request, nonce)) = new.idempotency {
+            idempotency::store(conn, event.id, request, id, &sessions, nonce).await?;
+        }
+        Ok(Registered::Created { id, sessions })
+    }));
+    if result.is_err() {
+        repair(conn, new.sessions).await;
+    }
+    result
+}
+
+/// After a registering transaction failed, seats it had claimed are free again; anyone who
+/// was waitlisted meanwhile because those seats were taken gets them now.
+async fn repair(conn: &mut AsyncPgConnection, sessions: &[Session]) {
+    for session in sessions
+        .iter()
+        .filter(|s| s.capacity.is_some() && s.waitlist_enabled)
+    {
+        let result = conn
+            .transaction::<_, ApiError, _>(async |conn| {
+                capacity::lock_session_exclusive(conn, session.id).await?;
+                capacity::rebalance(conn, session.id, session.capacity, Actor::SYSTEM).await
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(session_id = %session.id, %error, "could not rebalance seats after a failed registration");
+        }
+    }
+}
+
+/// What a change asks for; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub organisation: Option<Option<String>>,
+    pub position: Option<Option<String>>,
+    pub city: Option<Option<String>>,
+    pub phone: Option<Option<String>>,
+    pub category: Option<Category>,
+    /// The complete set of sessions wanted.
+    pub session_ids: Option<Vec<Uuid>>,
+}
+
+impl Changes {
+    fn changed_fields(&self) -> Vec<&'static str> {
+        [
+            ("full_name", self.full_name.is_some()),
+            ("email", self.email.is_some()),
+            ("organisation", self.organisation.is_some()),
+            ("position", self.position.is_some()),
+            ("city", self.city.is_some()),
+            ("phone", self.phone.is_some()),
+            ("category", self.category.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+}
+
+/// The sessions a registration currently holds a place in (confirmed or waitlisted).
+async fn active_sessions(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+) -> ApiResult<Vec<Session>> {
+    Ok(registration_sessions::table
+        .inner_join(sessions::table)
+        .filter(registration_sessions::registration_id.eq(registration_id))
+        .filter(registration_sessions::status.ne(SessionRegistrationStatus::Cancelled))
+        .select(Session::as_select())
+        .load(conn)
+        .await?)
+}
+
+fn cancelled_already() -> ApiError {
+    ApiError::conflict(
+        "registration_cancelled",
+        "the registration has been cancelled",
+    )
+}
+
+fn concurrent_change() -> ApiError {
+    ApiError::conflict(
+        "concurrent_change",
+        "the registration was changed at the same time; fetch it and try again",
+    )
+}
+
+/// Locks the registration row and checks it is still as the change was planned against.
+async fn lock_registration(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+    expected_sessions: &HashSet<Uuid>,
+) -> ApiResult<Registration> {
+    let current: Registration = registrations::table
+        .find(registration_id)
+        .select(Registration::as_select())
+        .for_no_key_update()
+        .first(conn)
+        .await?;
+    if current.status == RegistrationStatus::Cancelled {
+        return Err(cancelled_already());
+    }
+    let now: HashSet<Uuid> = active_sessions(conn, registration_id)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    if &now != expected_sessions {
+        return Err(concurrent_change());
+    }
+    Ok(current)
+}
+
+/// Changes a registration's details and/or sessions, under the same rules as registering.
+pub async fn change(
+    conn: &mut AsyncPgConnection,
+    event: &Event,
+    registration: &Registration,
+    changes: Changes,
+    mode: Mode,
+    actor: Actor,
+) -> ApiResult<()> {
+    if registration.status == RegistrationStatus::Cancelled {
+        return Err(cancelled_already());
+    }
+    let now = Utc::now();
+    let current = active_sessions(conn, registration.id).await?;
+    let current_ids: HashSet<Uuid> = current.iter().map(|s| s.id).collect();
+    let (to_add, to_remove) = match &changes.session_ids {
+        None => (Vec::new(), Vec::new()),
+        Some(wanted) => {
+            let wanted_set: HashSet<Uuid> = wanted.iter().copied().collect();
+            let add_ids: Vec<Uuid> = wanted
+                .iter()
+                .copied()
+                .filter(|id| !current_ids.contains(id))
+                .collect();
+            if !add_ids.is_empty() {
+                check_event(event, mode, now)?;
+            }
+            let to_add = bookable_sessions(conn, event, &add_ids, mode, now, "session_ids").await?;
+            let to_remove: Vec<Session> = current
+                .iter()
+                .filter(|s| !wanted_set.contains(&s.id))
+                .cloned()
+                .collect();
+            let kept: Vec<&Session> = current
+                .iter()
+                .filter(|s| wanted_set.contains(&s.id))
+                .chain(to_add.iter())
+                .collect();
+            check_overlaps(event, &kept)?;
+            (to_add, to_remove)
+        }
+    };
+    let fields = changes.changed_fields();
+    let shared: Vec<i64> = std::iter::once(event_lock_key(event.id))
+        .chain(to_add.iter().map(|s| session_lock_key(s.id)))
+        .collect();
+    let exclusive: Vec<i64> = to_remove.iter().map(|s| session_lock_key(s.id)).collect();
+    let result = retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
+        capacity::lock(conn, &shared, &exclusive).await?;
+        lock_registration(conn, registration.id, &current_ids).await?;
+        if !fields.is_empty() {
+            diesel::update(registrations::table.find(registration.id))
+                .set((
+                    changes
+                        .full_name
+                        .as_ref()
+                        .map(|v| registrations::full_name.eq(v)),
+                    changes
+                        .email
+                        .as_ref()
+                        .map(|v| registrations::email.eq(v.trim())),
+                    changes
+                        .email
+                        .as_ref()
+                        .map(|v| registrations::email_normalized.eq(normalise_email(v))),
+                    changes
+                        .organisation
+                        .as_ref()
+                        .map(|v| registrations::organisation.eq(v)),
+                    changes
+                        .position
+                        .as_ref()
+                        .map(|v| registrations::position.eq(v)),
+                    changes.city.as_ref().map(|v| registrations::city.eq(v)),
+                    changes.phone.as_ref().map(|v| registrations::phone.eq(v)),
+                    changes.category.map(|v| registrations::category.eq(v)),
+                ))
+                .execute(conn)
+                .await
+                .map_err(map_email_conflict)?;
+            history::record(
+                conn,
+                vec![
+                    Entry::new(registration.id, None, HistoryAction::Changed, actor)
+                        .with_details(json!({ "fields": fields })),
+                ],
+            )
+            .await?;
+        }
+        for session in &to_remove {
+            capacity::release_session(conn, registration.id, session, Actor::SYSTEM).await?;
+        }
+        history::record(
+            conn,
+            to_remove
+                .iter()
+                .map(|s| {
+                    Entry::new(
+                        registration.id,
+                        Some(s.id),
+                        HistoryAction::SessionRemoved,
+                        actor,
+                    )
+                })
+                .collect(),
+        )
+        .await?;
+        claim_all(conn, registration.id, &to_add, mode, actor).await?;
+        diesel::update(registrations::table.find(registration.id))
+            .set(registrations::updated_at.eq(Utc::now()))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }));
+    if result.is_err() {
+        repair(conn, &to_add).await;
+    }
+    result
+}
+
+/// Cancels a registration: every place is given up (and goes to the next in line) and its
+/// event place is freed. Cancelling a cancelled registration changes nothing.
+pub async fn cancel(
+    conn: &mut AsyncPgConnection,
+    registration: &Registration,
+    actor: Actor,
+) -> ApiResult<()> {
+    if registration.status == RegistrationStatus::Cancelled {
+        return Ok(());
+    }
+    let current = active_sessions(conn, registration.id).await?;
+    let current_ids: HashSet<Uuid> = current.iter().map(|s| s.id).collect();
+    let exclusive: Vec<i64> = current.iter().map(|s| session_lock_key(s.id)).collect();
+    retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
+        capacity::lock(conn, &[], &exclusive).await?;
+        match lock_registration(conn, registration.id, &current_ids).await {
+            Ok(_) => {}
+            // Cancelled meanwhile by someone else: the outcome is the one asked for.
+            Err(error) if error.code() == "registration_cancelled" => return Ok(()),
+            Err(error) => return Err(error),
+        }
+        for session in &current {
+            capacity::release_session(conn, registration.id, session, Actor::SYSTEM).await?;
+        }
+        capacity::release_event_seat(conn, registration.id).await?;
+        let now = Utc::now();
+        diesel::update(registrations::table.find(registration.id))
+            .set((
+                registrations::status.eq(RegistrationStatus::Cancelled),
+                registrations::cancelled_at.eq(now),
+                registrations::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+        history::record(
+            conn,
+            vec![Entry::new(
+                registration.id,
+                None,
+                HistoryAction::Cancelled,
+                actor,
+            )],
+        )
+        .await
+    }))
+}

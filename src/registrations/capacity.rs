@@ -1,0 +1,630 @@
+//! Seat pools and their locks.
+//!
+//! A session with a capacity owns that many rows in `session_seats`; a confirmed
+//! registration holds one. Registrations claim seats with `FOR UPDATE SKIP LOCKED`, so many
+//! can claim seats of one session at once. Everything that *frees* seats or changes a pool
+//! (cancellation, removal of a session, capacity changes, deletion) takes the session's
+//! advisory lock exclusively, while registrations take it shared: a seat is therefore never
+//! freed while a registration that may have skipped it is still deciding to join the
+//! waitlist, and a freed seat goes to the first waitlisted registration in the same
+//! transaction. Events with a capacity have an `event_seats` pool, used the same way.
+//!
+//! Lock order, everywhere: advisory locks (event, then sessions by key), then rows.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::SessionRegistrationStatus;
+use super::history::{self, Actor, Entry, HistoryAction};
+use crate::db::schema::{events, registration_sessions, registrations, sessions};
+use crate::error::{ApiError, ApiResult};
+use crate::events::Event;
+use crate::programme::Session;
+
+const SESSION_LOCK: u64 = 0x5E55_1011_0000_0000;
+const EVENT_LOCK: u64 = 0xE7E4_7000_0000_0000;
+
+fn lock_key(kind: u64, id: Uuid) -> i64 {
+    let bytes = id.as_u128().to_le_bytes();
+    let low = u64::from_le_bytes(bytes[..8].try_into().expect("eight bytes"));
+    (low ^ kind) as i64
+}
+
+pub fn session_lock_key(session_id: Uuid) -> i64 {
+    lock_key(SESSION_LOCK, session_id)
+}
+
+pub fn event_lock_key(event_id: Uuid) -> i64 {
+    lock_key(EVENT_LOCK, event_id)
+}
+
+/// Takes the given advisory locks in a stable order: shared ones for registering, exclusive
+/// ones for freeing seats or changing pools.
+pub async fn lock(
+    conn: &mut AsyncPgConnection,
+    shared: &[i64],
+    exclusive: &[i64],
+) -> ApiResult<()> {
+    let mut keys: Vec<(i64, bool)> = shared
+        .iter()
+        .map(|k| (*k, false))
+        .chain(exclusive.iter().map(|k| (*k, true)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup_by_key(|(k, _)| *k);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (keys, modes): (Vec<i64>, Vec<bool>) = keys.into_iter().unzip();
+    diesel::sql_query(
+        "SELECT CASE WHEN x THEN pg_advisory_xact_lock(k)::text \
+                ELSE pg_advisory_xact_lock_shared(k)::text END \
+         FROM unnest($1::bigint[], $2::boolean[]) WITH ORDINALITY AS l(k, x, n) ORDER BY n",
+    )
+    .bind::<Array<BigInt>, _>(keys)
+    .bind::<Array<diesel::sql_types::Bool>, _>(modes)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn lock_session_exclusive(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+) -> ApiResult<()> {
+    lock(conn, &[], &[session_lock_key(session_id)]).await
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Moved {
+    #[diesel(sql_type = SqlUuid)]
+    registration_id: Uuid,
+    #[diesel(sql_type = Text)]
+    was: String,
+}
+
+/// Gives the session's free seats to those who should hold them: first registrations
+/// confirmed beyond capacity, then waitlisted ones in order. Needs the session's exclusive
+/// lock. Promotions are recorded and the promoted registrations touched.
+pub async fn rebalance(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+    capacity: Option<i32>,
+    actor: Actor,
+) -> ApiResult<Vec<Uuid>> {
+    let moved: Vec<Moved> = if capacity.is_none() {
+        // Unlimited: everyone waiting gets in.
+        diesel::sql_query(
+            "UPDATE registration_sessions SET status = 'confirmed', waitlist_order = NULL, \
+                    seat_no = NULL, updated_at = now() \
+             WHERE session_id = $1 AND status = 'waitlisted' \
+             RETURNING registration_id, 'waitlisted' AS was",
+        )
+        .bind::<SqlUuid, _>(session_id)
+        .load(conn)
+        .await?
+    } else {
+        diesel::sql_query(
+            "WITH free AS ( \
+                 SELECT seat_no, row_number() OVER (ORDER BY seat_no) AS n \
+                 FROM session_seats WHERE session_id = $1 AND registration_id IS NULL), \
+             waiting AS ( \
+                 SELECT registration_id, status, \
+                        row_number() OVER (ORDER BY (status = 'confirmed') DESC, waitlist_order, registration_id) AS n \
+                 FROM registration_sessions \
+                 WHERE session_id = $1 \
+                   AND (status = 'waitlisted' OR (status = 'confirmed' AND seat_no IS NULL))), \
+             pairs AS ( \
+                 SELECT free.seat_no, waiting.registration_id, waiting.status AS was \
+                 FROM free JOIN waiting USING (n)), \
+             taken AS ( \
+                 UPDATE session_seats s SET registration_id = p.registration_id \
+                 FROM pairs p WHERE s.session_id = $1 AND s.seat_no = p.seat_no) \
+             UPDATE registration_sessions r \
+             SET status = 'confirmed', seat_no = p.seat_no, waitlist_order = NULL, updated_at = now() \
+             FROM pairs p \
+             WHERE r.session_id = $1 AND r.registration_id = p.registration_id \
+             RETURNING r.registration_id, p.was",
+        )
+        .bind::<SqlUuid, _>(session_id)
+        .load(conn)
+        .await?
+    };
+    let promoted: Vec<Uuid> = moved
+        .into_iter()
+        .filter(|m| m.was == "waitlisted")
+        .map(|m| m.registration_id)
+        .collect();
+    if !promoted.is_empty() {
+        diesel::update(registrations::table.filter(registrations::id.eq_any(&promoted)))
+            .set(registrations::updated_at.eq(diesel::dsl::now))
+            .execute(conn)
+            .await?;
+        let entries = promoted
+            .iter()
+            .map(|id| Entry::new(*id, Some(session_id), HistoryAction::Promoted, actor))
+            .collect();
+        history::record(conn, entries).await?;
+    }
+    Ok(promoted)
+}
+
+async fn confirmed_count(conn: &mut AsyncPgConnection, session_id: Uuid) -> ApiResult<i64> {
+    Ok(registration_sessions::table
+        .filter(registration_sessions::session_id.eq(session_id))
+        .filter(registration_sessions::status.eq(SessionRegistrationStatus::Confirmed))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// Makes the session's seat pool match its (new) capacity and promotes whoever now fits.
+/// `previous` is the capacity before the change (`None` for a new session).
+pub async fn set_session_capacity(
+    conn: &mut AsyncPgConnection,
+    session: &Session,
+    previous: Option<Option<i32>>,
+) -> ApiResult<Vec<Uuid>> {
+    let is_new = previous.is_none();
+    if is_new {
+        if let Some(capacity) = session.capacity {
+            add_session_seats(conn, session.id, capacity).await?;
+        }
+        return Ok(Vec::new());
+    }
+    lock_session_exclusive(conn, session.id).await?;
+    match session.capacity {
+        None => {
+            diesel::sql_query("DELETE FROM session_seats WHERE session_id = $1")
+                .bind::<SqlUuid, _>(session.id)
+                .execute(conn)
+                .await?;
+            diesel::update(
+                registration_sessions::table
+                    .filter(registration_sessions::session_id.eq(session.id))
+                    .filter(registration_sessions::seat_no.is_not_null()),
+            )
+            .set(registration_sessions::seat_no.eq(None::<i32>))
+            .execute(conn)
+            .await?;
+        }
+        Some(capacity) => {
+            let confirmed = confirmed_count(conn, session.id).await?;
+            if confirmed > i64::from(capacity) {
+                return Err(ApiError::conflict(
+                    "capacity_below_confirmed",
+                    format!(
+                        "{confirmed} registrations are confirmed; the capacity cannot be lower"
+                    ),
+                )
+                .with("confirmed", confirmed));
+            }
+            let seats: Count =
+                diesel::sql_query("SELECT count(*) AS n FROM session_seats WHERE session_id = $1")
+                    .bind::<SqlUuid, _>(session.id)
+                    .get_result(conn)
+                    .await?;
+            let seats = seats.n as i32;
+            if seats < capacity {
+                add_session_seats(conn, session.id, capacity - seats).await?;
+            } else if seats > capacity {
+                diesel::sql_query(
+                    "DELETE FROM session_seats WHERE (session_id, seat_no) IN ( \
+                         SELECT session_id, seat_no FROM session_seats \
+                         WHERE session_id = $1 AND registration_id IS NULL \
+                         ORDER BY seat_no DESC LIMIT $2)",
+                )
+                .bind::<SqlUuid, _>(session.id)
+                .bind::<Integer, _>(seats - capacity)
+                .execute(conn)
+                .await?;
+            }
+        }
+    }
+    rebalance(conn, session.id, session.capacity, Actor::SYSTEM).await
+}
+
+async fn add_session_seats(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+    count: i32,
+) -> ApiResult<()> {
+    diesel::sql_query(
+        "INSERT INTO session_seats (session_id, seat_no) \
+         SELECT $1, coalesce((SELECT max(seat_no) FROM session_seats WHERE session_id = $1), 0) + g \
+         FROM generate_series(1, $2) AS g",
+    )
+    .bind::<SqlUuid, _>(session_id)
+    .bind::<Integer, _>(count)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes the event's pool of places match its capacity; `previous` is the capacity before
+/// (the same as the new one for a new event).
+pub async fn set_event_capacity(
+    conn: &mut AsyncPgConnection,
+    event: &Event,
+    previous: Option<i32>,
+) -> ApiResult<()> {
+    lock(conn, &[], &[event_lock_key(event.id)]).await?;
+    let Some(capacity) = event.capacity else {
+        diesel::sql_query("DELETE FROM event_seats WHERE event_id = $1")
+            .bind::<SqlUuid, _>(event.id)
+            .execute(conn)
+            .await?;
+        return Ok(());
+    };
+    let active: i64 = registrations::table
+        .filter(registrations::event_id.eq(event.id))
+        .filter(registrations::status.eq(super::RegistrationStatus::Active))
+        .count()
+        .get_result(conn)
+        .await?;
+    if active > i64::from(capacity) {
+        return Err(ApiError::conflict(
+            "capacity_below_registered",
+            format!("{active} registrations are active; the capacity cannot be lower"),
+        )
+        .with("registered", active));
+    }
+    let seats: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM event_seats WHERE event_id = $1")
+            .bind::<SqlUuid, _>(event.id)
+            .get_result(conn)
+            .await?;
+    let seats = seats.n as i32;
+    if seats < capacity {
+        diesel::sql_query(
+            "INSERT INTO event_seats (event_id, seat_no) \
+             SELECT $1, coalesce((SELECT max(seat_no) FROM event_seats WHERE event_id = $1), 0) + g \
+             FROM generate_series(1, $2) AS g",
+        )
+        .bind::<SqlUuid, _>(event.id)
+        .bind::<Integer, _>(capacity - seats)
+        .execute(conn)
+        .await?;
+    } else if seats > capacity {
+        diesel::sql_query(
+            "DELETE FROM event_seats WHERE (event_id, seat_no) IN ( \
+                 SELECT event_id, seat_no FROM event_seats \
+                 WHERE event_id = $1 AND registration_id IS NULL \
+                 ORDER BY seat_no DESC LIMIT $2)",
+        )
+        .bind::<SqlUuid, _>(event.id)
+        .bind::<Integer, _>(seats - capacity)
+        .execute(conn)
+        .await?;
+    }
+    if previous.is_none() {
+        // The event had no limit: give every active registration its place.
+        diesel::sql_query(
+            "WITH free AS ( \
+                 SELECT seat_no, row_number() OVER (ORDER BY seat_no) AS n \
+                 FROM event_seats WHERE event_id = $1 AND registration_id IS NULL), \
+             holders AS ( \
+                 SELECT r.id, row_number() OVER (ORDER BY r.id) AS n FROM registrations r \
+                 WHERE r.event_id = $1 AND r.status = 'active' \
+                   AND NOT EXISTS (SELECT 1 FROM event_seats e WHERE e.registration_id = r.id)) \
+             UPDATE event_seats s SET registration_id = holders.id \
+             FROM free JOIN holders USING (n) \
+             WHERE s.event_id = $1 AND s.seat_no = free.seat_no",
+        )
+        .bind::<SqlUuid, _>(event.id)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Claims a free place of the event for a registration; false when the event is full.
+pub async fn claim_event_seat(
+    conn: &mut AsyncPgConnection,
+    event_id: Uuid,
+    registration_id: Uuid,
+) -> ApiResult<bool> {
+    let claimed = diesel::sql_query(
+        "UPDATE event_seats SET registration_id = $2 \
+         WHERE (event_id, seat_no) = ( \
+             SELECT event_id, seat_no FROM event_seats \
+             WHERE event_id = $1 AND registration_id IS NULL \
+             ORDER BY seat_no LIMIT 1 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind::<SqlUuid, _>(event_id)
+    .bind::<SqlUuid, _>(registration_id)
+    .execute(conn)
+    .await?;
+    Ok(claimed == 1)
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct Claim {
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub position: Option<i64>,
+}
+
+/// What to do when a session has no free seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    Waitlist,
+    Refuse,
+    /// Confirm anyway (an organiser's explicit decision).
+    Exceed,
+}
+
+/// Takes a seat of the session for the registration (or a waitlist place, or a confirmed
+/// place beyond capacity, as `when_full` says) and records it, in one statement. `None`
+/// when the session is full and `when_full` is `Refuse`. The waitlist position counts
+/// the places ahead that this transaction can see.
+pub async fn claim_session(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+    session: &Session,
+    when_full: WhenFull,
+) -> ApiResult<Option<Claim>> {
+    if session.capacity.is_none() {
+        diesel::sql_query(
+            "INSERT INTO registration_sessions (registration_id, session_id, status) \
+             VALUES ($1, $2, 'confirmed') \
+             ON CONFLICT (registration_id, session_id) DO UPDATE \
+             SET status = 'confirmed', seat_no = NULL, waitlist_order = NULL, over_capacity = false, \
+                 updated_at = now()",
+        )
+        .bind::<SqlUuid, _>(registration_id)
+        .bind::<SqlUuid, _>(session.id)
+        .execute(conn)
+        .await?;
+        return Ok(Some(Claim {
+            status: "confirmed".into(),
+            position: None,
+        }));
+    }
+    let claim: Option<Claim> = diesel::sql_query(
+        "WITH seat AS ( \
+             UPDATE session_seats SET registration_id = $1 \
+             WHERE (session_id, seat_no) = ( \
+                 SELECT session_id, seat_no FROM session_seats \
+                 WHERE session_id = $2 AND registration_id IS NULL \
+                 ORDER BY seat_no LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING seat_no), \
+         outcome AS ( \
+             SELECT (SELECT seat_no FROM seat) AS seat_no) \
+         INSERT INTO registration_sessions AS rs \
+             (registration_id, session_id, status, seat_no, waitlist_order, over_capacity) \
+         SELECT $1, $2, \
+                CASE WHEN seat_no IS NOT NULL OR $3 = 'exceed' THEN 'confirmed' ELSE 'waitlisted' END, \
+                seat_no, \
+                CASE WHEN seat_no IS NULL AND $3 = 'waitlist' THEN nextval('waitlist_order_seq') END, \
+                seat_no IS NULL AND $3 = 'exceed' \
+         FROM outcome WHERE seat_no IS NOT NULL OR $3 <> 'refuse' \
+         ON CONFLICT (registration_id, session_id) DO UPDATE \
+         SET status = excluded.status, seat_no = excluded.seat_no, \
+             waitlist_order = excluded.waitlist_order, over_capacity = excluded.over_capacity, \
+             updated_at = now() \
+         WHERE rs.status = 'cancelled' \
+         RETURNING rs.status, \
+             CASE WHEN rs.status = 'waitlisted' THEN ( \
+                 SELECT count(*) + 1 FROM registration_sessions w \
+                 WHERE w.session_id = $2 AND w.status = 'waitlisted' \
+                   AND w.waitlist_order < rs.waitlist_order) END AS position",
+    )
+    .bind::<SqlUuid, _>(registration_id)
+    .bind::<SqlUuid, _>(session.id)
+    .bind::<Text, _>(match when_full {
+        WhenFull::Waitlist => "waitlist",
+        WhenFull::Refuse => "refuse",
+        WhenFull::Exceed => "exceed",
+    })
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(claim)
+}
+
+/// Gives up a registration's place in a session (its seat goes to whoever is next).
+/// Needs the session's exclusive lock. Returns false when it held no active place.
+pub async fn release_session(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+    session: &Session,
+    actor: Actor,
+) -> ApiResult<bool> {
+    let released = diesel::update(
+        registration_sessions::table
+            .find((registration_id, session.id))
+            .filter(registration_sessions::status.ne(SessionRegistrationStatus::Cancelled)),
+    )
+    .set((
+        registration_sessions::status.eq(SessionRegistrationStatus::Cancelled),
+        registration_sessions::seat_no.eq(None::<i32>),
+        registration_sessions::waitlist_order.eq(None::<i64>),
+        registration_sessions::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    if released == 0 {
+        return Ok(false);
+    }
+    diesel::sql_query(
+        "UPDATE session_seats SET registration_id = NULL WHERE session_id = $1 AND registration_id = $2",
+    )
+    .bind::<SqlUuid, _>(session.id)
+    .bind::<SqlUuid, _>(registration_id)
+    .execute(conn)
+    .await?;
+    rebalance(conn, session.id, session.capacity, actor).await?;
+    Ok(true)
+}
+
+pub async fn release_event_seat(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+) -> ApiResult<()> {
+    diesel::sql_query("UPDATE event_seats SET registration_id = NULL WHERE registration_id = $1")
+        .bind::<SqlUuid, _>(registration_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes a session that has no active registrations.
+pub async fn delete_session(
+    conn: &mut AsyncPgConnection,
+    event_id: Uuid,
+    session_id: Uuid,
+) -> ApiResult<()> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        lock_session_exclusive(conn, session_id).await?;
+        let exists: bool = diesel::select(diesel::dsl::exists(
+            sessions::table.filter(
+                sessions::id
+                    .eq(session_id)
+                    .and(sessions::event_id.eq(event_id)),
+            ),
+        ))
+        .get_result(conn)
+        .await?;
+        if !exists {
+            return Err(ApiError::not_found("session"));
+        }
+        let active: i64 = registration_sessions::table
+            .filter(registration_sessions::session_id.eq(session_id))
+            .filter(registration_sessions::status.ne(SessionRegistrationStatus::Cancelled))
+            .count()
+            .get_result(conn)
+            .await?;
+        if active > 0 {
+            return Err(ApiError::conflict(
+                "session_has_registrations",
+                format!("{active} active registrations; cancel the session instead"),
+            )
+            .with("active_registrations", active));
+        }
+        diesel::delete(sessions::table.find(session_id))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes an event if it has no registrations at all; false otherwise.
+pub async fn delete_event_without_registrations(
+    conn: &mut AsyncPgConnection,
+    event_id: Uuid,
+) -> ApiResult<bool> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        // Registrations hold the event's lock shared while they are being made.
+        lock(conn, &[], &[event_lock_key(event_id)]).await?;
+        let any: bool = diesel::select(diesel::dsl::exists(
+            registrations::table.filter(registrations::event_id.eq(event_id)),
+        ))
+        .get_result(conn)
+        .await?;
+        if any {
+            return Ok(false);
+        }
+        diesel::delete(events::table.find(event_id))
+            .execute(conn)
+            .await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// Promotes a waitlisted registration into the session out of turn: into a free seat if
+/// there is one, otherwise beyond capacity when `over_capacity` says so.
+pub async fn promote(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+    session: &Session,
+    over_capacity: bool,
+    actor: Actor,
+) -> ApiResult<()> {
+    lock_session_exclusive(conn, session.id).await?;
+    let status: Option<SessionRegistrationStatus> = registration_sessions::table
+        .find((registration_id, session.id))
+        .select(registration_sessions::status)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    if status != Some(SessionRegistrationStatus::Waitlisted) {
+        return Err(ApiError::conflict(
+            "not_waitlisted",
+            "this registration is not on the session's waitlist",
+        ));
+    }
+    let seat: Option<i32> = if session.capacity.is_some() {
+        diesel::sql_query(
+            "UPDATE session_seats SET registration_id = $2 \
+             WHERE (session_id, seat_no) = ( \
+                 SELECT session_id, seat_no FROM session_seats \
+                 WHERE session_id = $1 AND registration_id IS NULL ORDER BY seat_no LIMIT 1) \
+             RETURNING seat_no AS n",
+        )
+        .bind::<SqlUuid, _>(session.id)
+        .bind::<SqlUuid, _>(registration_id)
+        .get_result::<SeatNo>(conn)
+        .await
+        .optional()?
+        .map(|s| s.n)
+    } else {
+        None
+    };
+    if session.capacity.is_some() && seat.is_none() && !over_capacity {
+        return Err(ApiError::conflict(
+            "session_full",
+            "the session is full; set over_capacity to confirm beyond its capacity",
+        )
+        .with("session_id", session.id));
+    }
+    let beyond = session.capacity.is_some() && seat.is_none();
+    diesel::update(registration_sessions::table.find((registration_id, session.id)))
+        .set((
+            registration_sessions::status.eq(SessionRegistrationStatus::Confirmed),
+            registration_sessions::seat_no.eq(seat),
+            registration_sessions::waitlist_order.eq(None::<i64>),
+            registration_sessions::over_capacity.eq(beyond),
+            registration_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    diesel::update(registrations::table.find(registration_id))
+        .set(registrations::updated_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    history::record(
+        conn,
+        vec![
+            Entry::new(
+                registration_id,
+                Some(session.id),
+                HistoryAction::Promoted,
+                actor,
+            )
+            .with_details(json!({"over_capacity": beyond, "out_of_turn": true})),
+        ],
+    )
+    .await
+}
+
+#[derive(QueryableByName)]
+struct SeatNo {
+    #[diesel(sql_type = Integer)]
+    n: i32,
+}

@@ -1,0 +1,214 @@
+//! Registrations: participants signing up for an event and its sessions, within capacity,
+//! with waitlists, self-service through a private manage token, and the organisers' side.
+
+mod booking;
+pub mod capacity;
+pub mod counts;
+pub mod history;
+mod idempotency;
+mod organiser;
+mod participant;
+mod public;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db::schema::registrations;
+use crate::error::ApiResult;
+
+pub use capacity::delete_event_without_registrations;
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.configure(public::routes)
+        .configure(participant::routes)
+        .configure(organiser::routes);
+}
+
+crate::text_enum! {
+    /// Printed on badges and used in statistics.
+    pub enum Category {
+        Government => "government",
+        Business => "business",
+        Nonprofit => "nonprofit",
+        Media => "media",
+        Other => "other",
+    }
+}
+
+crate::text_enum! {
+    pub enum RegistrationStatus {
+        Active => "active",
+        Cancelled => "cancelled",
+    }
+}
+
+crate::text_enum! {
+    /// A registration's place in one session.
+    pub enum SessionRegistrationStatus {
+        Confirmed => "confirmed",
+        Waitlisted => "waitlisted",
+        Cancelled => "cancelled",
+    }
+}
+
+crate::text_enum! {
+    pub enum Source {
+        Public => "public",
+        Organiser => "organiser",
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = registrations)]
+pub struct Registration {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub full_name: String,
+    pub email: String,
+    pub organisation: Option<String>,
+    pub position: Option<String>,
+    pub city: Option<String>,
+    pub phone: Option<String>,
+    pub category: Category,
+    pub status: RegistrationStatus,
+    pub source: Source,
+    pub consent_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// The outcome for one session.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct SessionOutcome {
+    pub session_id: Uuid,
+    pub status: SessionRegistrationStatus,
+    /// Place in the waitlist (1 = next to get a seat); null unless waitlisted.
+    pub waitlist_position: Option<i64>,
+}
+
+/// A registration's place in one session, as it is now.
+#[derive(Debug, Clone, Serialize, ToSchema, QueryableByName)]
+pub struct SessionPlace {
+    #[diesel(sql_type = SqlUuid)]
+    pub session_id: Uuid,
+    #[diesel(sql_type = Text)]
+    #[schema(value_type = SessionRegistrationStatus)]
+    pub status: String,
+    /// Place in the waitlist (1 = next); null unless waitlisted.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub waitlist_position: Option<i64>,
+    /// Confirmed by an organiser beyond the session's capacity.
+    #[diesel(sql_type = Bool)]
+    pub over_capacity: bool,
+    #[serde(skip)]
+    #[diesel(sql_type = SqlUuid)]
+    pub registration_id: Uuid,
+}
+
+/// Places of the given registrations in their sessions, waitlist positions counted now.
+pub async fn places_of(
+    conn: &mut AsyncPgConnection,
+    registration_ids: &[Uuid],
+) -> ApiResult<HashMap<Uuid, Vec<SessionPlace>>> {
+    let rows: Vec<SessionPlace> = diesel::sql_query(
+        "SELECT rs.registration_id, rs.session_id, rs.status, rs.over_capacity, \
+                CASE WHEN rs.status = 'waitlisted' THEN ( \
+                    SELECT count(*) FROM registration_sessions w \
+                    WHERE w.session_id = rs.session_id AND w.status = 'waitlisted' \
+                      AND w.waitlist_order <= rs.waitlist_order) END AS waitlist_position \
+         FROM registration_sessions rs \
+         JOIN sessions s ON s.id = rs.session_id \
+         WHERE rs.registration_id = ANY($1) \
+         ORDER BY rs.registration_id, s.starts_at, s.id",
+    )
+    .bind::<Array<SqlUuid>, _>(registration_ids)
+    .load(conn)
+    .await?;
+    let mut places: HashMap<Uuid, Vec<SessionPlace>> = HashMap::new();
+    for row in rows {
+        places.entry(row.registration_id).or_default().push(row);
+    }
+    Ok(places)
+}
+
+/// A registration, as its participant and the event's organisers see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationView {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub status: RegistrationStatus,
+    pub full_name: String,
+    pub email: String,
+    pub organisation: Option<String>,
+    pub position: Option<String>,
+    pub city: Option<String>,
+    pub phone: Option<String>,
+    pub category: Category,
+    /// `public` (self-registered) or `organiser` (added by an organiser).
+    pub source: Source,
+    /// Every session the registration has had, cancelled places included.
+    pub sessions: Vec<SessionPlace>,
+    pub consent_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+impl RegistrationView {
+    pub fn new(r: Registration, sessions: Vec<SessionPlace>) -> Self {
+        RegistrationView {
+            id: r.id,
+            event_id: r.event_id,
+            status: r.status,
+            full_name: r.full_name,
+            email: r.email,
+            organisation: r.organisation,
+            position: r.position,
+            city: r.city,
+            phone: r.phone,
+            category: r.category,
+            source: r.source,
+            sessions,
+            consent_at: r.consent_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            cancelled_at: r.cancelled_at,
+        }
+    }
+}
+
+/// Loads registrations with their places, in the given order.
+pub async fn views_of(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<Registration>,
+) -> ApiResult<Vec<RegistrationView>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut places = places_of(conn, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let sessions = places.remove(&r.id).unwrap_or_default();
+            RegistrationView::new(r, sessions)
+        })
+        .collect())
+}
+
+pub async fn view_of(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+) -> ApiResult<RegistrationView> {
+    let row = registrations::table
+        .find(registration_id)
+        .select(Registration::as_select())
+        .first(conn)
+        .await?;
+    Ok(views_of(conn, vec![row]).await?.remove(0))
+}

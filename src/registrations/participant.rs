@@ -1,0 +1,192 @@
+//! `/registrations/{id}`: the participant's own registration (with its manage token), which
+//! the event's organisers may also view, change and cancel.
+
+use actix_web::{delete, get, patch, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::booking::{self, Changes, Mode};
+use super::public::{check_session_list, is_phone};
+use super::{Category, RegistrationView, view_of};
+use crate::access::{self, RegistrationAction};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::openapi::{BodyErrors, RegistrationErrors};
+use crate::patch;
+use crate::state::State;
+use crate::validation::Validator;
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(get_registration)
+        .service(update_registration)
+        .service(cancel_registration);
+}
+
+/// Changes to a registration (merge patch). `session_ids` is the complete set wanted:
+/// sessions left out are given up, new ones are booked under the same rules as registering.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationPatch {
+    #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(max_length = 200)]
+    pub full_name: Option<String>,
+    #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(max_length = 254)]
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(value_type = Option<String>, max_length = 300)]
+    pub organisation: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(value_type = Option<String>, max_length = 300)]
+    pub position: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub city: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(value_type = Option<String>, max_length = 50)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::non_null")]
+    pub category: Option<Category>,
+    #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(max_items = 50)]
+    pub session_ids: Option<Vec<Uuid>>,
+    /// Organisers only: confirm in full sessions beyond their capacity.
+    #[serde(default)]
+    pub over_capacity: bool,
+}
+
+fn validate(body: &RegistrationPatch) -> ApiResult<()> {
+    let mut v = Validator::new();
+    if let Some(name) = &body.full_name {
+        v.line("full_name", name, 200);
+    }
+    if let Some(email) = &body.email {
+        v.email("email", email);
+    }
+    if let Some(Some(value)) = &body.organisation {
+        v.line("organisation", value, 300);
+    }
+    if let Some(Some(value)) = &body.position {
+        v.line("position", value, 300);
+    }
+    if let Some(Some(value)) = &body.city {
+        v.line("city", value, 200);
+    }
+    if let Some(Some(phone)) = &body.phone {
+        v.check(
+            is_phone(phone),
+            "phone",
+            "must be a phone number: digits, spaces, + - ( ), at most 50 characters",
+        );
+    }
+    if let Some(ids) = &body.session_ids {
+        check_session_list(&mut v, "session_ids", ids);
+    }
+    v.finish()
+}
+
+/// A registration: the participant's own (manage token), or one of the event's (organisers).
+#[utoipa::path(
+    tag = "registrations",
+    params(("id" = Uuid, Path, description = "Registration id")),
+    responses((status = 200, description = "The registration.", body = RegistrationView), RegistrationErrors),
+    security(("bearer" = []))
+)]
+#[get("/registrations/{id}")]
+async fn get_registration(
+    state: State,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> ApiResult<web::Json<RegistrationView>> {
+    let mut conn = state.conn().await?;
+    let ctx = access::registration(&mut conn, &caller, *id, RegistrationAction::View).await?;
+    Ok(web::Json(view_of(&mut conn, ctx.registration.id).await?))
+}
+
+/// Change contact details and sessions.
+#[utoipa::path(
+    tag = "registrations",
+    params(("id" = Uuid, Path, description = "Registration id")),
+    request_body(content = RegistrationPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed registration.", body = RegistrationView),
+        (status = 409, description = "`session_full`, `event_full`, `already_registered`, `schedule_conflict`, \
+            `registration_closed`, `session_cancelled` as when registering; \
+            `registration_cancelled`: the registration was cancelled; \
+            `concurrent_change`: it changed at the same time, try again.",
+         body = Problem, content_type = "application/problem+json"),
+        RegistrationErrors, BodyErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[patch("/registrations/{id}")]
+async fn update_registration(
+    state: State,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    body: web::Json<RegistrationPatch>,
+) -> ApiResult<web::Json<RegistrationView>> {
+    let body = body.into_inner();
+    validate(&body)?;
+    let mut conn = state.conn().await?;
+    let ctx = access::registration(&mut conn, &caller, *id, RegistrationAction::Change).await?;
+    let mode = if ctx.by_participant {
+        if body.over_capacity {
+            return Err(ApiError::forbidden(
+                "only organisers may confirm beyond capacity",
+            ));
+        }
+        Mode::Public
+    } else {
+        Mode::Organiser {
+            over_capacity: body.over_capacity,
+        }
+    };
+    let changes = Changes {
+        full_name: body.full_name,
+        email: body.email,
+        organisation: body.organisation,
+        position: body.position,
+        city: body.city,
+        phone: body.phone,
+        category: body.category,
+        session_ids: body.session_ids,
+    };
+    booking::change(
+        &mut conn,
+        &ctx.event,
+        &ctx.registration,
+        changes,
+        mode,
+        ctx.actor,
+    )
+    .await?;
+    state.programme_cache.invalidate(ctx.event.id);
+    Ok(web::Json(view_of(&mut conn, ctx.registration.id).await?))
+}
+
+/// Cancel the registration and every place it holds; seats go to the waitlist at once.
+#[utoipa::path(
+    tag = "registrations",
+    params(("id" = Uuid, Path, description = "Registration id")),
+    responses(
+        (status = 200, description = "The cancelled registration (cancelling again changes nothing).", body = RegistrationView),
+        (status = 409, description = "`concurrent_change`: it changed at the same time, try again.",
+         body = Problem, content_type = "application/problem+json"),
+        RegistrationErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/registrations/{id}")]
+async fn cancel_registration(
+    state: State,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> ApiResult<web::Json<RegistrationView>> {
+    let mut conn = state.conn().await?;
+    let ctx = access::registration(&mut conn, &caller, *id, RegistrationAction::Change).await?;
+    booking::cancel(&mut conn, &ctx.registration, ctx.actor).await?;
+    state.programme_cache.invalidate(ctx.event.id);
+    Ok(web::Json(view_of(&mut conn, ctx.registration.id).await?))
+}

@@ -1,0 +1,340 @@
+//! Public registration, as third-party frontends call it.
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::booking::{self, Applicant, Mode, NewRegistration, Registered};
+use super::idempotency::IdempotencyRequest;
+use super::{Category, RegistrationStatus, SessionOutcome};
+use crate::access::{self, EventAction};
+use crate::auth::{Caller, tokens};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::openapi::{BodyErrors, EventErrors};
+use crate::state::{AppState, State};
+use crate::validation::Validator;
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(register).service(register_manually);
+}
+
+pub const MAX_SESSIONS: usize = 50;
+
+/// A participant's registration.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRegistrationBody {
+    #[schema(example = "Анна Сергеевна Иванова", max_length = 200)]
+    pub full_name: String,
+    /// One active registration per address and event (compared case-insensitively).
+    #[schema(example = "anna@example.org", max_length = 254)]
+    pub email: String,
+    #[serde(default)]
+    #[schema(example = "АНО «Городские события»", max_length = 300)]
+    pub organisation: Option<String>,
+    #[serde(default)]
+    #[schema(example = "Координатор волонтёров", max_length = 300)]
+    pub position: Option<String>,
+    #[serde(default)]
+    #[schema(example = "Мончегорск", max_length = 200)]
+    pub city: Option<String>,
+    #[serde(default)]
+    #[schema(example = "+7 815 365-00-00", max_length = 50)]
+    pub phone: Option<String>,
+    pub category: Category,
+    /// Consent to the processing of personal data; must be true.
+    pub consent: bool,
+    /// Sessions to register for (none: the event only).
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub session_ids: Vec<Uuid>,
+}
+
+/// A participant added by an organiser.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManualRegistrationBody {
+    #[serde(flatten)]
+    pub registration: NewRegistrationBody,
+    /// Confirm in full sessions beyond their capacity (and beyond the event's). Recorded in
+    /// the registration's history.
+    #[serde(default)]
+    pub over_capacity: bool,
+}
+
+/// The new registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationCreated {
+    pub id: Uuid,
+    /// Shown once: send as `Authorization: Bearer rgm_…` to view, change or cancel the
+    /// registration at `/api/v1/registrations/{id}`.
+    #[schema(example = "rgm_3q2l7kRj0cXx9nqAq1QvYh0s4m1b2x3y4z5a6b7c8d9")]
+    pub manage_token: String,
+    pub status: RegistrationStatus,
+    /// The outcome for each session asked for, in the order asked.
+    pub sessions: Vec<SessionOutcome>,
+}
+
+pub fn validate_applicant(v: &mut Validator, body: &NewRegistrationBody) {
+    v.line("full_name", &body.full_name, 200);
+    v.email("email", &body.email);
+    v.opt_line("organisation", body.organisation.as_deref(), 300);
+    v.opt_line("position", body.position.as_deref(), 300);
+    v.opt_line("city", body.city.as_deref(), 200);
+    if let Some(phone) = &body.phone {
+        v.check(
+            is_phone(phone),
+            "phone",
+            "must be a phone number: digits, spaces, + - ( ), at most 50 characters",
+        );
+    }
+}
+
+pub fn is_phone(value: &str) -> bool {
+    value.len() <= 50
+        && value.bytes().filter(u8::is_ascii_digit).count() >= 3
+        && value
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-' | '(' | ')' | '.'))
+}
+
+pub fn check_session_list(v: &mut Validator, field: &str, ids: &[Uuid]) {
+    v.list_len(field, ids, MAX_SESSIONS);
+    for (i, id) in ids.iter().enumerate() {
+        if ids[..i].contains(id) {
+            v.error(format!("{field}[{i}]"), "is listed twice");
+        }
+    }
+}
+
+fn validate(body: &NewRegistrationBody) -> ApiResult<()> {
+    let mut v = Validator::new();
+    validate_applicant(&mut v, body);
+    v.check(body.consent, "consent", "must be true to register");
+    check_session_list(&mut v, "session_ids", &body.session_ids);
+    v.finish()
+}
+
+fn applicant(body: &NewRegistrationBody) -> Applicant {
+    Applicant {
+        full_name: body.full_name.clone(),
+        email: body.email.trim().to_owned(),
+        organisation: body.organisation.clone(),
+        position: body.position.clone(),
+        city: body.city.clone(),
+        phone: body.phone.clone(),
+        category: body.category,
+    }
+}
+
+fn created(
+    state: &AppState,
+    id: Uuid,
+    sessions: Vec<SessionOutcome>,
+    nonce: &[u8],
+    replayed: bool,
+) -> HttpResponse {
+    let token = tokens::derived(
+        tokens::MANAGE_PREFIX,
+        &state.keys.derive("manage-token"),
+        nonce,
+    );
+    let mut response = HttpResponse::Created();
+    response.insert_header(("Location", format!("/api/v1/registrations/{id}")));
+    if replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    response.json(RegistrationCreated {
+        id,
+        manage_token: token,
+        status: RegistrationStatus::Active,
+        sessions,
+    })
+}
+
+struct Request<'a> {
+    event_ref: &'a str,
+    body: &'a NewRegistrationBody,
+    mode: Mode,
+    idempotency: Option<IdempotencyRequest>,
+}
+
+async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    let action = match request.mode {
+        Mode::Public => EventAction::View,
+        Mode::Organiser { .. } => EventAction::Edit,
+    };
+    let ctx = access::event(&mut conn, caller, request.event_ref, action).await?;
+    let event = &ctx.event;
+    let now = Utc::now();
+    booking::check_event(event, request.mode, now)?;
+    let sessions = booking::bookable_sessions(
+        &mut conn,
+        event,
+        &request.body.session_ids,
+        request.mode,
+        now,
+        "session_ids",
+    )
+    .await?;
+    booking::check_overlaps(event, &sessions.iter().collect::<Vec<_>>())?;
+    let mut nonce = [0u8; 32];
+    rand::fill(&mut nonce);
+    let token = tokens::derived(
+        tokens::MANAGE_PREFIX,
+        &state.keys.derive("manage-token"),
+        &nonce,
+    );
+    let outcome = booking::register(
+        &mut conn,
+        NewRegistration {
+            event,
+            applicant: &applicant(request.body),
+            sessions: &sessions,
+            mode: request.mode,
+            actor_user: caller.user().map(|u| u.id),
+            token_hash: tokens::digest(&token),
+            idempotency: request.idempotency.as_ref().map(|r| (r, nonce.as_slice())),
+        },
+    )
+    .await?;
+    state.programme_cache.invalidate(event.id);
+    Ok(match outcome {
+        Registered::Created { id, sessions } => created(state, id, sessions, &nonce, false),
+        Registered::Replayed(stored) => created(
+            state,
+            stored.registration_id,
+            stored.sessions,
+            &stored.token_nonce,
+            true,
+        ),
+    })
+}
+
+/// Register for an event and some of its sessions.
+///
+/// All or nothing: either every session gets an outcome (confirmed, or waitlisted with a
+/// position) or nothing is created. Send an `Idempotency-Key` to make retries safe: the same
+/// key and body within 24 hours get the original answer (with the same manage token).
+#[utoipa::path(
+    tag = "registrations",
+    params(
+        ("event" = String, Path, description = "Event slug or id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: 1 to 255 visible ASCII characters"),
+    ),
+    request_body = NewRegistrationBody,
+    responses(
+        (status = 201, description = "Registered. `Idempotent-Replayed: true` marks the answer to a repeated request.",
+         body = RegistrationCreated, headers(("Location" = String))),
+        (status = 409, description = "`session_full`: a session without waitlist is full (`session_id`). \
+            `event_full`: the event has no places left. \
+            `already_registered`: this email has an active registration. \
+            `schedule_conflict`: two sessions overlap (`sessions`). \
+            `registration_closed`: outside the registration window (`session_id` when a session's). \
+            `session_cancelled`: a session was cancelled (`session_id`). \
+            `idempotency_key_in_use`: the first request with this key is still running.",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: invalid fields, `consent` not true, or a session \
+            that is not a published session of the event. `idempotency_key_reused`: the key was used with another body.",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many registrations from this address; see `Retry-After`.",
+         body = Problem, content_type = "application/problem+json"),
+        EventErrors, BodyErrors,
+    ),
+    security((), ("bearer" = []))
+)]
+#[post("/events/{event}/registrations")]
+async fn register(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Value>,
+) -> ApiResult<HttpResponse> {
+    let raw = body.into_inner();
+    let idempotency = match req.headers().get("idempotency-key") {
+        Some(key) => Some(IdempotencyRequest::new(key.to_str().unwrap_or(""), &raw)?),
+        None => None,
+    };
+    let body: NewRegistrationBody = parse(raw)?;
+    validate(&body)?;
+    state.rate_limits.check_registration(&state, &req).await?;
+    run(
+        &state,
+        &caller,
+        Request {
+            event_ref: &path,
+            body: &body,
+            mode: Mode::Public,
+            idempotency,
+        },
+    )
+    .await
+}
+
+/// Parses a JSON body the extractor accepted as JSON but not yet as this shape.
+pub fn parse<T: serde::de::DeserializeOwned>(raw: Value) -> ApiResult<T> {
+    serde_json::from_value(raw).map_err(|error| {
+        ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            error.to_string(),
+        )
+    })
+}
+
+/// Add a participant as an organiser: registration windows do not apply, and with
+/// `over_capacity` full sessions confirm anyway (recorded in the history).
+#[utoipa::path(
+    tag = "registrations",
+    params(("event" = String, Path, description = "Event slug or id")),
+    request_body = ManualRegistrationBody,
+    responses(
+        (status = 201, description = "Registered; pass the manage token on to the participant.",
+         body = RegistrationCreated, headers(("Location" = String))),
+        (status = 409, description = "`session_full`, `event_full`, `already_registered`, `schedule_conflict`, \
+            `session_cancelled`, `registration_closed` (archived event), as for public registration.",
+         body = Problem, content_type = "application/problem+json"),
+        EventErrors, BodyErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[post("/events/{event}/registrations/manual")]
+async fn register_manually(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<ManualRegistrationBody>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    validate(&body.registration)?;
+    run(
+        &state,
+        &caller,
+        Request {
+            event_ref: &path,
+            body: &body.registration,
+            mode: Mode::Organiser {
+                over_capacity: body.over_capacity,
+            },
+            idempotency: None,
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones() {
+        assert!(is_phone("+7 (815) 365-00-00"));
+        assert!(!is_phone("call me"));
+        assert!(!is_phone("12"));
+    }
+}
