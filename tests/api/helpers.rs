@@ -393,3 +393,76 @@ impl From<&Answer> for Tokens {
         }
     }
 }
+
+/// Fixtures for the programme and registrations.
+impl TestApp {
+    /// Creates a published event (`slug`) five days long in Europe/Moscow, a year from now;
+    /// `extra` fields override the defaults.
+    pub async fn event(&self, token: &str, slug: &str, extra: Value) -> Value {
+        let mut body = serde_json::json!({
+            "slug": slug,
+            "title": "VII Мурманская международная деловая неделя",
+            "time_zone": "Europe/Moscow",
+            "starts_on": EVENT_FIRST_DAY,
+            "ends_on": EVENT_LAST_DAY,
+            "city": "Мурманск",
+            "status": "published",
+        });
+        merge(&mut body, extra);
+        let answer = self.post("/api/v1/events", Some(token), &body).await;
+        answer.assert_status(201);
+        answer.json()
+    }
+
+    /// Creates a published session in `event` on its last day, 11:00–13:00 Moscow time.
+    pub async fn session(&self, token: &str, event: &str, extra: Value) -> Value {
+        let mut body = serde_json::json!({
+            "title": "Социальное партнёрство. Социальное проектирование",
+            "kind": "business_session",
+            "starts_at": format!("{EVENT_LAST_DAY}T11:00:00+03:00"),
+            "ends_at": format!("{EVENT_LAST_DAY}T13:00:00+03:00"),
+            "status": "published",
+        });
+        merge(&mut body, extra);
+        let answer = self
+            .post(&format!("/api/v1/events/{event}/sessions"), Some(token), &body)
+            .await;
+        answer.assert_status(201);
+        answer.json()
+    }
+
+    /// A public registration for `event` (`email` must be unique per test).
+    pub async fn register(&self, event: &str, email: &str, session_ids: &[&str]) -> Answer {
+        self.post(
+            &format!("/api/v1/events/{event}/registrations"),
+            None,
+            &registration_body(email, session_ids),
+        )
+        .await
+    }
+}
+
+pub const EVENT_FIRST_DAY: &str = "2027-04-20";
+pub const EVENT_LAST_DAY: &str = "2027-04-24";
+
+pub fn registration_body(email: &str, session_ids: &[&str]) -> Value {
+    serde_json::json!({
+        "full_name": "Анна Сергеевна Иванова",
+        "email": email,
+        "organisation": "АНО «Городские события»",
+        "position": "Координатор волонтёров",
+        "city": "Мончегорск",
+        "category": "nonprofit",
+        "consent": true,
+        "session_ids": session_ids,
+    })
+}
+
+/// Shallow merge of `extra`'s fields into `body`.
+pub fn merge(body: &mut Value, extra: Value) {
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        for (key, value) in extra {
+            body.insert(key, value);
+        }
+    }
+}

@@ -5,5 +5,6 @@ mod helpers;
 
 mod auth;
 mod errors;
+mod fixtures;
 mod operations;
 mod users;
