@@ -28,14 +28,21 @@ fn text(value: &str) -> String {
     out
 }
 
-/// Appends a content line folded at 75 octets, never inside a UTF-8 character.
+/// Appends a content line folded at 75 octets, never inside a UTF-8 character and never
+/// right after white space: many parsers trim the end of each physical line before
+/// unfolding, which would lose a space that ends one.
 fn line(out: &mut String, content: &str) {
     let mut width = 0;
     for c in content.chars() {
         let len = c.len_utf8();
         if width + len > 75 {
+            let mut carried = String::new();
+            while width > 1 + carried.len() && carried.len() < 40 && out.ends_with([' ', '\t']) {
+                carried.insert(0, out.pop().expect("ends with white space"));
+            }
             out.push_str("\r\n ");
-            width = 1;
+            out.push_str(&carried);
+            width = 1 + carried.len();
         }
         out.push(c);
         width += len;
@@ -210,6 +217,17 @@ mod tests {
         assert_eq!(
             out.replace("\r\n ", ""),
             format!("SUMMARY:{}\r\n", "ё".repeat(60))
+        );
+    }
+
+    #[test]
+    fn white_space_never_ends_a_folded_line() {
+        let mut out = String::new();
+        // "SUMMARY:" and 66 letters fill 74 octets; the space would be the 75th.
+        line(&mut out, &format!("SUMMARY:{} {}", "a".repeat(66), "b".repeat(20)));
+        assert_eq!(
+            out,
+            format!("SUMMARY:{}\r\n  {}\r\n", "a".repeat(66), "b".repeat(20))
         );
     }
 
