@@ -224,7 +224,10 @@ mod tests {
     fn white_space_never_ends_a_folded_line() {
         let mut out = String::new();
         // "SUMMARY:" and 66 letters fill 74 octets; the space would be the 75th.
-        line(&mut out, &format!("SUMMARY:{} {}", "a".repeat(66), "b".repeat(20)));
+        line(
+            &mut out,
+            &format!("SUMMARY:{} {}", "a".repeat(66), "b".repeat(20)),
+        );
         assert_eq!(
             out,
             format!("SUMMARY:{}\r\n  {}\r\n", "a".repeat(66), "b".repeat(20))

@@ -5,6 +5,8 @@ mod helpers;
 
 mod auth;
 mod errors;
+mod events;
 mod fixtures;
 mod operations;
+mod programme;
 mod users;
