@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::db::schema::events;
 
-pub use routes::routes;
+pub use routes::{NewEvent, create, routes};
 
 crate::text_enum! {
     /// `draft` events are visible to their organisers only; `published` ones to everyone;

@@ -202,6 +202,53 @@ fn with_etag(event: Event, status: actix_web::http::StatusCode) -> HttpResponse 
         .json(EventView::from(event))
 }
 
+/// Validates and creates an event, with `owner` (if any) as its first owner; admins may
+/// manage an event without members.
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    body: &NewEvent,
+    owner: Option<Uuid>,
+) -> ApiResult<Event> {
+    validate(body)?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let event: Event = diesel::insert_into(events::table)
+            .values((
+                events::id.eq(Uuid::now_v7()),
+                events::slug.eq(&body.slug),
+                events::title.eq(&body.title),
+                events::description.eq(&body.description),
+                events::time_zone.eq(&body.time_zone),
+                events::starts_on.eq(body.starts_on),
+                events::ends_on.eq(body.ends_on),
+                events::city.eq(&body.city),
+                events::status.eq(body.status.unwrap_or(EventStatus::Draft)),
+                events::registration_opens_at.eq(body.registration_opens_at),
+                events::registration_closes_at.eq(body.registration_closes_at),
+                events::capacity.eq(body.capacity),
+                events::allow_overlapping_sessions
+                    .eq(body.allow_overlapping_sessions.unwrap_or(false)),
+                events::created_by.eq(owner),
+            ))
+            .returning(Event::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(map_slug_conflict)?;
+        if let Some(owner) = owner {
+            diesel::insert_into(event_members::table)
+                .values((
+                    event_members::event_id.eq(event.id),
+                    event_members::user_id.eq(owner),
+                    event_members::role.eq(MemberRole::Owner),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        crate::registrations::capacity::set_event_capacity(conn, &event, event.capacity).await?;
+        Ok(event)
+    })
+    .await
+}
+
 /// Create an event; the caller becomes its owner.
 #[utoipa::path(
     tag = "events",
@@ -222,46 +269,8 @@ async fn create_event(
     body: web::Json<NewEvent>,
 ) -> ApiResult<HttpResponse> {
     let user = access::require_user(&caller)?.clone();
-    let body = body.into_inner();
-    validate(&body)?;
     let mut conn = state.conn().await?;
-    let event = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let event: Event = diesel::insert_into(events::table)
-                .values((
-                    events::id.eq(Uuid::now_v7()),
-                    events::slug.eq(&body.slug),
-                    events::title.eq(&body.title),
-                    events::description.eq(&body.description),
-                    events::time_zone.eq(&body.time_zone),
-                    events::starts_on.eq(body.starts_on),
-                    events::ends_on.eq(body.ends_on),
-                    events::city.eq(&body.city),
-                    events::status.eq(body.status.unwrap_or(EventStatus::Draft)),
-                    events::registration_opens_at.eq(body.registration_opens_at),
-                    events::registration_closes_at.eq(body.registration_closes_at),
-                    events::capacity.eq(body.capacity),
-                    events::allow_overlapping_sessions
-                        .eq(body.allow_overlapping_sessions.unwrap_or(false)),
-                    events::created_by.eq(user.id),
-                ))
-                .returning(Event::as_returning())
-                .get_result(conn)
-                .await
-                .map_err(map_slug_conflict)?;
-            diesel::insert_into(event_members::table)
-                .values((
-                    event_members::event_id.eq(event.id),
-                    event_members::user_id.eq(user.id),
-                    event_members::role.eq(MemberRole::Owner),
-                ))
-                .execute(conn)
-                .await?;
-            crate::registrations::capacity::set_event_capacity(conn, &event, event.capacity)
-                .await?;
-            Ok(event)
-        })
-        .await?;
+    let event = create(&mut conn, &body, Some(user.id)).await?;
     let location = format!("/api/v1/events/{}", event.slug);
     let mut response = with_etag(event, actix_web::http::StatusCode::CREATED);
     response.headers_mut().insert(

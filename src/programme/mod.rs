@@ -5,9 +5,9 @@ mod cache;
 mod ics;
 mod public;
 pub mod sessions;
-mod speakers;
-mod tracks;
-mod venues;
+pub mod speakers;
+pub mod tracks;
+pub mod venues;
 
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;

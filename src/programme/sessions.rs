@@ -409,6 +409,42 @@ fn with_etag(session: Session, event: &Event, status: actix_web::http::StatusCod
         .json(SessionView::new(session, event))
 }
 
+/// Validates a session against its event and adds it, with its pool of seats.
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    event: &Event,
+    s: &NewSession,
+) -> ApiResult<Session> {
+    validate(conn, event, s).await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let session: Session = diesel::insert_into(sessions::table)
+            .values((
+                sessions::id.eq(Uuid::now_v7()),
+                sessions::event_id.eq(event.id),
+                sessions::title.eq(&s.title),
+                sessions::description.eq(&s.description),
+                sessions::kind.eq(s.kind),
+                sessions::starts_at.eq(s.starts_at.with_timezone(&Utc)),
+                sessions::ends_at.eq(s.ends_at.with_timezone(&Utc)),
+                sessions::venue_id.eq(s.venue_id),
+                sessions::track_id.eq(s.track_id),
+                sessions::capacity.eq(s.capacity),
+                sessions::waitlist_enabled.eq(s.waitlist_enabled.unwrap_or(true)),
+                sessions::registration_opens_at.eq(s.registration_opens_at),
+                sessions::registration_closes_at.eq(s.registration_closes_at),
+                sessions::status.eq(s.status.unwrap_or(SessionStatus::Draft)),
+                sessions::language.eq(&s.language),
+                sessions::tags.eq(s.tags.clone().unwrap_or_default()),
+            ))
+            .returning(Session::as_returning())
+            .get_result(conn)
+            .await?;
+        registrations::capacity::set_session_capacity(conn, &session, None).await?;
+        Ok(session)
+    })
+    .await
+}
+
 /// Add a session.
 #[utoipa::path(
     tag = "programme",
@@ -427,38 +463,9 @@ async fn create_session(
     path: web::Path<String>,
     body: web::Json<NewSession>,
 ) -> ApiResult<HttpResponse> {
-    let s = body.into_inner();
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
-    validate(&mut conn, &ctx.event, &s).await?;
-    let session = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let session: Session = diesel::insert_into(sessions::table)
-                .values((
-                    sessions::id.eq(Uuid::now_v7()),
-                    sessions::event_id.eq(ctx.event.id),
-                    sessions::title.eq(&s.title),
-                    sessions::description.eq(&s.description),
-                    sessions::kind.eq(s.kind),
-                    sessions::starts_at.eq(s.starts_at.with_timezone(&Utc)),
-                    sessions::ends_at.eq(s.ends_at.with_timezone(&Utc)),
-                    sessions::venue_id.eq(s.venue_id),
-                    sessions::track_id.eq(s.track_id),
-                    sessions::capacity.eq(s.capacity),
-                    sessions::waitlist_enabled.eq(s.waitlist_enabled.unwrap_or(true)),
-                    sessions::registration_opens_at.eq(s.registration_opens_at),
-                    sessions::registration_closes_at.eq(s.registration_closes_at),
-                    sessions::status.eq(s.status.unwrap_or(SessionStatus::Draft)),
-                    sessions::language.eq(&s.language),
-                    sessions::tags.eq(s.tags.clone().unwrap_or_default()),
-                ))
-                .returning(Session::as_returning())
-                .get_result(conn)
-                .await?;
-            registrations::capacity::set_session_capacity(conn, &session, None).await?;
-            Ok(session)
-        })
-        .await?;
+    let session = create(&mut conn, &ctx.event, &body).await?;
     state.programme_cache.invalidate(ctx.event.id);
     Ok(with_etag(
         session,

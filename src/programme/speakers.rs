@@ -226,6 +226,30 @@ async fn list_speakers(
     ))
 }
 
+/// Validates and adds a speaker to an event.
+pub async fn create(
+    conn: &mut diesel_async::AsyncPgConnection,
+    event_id: Uuid,
+    s: NewSpeaker,
+) -> ApiResult<Speaker> {
+    validate(&s)?;
+    Ok(diesel::insert_into(speakers::table)
+        .values((
+            speakers::id.eq(Uuid::now_v7()),
+            speakers::event_id.eq(event_id),
+            speakers::full_name.eq(s.full_name),
+            speakers::position.eq(s.position),
+            speakers::organisation.eq(s.organisation),
+            speakers::bio.eq(s.bio),
+            speakers::photo_url.eq(s.photo_url),
+            speakers::email.eq(s.email),
+            speakers::phone.eq(s.phone),
+        ))
+        .returning(Speaker::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
 /// Add a speaker.
 #[utoipa::path(
     tag = "programme",
@@ -241,25 +265,9 @@ async fn create_speaker(
     path: web::Path<String>,
     body: web::Json<NewSpeaker>,
 ) -> ApiResult<HttpResponse> {
-    let s = body.into_inner();
-    validate(&s)?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
-    let speaker = diesel::insert_into(speakers::table)
-        .values((
-            speakers::id.eq(Uuid::now_v7()),
-            speakers::event_id.eq(ctx.event.id),
-            speakers::full_name.eq(s.full_name),
-            speakers::position.eq(s.position),
-            speakers::organisation.eq(s.organisation),
-            speakers::bio.eq(s.bio),
-            speakers::photo_url.eq(s.photo_url),
-            speakers::email.eq(s.email),
-            speakers::phone.eq(s.phone),
-        ))
-        .returning(Speaker::as_returning())
-        .get_result(&mut conn)
-        .await?;
+    let speaker = create(&mut conn, ctx.event.id, body.into_inner()).await?;
     state.programme_cache.invalidate(ctx.event.id);
     Ok(HttpResponse::Created().json(SpeakerView::new(speaker, &ctx)))
 }
@@ -460,6 +468,38 @@ async fn list_session_speakers(
     Ok(web::Json(rows.into_iter().map(|(_, s)| s).collect()))
 }
 
+/// Puts a speaker of the event on one of its sessions, or changes their role or order.
+pub async fn put_on_session(
+    conn: &mut diesel_async::AsyncPgConnection,
+    event_id: Uuid,
+    session_id: Uuid,
+    speaker_id: Uuid,
+    body: SessionSpeakerBody,
+) -> ApiResult<()> {
+    let order = body.order.unwrap_or(0);
+    let mut v = Validator::new();
+    v.range("order", order, -100_000, 100_000);
+    v.finish()?;
+    find(conn, event_id, speaker_id).await?;
+    diesel::insert_into(session_speakers::table)
+        .values((
+            session_speakers::event_id.eq(event_id),
+            session_speakers::session_id.eq(session_id),
+            session_speakers::speaker_id.eq(speaker_id),
+            session_speakers::role.eq(body.role),
+            session_speakers::position.eq(order),
+        ))
+        .on_conflict((session_speakers::session_id, session_speakers::speaker_id))
+        .do_update()
+        .set((
+            session_speakers::role.eq(body.role),
+            session_speakers::position.eq(order),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Put a speaker on a session with a role, or change their role or order.
 #[utoipa::path(
     tag = "programme",
@@ -483,31 +523,17 @@ async fn put_session_speaker(
     body: web::Json<SessionSpeakerBody>,
 ) -> ApiResult<web::Json<Vec<SessionSpeakerView>>> {
     let (event_ref, session_id, speaker_id) = path.into_inner();
-    let body = body.into_inner();
-    let order = body.order.unwrap_or(0);
-    let mut v = Validator::new();
-    v.range("order", order, -100_000, 100_000);
-    v.finish()?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &event_ref, EventAction::Edit).await?;
     visible_session(&mut conn, &ctx, session_id).await?;
-    find(&mut conn, ctx.event.id, speaker_id).await?;
-    diesel::insert_into(session_speakers::table)
-        .values((
-            session_speakers::event_id.eq(ctx.event.id),
-            session_speakers::session_id.eq(session_id),
-            session_speakers::speaker_id.eq(speaker_id),
-            session_speakers::role.eq(body.role),
-            session_speakers::position.eq(order),
-        ))
-        .on_conflict((session_speakers::session_id, session_speakers::speaker_id))
-        .do_update()
-        .set((
-            session_speakers::role.eq(body.role),
-            session_speakers::position.eq(order),
-        ))
-        .execute(&mut conn)
-        .await?;
+    put_on_session(
+        &mut conn,
+        ctx.event.id,
+        session_id,
+        speaker_id,
+        body.into_inner(),
+    )
+    .await?;
     state.programme_cache.invalidate(ctx.event.id);
     let rows = of_sessions(&mut conn, &[session_id]).await?;
     Ok(web::Json(rows.into_iter().map(|(_, s)| s).collect()))

@@ -174,6 +174,33 @@ async fn list_tracks(
     ))
 }
 
+/// Validates and adds a track to an event.
+pub async fn create(
+    conn: &mut diesel_async::AsyncPgConnection,
+    event_id: Uuid,
+    body: NewTrack,
+) -> ApiResult<Track> {
+    let order = body.order.unwrap_or(0);
+    validate(
+        &body.title,
+        body.description.as_deref(),
+        body.colour.as_deref(),
+        order,
+    )?;
+    Ok(diesel::insert_into(tracks::table)
+        .values((
+            tracks::id.eq(Uuid::now_v7()),
+            tracks::event_id.eq(event_id),
+            tracks::title.eq(body.title),
+            tracks::description.eq(body.description),
+            tracks::colour.eq(body.colour),
+            tracks::position.eq(order),
+        ))
+        .returning(Track::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
 /// Add a track.
 #[utoipa::path(
     tag = "programme",
@@ -189,28 +216,9 @@ async fn create_track(
     path: web::Path<String>,
     body: web::Json<NewTrack>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
-    let order = body.order.unwrap_or(0);
-    validate(
-        &body.title,
-        body.description.as_deref(),
-        body.colour.as_deref(),
-        order,
-    )?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
-    let track = diesel::insert_into(tracks::table)
-        .values((
-            tracks::id.eq(Uuid::now_v7()),
-            tracks::event_id.eq(ctx.event.id),
-            tracks::title.eq(body.title),
-            tracks::description.eq(body.description),
-            tracks::colour.eq(body.colour),
-            tracks::position.eq(order),
-        ))
-        .returning(Track::as_returning())
-        .get_result(&mut conn)
-        .await?;
+    let track = create(&mut conn, ctx.event.id, body.into_inner()).await?;
     state.programme_cache.invalidate(ctx.event.id);
     Ok(HttpResponse::Created().json(TrackView::from(track)))
 }

@@ -123,6 +123,32 @@ async fn list_venues(
     Ok(web::Json(Page::from_rows(rows, limit, |v| v.id)))
 }
 
+/// Validates and adds a venue to an event.
+pub async fn create(
+    conn: &mut diesel_async::AsyncPgConnection,
+    event_id: Uuid,
+    body: NewVenue,
+) -> ApiResult<Venue> {
+    validate(
+        &body.name,
+        body.city.as_deref(),
+        body.address.as_deref(),
+        body.capacity,
+    )?;
+    Ok(diesel::insert_into(venues::table)
+        .values((
+            venues::id.eq(Uuid::now_v7()),
+            venues::event_id.eq(event_id),
+            venues::name.eq(body.name),
+            venues::city.eq(body.city),
+            venues::address.eq(body.address),
+            venues::capacity.eq(body.capacity),
+        ))
+        .returning(Venue::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
 /// Add a venue.
 #[utoipa::path(
     tag = "programme",
@@ -138,27 +164,9 @@ async fn create_venue(
     path: web::Path<String>,
     body: web::Json<NewVenue>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
-    validate(
-        &body.name,
-        body.city.as_deref(),
-        body.address.as_deref(),
-        body.capacity,
-    )?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
-    let venue = diesel::insert_into(venues::table)
-        .values((
-            venues::id.eq(Uuid::now_v7()),
-            venues::event_id.eq(ctx.event.id),
-            venues::name.eq(body.name),
-            venues::city.eq(body.city),
-            venues::address.eq(body.address),
-            venues::capacity.eq(body.capacity),
-        ))
-        .returning(Venue::as_returning())
-        .get_result(&mut conn)
-        .await?;
+    let venue = create(&mut conn, ctx.event.id, body.into_inner()).await?;
     state.programme_cache.invalidate(ctx.event.id);
     Ok(HttpResponse::Created().json(venue))
 }
