@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `create-admin`, `openapi`.
+//! The command line: `serve` (the default), `migrate`, `create-admin`, `demo`, `openapi`.
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::Config;
 use crate::db::{self, MigrationAction};
 use crate::startup::Application;
-use crate::{openapi, telemetry, users};
+use crate::{demo, openapi, telemetry, users};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +46,16 @@ pub enum Command {
         email: String,
         #[arg(long, default_value = "Administrator")]
         name: String,
+    },
+    /// Load the demonstration event (VII Murmansk International Business Week) with its
+    /// programme and registrations; does nothing when it exists already.
+    Demo {
+        /// Delete the demo event, registrations included, and create it again.
+        #[arg(long)]
+        reset: bool,
+        /// Email of an existing account to make the event's owner (admins manage it anyway).
+        #[arg(long)]
+        owner: Option<String>,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -96,6 +106,15 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 .context("connecting to the database")?;
             let user = users::create_admin(&mut conn, &email, &name, password).await?;
             println!("created admin {} ({})", user.email, user.id);
+        }
+        Command::Demo { reset, owner } => {
+            match demo::load(&config, &demo::Options { reset, owner }).await? {
+                demo::Outcome::Exists { event_id } => println!(
+                    "the demo event {} exists already ({event_id}); run with --reset to recreate it",
+                    demo::SLUG
+                ),
+                demo::Outcome::Created(summary) => println!("{summary}"),
+            }
         }
         Command::Openapi => print!("{}", openapi::to_json(&openapi::document())),
     }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod conditional;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod maintenance;

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod errors;
+mod demo;
 mod events;
 mod fixtures;
 mod operations;
