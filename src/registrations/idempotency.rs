@@ -3,7 +3,7 @@
 //! still running, 409.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Bytea, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bool, Bytea, Jsonb, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -83,17 +83,21 @@ pub enum Check {
 }
 
 #[derive(QueryableByName)]
-struct Found {
+struct Locked {
     #[diesel(sql_type = Bool)]
     got_lock: bool,
-    #[diesel(sql_type = Nullable<Bytea>)]
-    request_hash: Option<Vec<u8>>,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
-    registration_id: Option<Uuid>,
-    #[diesel(sql_type = Nullable<Jsonb>)]
-    response: Option<Value>,
-    #[diesel(sql_type = Nullable<Bytea>)]
-    token_nonce: Option<Vec<u8>>,
+}
+
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = Bytea)]
+    request_hash: Vec<u8>,
+    #[diesel(sql_type = SqlUuid)]
+    registration_id: Uuid,
+    #[diesel(sql_type = Jsonb)]
+    response: Value,
+    #[diesel(sql_type = Bytea)]
+    token_nonce: Vec<u8>,
 }
 
 fn lock_key(event_id: Uuid, key: &str) -> i64 {
@@ -108,19 +112,11 @@ pub async fn check(
     event_id: Uuid,
     request: &IdempotencyRequest,
 ) -> ApiResult<Check> {
-    let found: Found = diesel::sql_query(
-        "SELECT pg_try_advisory_xact_lock($1) AS got_lock, k.request_hash, k.registration_id, \
-                k.response, k.token_nonce \
-         FROM (SELECT 1) AS one \
-         LEFT JOIN idempotency_keys k ON k.event_id = $2 AND k.key = $3 \
-              AND k.created_at > now() - interval '24 hours'",
-    )
-    .bind::<BigInt, _>(lock_key(event_id, &request.key))
-    .bind::<SqlUuid, _>(event_id)
-    .bind::<Text, _>(&request.key)
-    .get_result(conn)
-    .await?;
-    if !found.got_lock {
+    let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS got_lock")
+        .bind::<BigInt, _>(lock_key(event_id, &request.key))
+        .get_result(conn)
+        .await?;
+    if !locked.got_lock {
         return Err(ApiError::conflict(
             "idempotency_key_in_use",
             "a request with this Idempotency-Key is still being processed; retry shortly",
@@ -130,15 +126,21 @@ pub async fn check(
             actix_web::http::header::HeaderValue::from_static("1"),
         ));
     }
-    let (Some(hash), Some(registration_id), Some(response), Some(token_nonce)) = (
-        found.request_hash,
-        found.registration_id,
-        found.response,
-        found.token_nonce,
-    ) else {
+    // A statement of its own: its snapshot is taken after the lock was granted, so it sees
+    // the answer of a request that held the key and has just committed.
+    let found: Option<Found> = diesel::sql_query(
+        "SELECT request_hash, registration_id, response, token_nonce FROM idempotency_keys \
+         WHERE event_id = $1 AND key = $2 AND created_at > now() - interval '24 hours'",
+    )
+    .bind::<SqlUuid, _>(event_id)
+    .bind::<Text, _>(&request.key)
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(found) = found else {
         return Ok(Check::Proceed);
     };
-    if hash != request.request_hash {
+    if found.request_hash != request.request_hash {
         return Err(ApiError::new(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
@@ -146,11 +148,11 @@ pub async fn check(
         ));
     }
     let sessions: Vec<SessionOutcome> =
-        serde_json::from_value(response).map_err(ApiError::internal)?;
+        serde_json::from_value(found.response).map_err(ApiError::internal)?;
     Ok(Check::Replay(Stored {
-        registration_id,
+        registration_id: found.registration_id,
         sessions,
-        token_nonce,
+        token_nonce: found.token_nonce,
     }))
 }
 
