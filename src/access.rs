@@ -328,13 +328,15 @@ pub async fn registration(
                 }
                 RegistrationAction::Change | RegistrationAction::Manage => EventAction::Edit,
             };
-            let context = event(conn, caller, &event_ref, event_action)
+            // To those who may not see the event's registrations at all, this one does not
+            // exist; those who may see but not change it are told so.
+            let context = event(conn, caller, &event_ref, EventAction::ViewPrivate)
                 .await
                 .map_err(|error| match error.status().as_u16() {
-                    // Do not confirm that a registration exists in an event the caller cannot see.
-                    404 => ApiError::not_found("registration"),
+                    401 | 403 | 404 => ApiError::not_found("registration"),
                     _ => error,
                 })?;
+            decide(caller, &context, event_action)?;
             Ok(RegistrationContext {
                 actor: Actor::organiser(user.id),
                 registration,
