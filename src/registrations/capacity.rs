@@ -48,13 +48,7 @@ pub async fn lock(
     shared: &[i64],
     exclusive: &[i64],
 ) -> ApiResult<()> {
-    let mut keys: Vec<(i64, bool)> = shared
-        .iter()
-        .map(|k| (*k, false))
-        .chain(exclusive.iter().map(|k| (*k, true)))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup_by_key(|(k, _)| *k);
+    let keys = lock_order(shared, exclusive);
     if keys.is_empty() {
         return Ok(());
     }
@@ -69,6 +63,19 @@ pub async fn lock(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Each key once, in ascending order, with whether to take it exclusively: a key wanted
+/// both ways is taken exclusively.
+fn lock_order(shared: &[i64], exclusive: &[i64]) -> Vec<(i64, bool)> {
+    let mut keys: Vec<(i64, bool)> = shared
+        .iter()
+        .map(|k| (*k, false))
+        .chain(exclusive.iter().map(|k| (*k, true)))
+        .collect();
+    keys.sort_unstable_by_key(|&(k, exclusive)| (k, !exclusive));
+    keys.dedup_by_key(|(k, _)| *k);
+    keys
 }
 
 pub async fn lock_session_exclusive(
@@ -627,4 +634,18 @@ pub async fn promote(
 struct SeatNo {
     #[diesel(sql_type = Integer)]
     n: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_are_taken_once_in_key_order_exclusive_when_wanted_so() {
+        assert_eq!(
+            lock_order(&[5, -3, 9, 5], &[9, 1]),
+            [(-3, false), (1, true), (5, false), (9, true)]
+        );
+        assert_eq!(lock_order(&[], &[]), []);
+    }
 }
