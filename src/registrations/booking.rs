@@ -177,9 +177,10 @@ fn session_full(session: &Session) -> ApiError {
     .with("session_id", session.id)
 }
 
-/// Claims places in `sessions` for a registration, those that refuse when full first (so
-/// that a refusal comes before any waitlist place is taken). Returns the outcomes in the
-/// given order.
+/// Claims places in `sessions` for a registration, in the order of their ids: a claim may
+/// wait for a seat held by another registration in flight, and taking seats in one order
+/// everywhere keeps two registrations from waiting for each other. Returns the outcomes in
+/// the given order.
 async fn claim_all(
     conn: &mut AsyncPgConnection,
     registration_id: Uuid,
@@ -188,7 +189,7 @@ async fn claim_all(
     actor: Actor,
 ) -> ApiResult<Vec<SessionOutcome>> {
     let mut order: Vec<&Session> = sessions.iter().collect();
-    order.sort_by_key(|s| when_full(s, mode) != WhenFull::Refuse);
+    order.sort_by_key(|s| s.id);
     let mut outcomes = Vec::with_capacity(sessions.len());
     let mut entries = Vec::with_capacity(sessions.len());
     for session in order {
@@ -204,7 +205,12 @@ async fn claim_all(
             SessionRegistrationStatus::Waitlisted => HistoryAction::Waitlisted,
             _ => HistoryAction::Confirmed,
         };
-        entries.push(Entry::new(registration_id, Some(session.id), action, actor));
+        let entry = Entry::new(registration_id, Some(session.id), action, actor);
+        entries.push(if claim.over_capacity {
+            entry.with_details(json!({"over_capacity": true}))
+        } else {
+            entry
+        });
         outcomes.push(SessionOutcome {
             session_id: session.id,
             status,
@@ -282,7 +288,7 @@ pub async fn register(
         Some(user) => Actor::organiser(user),
         None => Actor::participant(id),
     };
-    let result = retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
+    retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
         if let Some((request, _)) = new.idempotency
             && let Check::Replay(stored) = idempotency::check(conn, event.id, request).await?
         {
@@ -335,30 +341,7 @@ pub async fn register(
             idempotency::store(conn, event.id, request, id, &sessions, nonce).await?;
         }
         Ok(Registered::Created { id, sessions })
-    }));
-    if result.is_err() {
-        repair(conn, new.sessions).await;
-    }
-    result
-}
-
-/// After a registering transaction failed, seats it had claimed are free again; anyone who
-/// was waitlisted meanwhile because those seats were taken gets them now.
-async fn repair(conn: &mut AsyncPgConnection, sessions: &[Session]) {
-    for session in sessions
-        .iter()
-        .filter(|s| s.capacity.is_some() && s.waitlist_enabled)
-    {
-        let result = conn
-            .transaction::<_, ApiError, _>(async |conn| {
-                capacity::lock_session_exclusive(conn, session.id).await?;
-                capacity::rebalance(conn, session.id, session.capacity, Actor::SYSTEM).await
-            })
-            .await;
-        if let Err(error) = result {
-            tracing::warn!(session_id = %session.id, %error, "could not rebalance seats after a failed registration");
-        }
-    }
+    }))
 }
 
 /// What a change asks for; `None` leaves a field as it is.
@@ -493,7 +476,7 @@ pub async fn change(
         .chain(to_add.iter().map(|s| session_lock_key(s.id)))
         .collect();
     let exclusive: Vec<i64> = to_remove.iter().map(|s| session_lock_key(s.id)).collect();
-    let result = retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
+    retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
         capacity::lock(conn, &shared, &exclusive).await?;
         lock_registration(conn, registration.id, &current_ids).await?;
         if !fields.is_empty() {
@@ -559,11 +542,7 @@ pub async fn change(
             .execute(conn)
             .await?;
         Ok(())
-    }));
-    if result.is_err() {
-        repair(conn, &to_add).await;
-    }
-    result
+    }))
 }
 
 /// Cancels a registration: every place is given up (and goes to the next in line) and its

@@ -2,11 +2,13 @@
 //!
 //! A session with a capacity owns that many rows in `session_seats`; a confirmed
 //! registration holds one. Registrations claim seats with `FOR UPDATE SKIP LOCKED`, so many
-//! can claim seats of one session at once. Everything that *frees* seats or changes a pool
-//! (cancellation, removal of a session, capacity changes, deletion) takes the session's
-//! advisory lock exclusively, while registrations take it shared: a seat is therefore never
-//! freed while a registration that may have skipped it is still deciding to join the
-//! waitlist, and a freed seat goes to the first waitlisted registration in the same
+//! can claim seats of one session at once; only when every free seat is locked by another
+//! registration still in flight does a registration wait for those to finish, so nobody is
+//! waitlisted (or refused) for a seat that a failing registration gives back. Everything
+//! that *frees* seats or changes a pool (cancellation, removal of a session, capacity
+//! changes, deletion) takes the session's advisory lock exclusively, while registrations
+//! take it shared: a seat is therefore never freed while a registration is deciding to join
+//! the waitlist, and a freed seat goes to the first waitlisted registration in the same
 //! transaction. Events with a capacity have an `event_seats` pool, used the same way.
 //!
 //! Lock order, everywhere: advisory locks (event, then sessions by key), then rows.
@@ -334,24 +336,60 @@ pub async fn set_event_capacity(
     Ok(())
 }
 
+/// Claims a free row of a seat pool (`session_seats` or `event_seats`, owned by
+/// `owner_column` = `owner`) for a registration. Free seats locked by other registrations
+/// still in flight are skipped; only when no other free seat is left does this wait for
+/// them to finish, taking a seat that one of them gives back. `None`: the pool is full.
+async fn take_seat(
+    conn: &mut AsyncPgConnection,
+    pool: SeatPool,
+    owner: Uuid,
+    registration_id: Uuid,
+) -> ApiResult<Option<i32>> {
+    let (table, owner_column) = match pool {
+        SeatPool::Session => ("session_seats", "session_id"),
+        SeatPool::Event => ("event_seats", "event_id"),
+    };
+    for wait in ["SKIP LOCKED", ""] {
+        // A row found free that another transaction has meanwhile taken is passed over
+        // once its lock is granted (READ COMMITTED re-checks the condition), and the next
+        // free one is tried.
+        let seat = diesel::sql_query(format!(
+            "UPDATE {table} SET registration_id = $2 \
+             WHERE ({owner_column}, seat_no) = ( \
+                 SELECT {owner_column}, seat_no FROM {table} \
+                 WHERE {owner_column} = $1 AND registration_id IS NULL \
+                 ORDER BY seat_no LIMIT 1 FOR UPDATE {wait}) \
+             RETURNING seat_no AS n"
+        ))
+        .bind::<SqlUuid, _>(owner)
+        .bind::<SqlUuid, _>(registration_id)
+        .get_result::<SeatNo>(conn)
+        .await
+        .optional()?;
+        if let Some(seat) = seat {
+            return Ok(Some(seat.n));
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SeatPool {
+    Session,
+    Event,
+}
+
 /// Claims a free place of the event for a registration; false when the event is full.
+/// Needs the event's lock (shared is enough).
 pub async fn claim_event_seat(
     conn: &mut AsyncPgConnection,
     event_id: Uuid,
     registration_id: Uuid,
 ) -> ApiResult<bool> {
-    let claimed = diesel::sql_query(
-        "UPDATE event_seats SET registration_id = $2 \
-         WHERE (event_id, seat_no) = ( \
-             SELECT event_id, seat_no FROM event_seats \
-             WHERE event_id = $1 AND registration_id IS NULL \
-             ORDER BY seat_no LIMIT 1 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind::<SqlUuid, _>(event_id)
-    .bind::<SqlUuid, _>(registration_id)
-    .execute(conn)
-    .await?;
-    Ok(claimed == 1)
+    Ok(take_seat(conn, SeatPool::Event, event_id, registration_id)
+        .await?
+        .is_some())
 }
 
 #[derive(Debug, QueryableByName)]
@@ -360,6 +398,9 @@ pub struct Claim {
     pub status: String,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub position: Option<i64>,
+    /// Confirmed although the session had no free seat (an organiser's decision).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub over_capacity: bool,
 }
 
 /// What to do when a session has no free seat.
@@ -372,56 +413,37 @@ pub enum WhenFull {
 }
 
 /// Takes a seat of the session for the registration (or a waitlist place, or a confirmed
-/// place beyond capacity, as `when_full` says) and records it, in one statement. `None`
-/// when the session is full and `when_full` is `Refuse`. The waitlist position counts
-/// the places ahead that this transaction can see.
+/// place beyond capacity, as `when_full` says) and records it. `None` when the session is
+/// full and `when_full` is `Refuse`. Needs the session's lock (shared is enough). The
+/// waitlist position counts the places ahead that this transaction can see.
 pub async fn claim_session(
     conn: &mut AsyncPgConnection,
     registration_id: Uuid,
     session: &Session,
     when_full: WhenFull,
 ) -> ApiResult<Option<Claim>> {
-    if session.capacity.is_none() {
-        diesel::sql_query(
-            "INSERT INTO registration_sessions (registration_id, session_id, status) \
-             VALUES ($1, $2, 'confirmed') \
-             ON CONFLICT (registration_id, session_id) DO UPDATE \
-             SET status = 'confirmed', seat_no = NULL, waitlist_order = NULL, over_capacity = false, \
-                 updated_at = now()",
-        )
-        .bind::<SqlUuid, _>(registration_id)
-        .bind::<SqlUuid, _>(session.id)
-        .execute(conn)
-        .await?;
-        return Ok(Some(Claim {
-            status: "confirmed".into(),
-            position: None,
-        }));
-    }
+    let seat = match session.capacity {
+        Some(_) => take_seat(conn, SeatPool::Session, session.id, registration_id).await?,
+        None => None,
+    };
+    let status = match (session.capacity, seat, when_full) {
+        (None, _, _) | (_, Some(_), _) | (_, None, WhenFull::Exceed) => "confirmed",
+        (_, None, WhenFull::Waitlist) => "waitlisted",
+        (_, None, WhenFull::Refuse) => return Ok(None),
+    };
+    let over_capacity = session.capacity.is_some() && seat.is_none() && status == "confirmed";
+    // A place given up earlier in the same session is taken again.
     let claim: Option<Claim> = diesel::sql_query(
-        "WITH seat AS ( \
-             UPDATE session_seats SET registration_id = $1 \
-             WHERE (session_id, seat_no) = ( \
-                 SELECT session_id, seat_no FROM session_seats \
-                 WHERE session_id = $2 AND registration_id IS NULL \
-                 ORDER BY seat_no LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING seat_no), \
-         outcome AS ( \
-             SELECT (SELECT seat_no FROM seat) AS seat_no) \
-         INSERT INTO registration_sessions AS rs \
+        "INSERT INTO registration_sessions AS rs \
              (registration_id, session_id, status, seat_no, waitlist_order, over_capacity) \
-         SELECT $1, $2, \
-                CASE WHEN seat_no IS NOT NULL OR $3 = 'exceed' THEN 'confirmed' ELSE 'waitlisted' END, \
-                seat_no, \
-                CASE WHEN seat_no IS NULL AND $3 = 'waitlist' THEN nextval('waitlist_order_seq') END, \
-                seat_no IS NULL AND $3 = 'exceed' \
-         FROM outcome WHERE seat_no IS NOT NULL OR $3 <> 'refuse' \
+         VALUES ($1, $2, $3, $4, \
+                 CASE WHEN $3 = 'waitlisted' THEN nextval('waitlist_order_seq') END, $5) \
          ON CONFLICT (registration_id, session_id) DO UPDATE \
          SET status = excluded.status, seat_no = excluded.seat_no, \
              waitlist_order = excluded.waitlist_order, over_capacity = excluded.over_capacity, \
              updated_at = now() \
          WHERE rs.status = 'cancelled' \
-         RETURNING rs.status, \
+         RETURNING rs.status, rs.over_capacity, \
              CASE WHEN rs.status = 'waitlisted' THEN ( \
                  SELECT count(*) + 1 FROM registration_sessions w \
                  WHERE w.session_id = $2 AND w.status = 'waitlisted' \
@@ -429,15 +451,20 @@ pub async fn claim_session(
     )
     .bind::<SqlUuid, _>(registration_id)
     .bind::<SqlUuid, _>(session.id)
-    .bind::<Text, _>(match when_full {
-        WhenFull::Waitlist => "waitlist",
-        WhenFull::Refuse => "refuse",
-        WhenFull::Exceed => "exceed",
-    })
+    .bind::<Text, _>(status)
+    .bind::<Nullable<Integer>, _>(seat)
+    .bind::<diesel::sql_types::Bool, _>(over_capacity)
     .get_result(conn)
     .await
     .optional()?;
-    Ok(claim)
+    match claim {
+        Some(claim) => Ok(Some(claim)),
+        // The callers only claim sessions the registration holds no place in.
+        None => Err(ApiError::internal(anyhow::anyhow!(
+            "registration {registration_id} already holds a place in session {}",
+            session.id
+        ))),
+    }
 }
 
 /// Gives up a registration's place in a session (its seat goes to whoever is next).
