@@ -318,9 +318,10 @@ pub async fn register(
             .execute(conn)
             .await
             .map_err(map_email_conflict)?;
+        // Beyond capacity on purpose still takes a place while there is one.
         if event.capacity.is_some()
-            && !over_capacity
             && !capacity::claim_event_seat(conn, event.id, id).await?
+            && !over_capacity
         {
             return Err(ApiError::conflict(
                 "event_full",
@@ -545,10 +546,11 @@ pub async fn change(
     }))
 }
 
-/// Cancels a registration: every place is given up (and goes to the next in line) and its
-/// event place is freed. Cancelling a cancelled registration changes nothing.
+/// Cancels a registration: every place is given up (and goes to the next in line) and so
+/// is its place in the event. Cancelling a cancelled registration changes nothing.
 pub async fn cancel(
     conn: &mut AsyncPgConnection,
+    event: &Event,
     registration: &Registration,
     actor: Actor,
 ) -> ApiResult<()> {
@@ -557,7 +559,12 @@ pub async fn cancel(
     }
     let current = active_sessions(conn, registration.id).await?;
     let current_ids: HashSet<Uuid> = current.iter().map(|s| s.id).collect();
-    let exclusive: Vec<i64> = current.iter().map(|s| session_lock_key(s.id)).collect();
+    let exclusive: Vec<i64> = event
+        .capacity
+        .map(|_| event_lock_key(event.id))
+        .into_iter()
+        .chain(current.iter().map(|s| session_lock_key(s.id)))
+        .collect();
     retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
         capacity::lock(conn, &[], &exclusive).await?;
         match lock_registration(conn, registration.id, &current_ids).await {
@@ -569,7 +576,7 @@ pub async fn cancel(
         for session in &current {
             capacity::release_session(conn, registration.id, session, Actor::SYSTEM).await?;
         }
-        capacity::release_event_seat(conn, registration.id).await?;
+        capacity::release_event_seat(conn, event.id, registration.id).await?;
         let now = Utc::now();
         diesel::update(registrations::table.find(registration.id))
             .set((

@@ -315,14 +315,15 @@ pub async fn set_event_capacity(
         .execute(conn)
         .await?;
     }
-    if previous.is_none() {
-        // The event had no limit: give every active registration its place.
+    if previous.is_none_or(|previous| capacity > previous) {
+        // New places go first to active registrations without one: all of them when the
+        // event had no limit, those added beyond capacity by organisers otherwise.
         diesel::sql_query(
             "WITH free AS ( \
                  SELECT seat_no, row_number() OVER (ORDER BY seat_no) AS n \
                  FROM event_seats WHERE event_id = $1 AND registration_id IS NULL), \
              holders AS ( \
-                 SELECT r.id, row_number() OVER (ORDER BY r.id) AS n FROM registrations r \
+                 SELECT r.id, row_number() OVER (ORDER BY r.created_at, r.id) AS n FROM registrations r \
                  WHERE r.event_id = $1 AND r.status = 'active' \
                    AND NOT EXISTS (SELECT 1 FROM event_seats e WHERE e.registration_id = r.id)) \
              UPDATE event_seats s SET registration_id = holders.id \
@@ -502,14 +503,26 @@ pub async fn release_session(
     Ok(true)
 }
 
+/// Gives up a registration's place in the event. The place goes to the oldest active
+/// registration an organiser added beyond the event's capacity, if any, so the event stays
+/// as full as it was. Needs the event's exclusive lock.
 pub async fn release_event_seat(
     conn: &mut AsyncPgConnection,
+    event_id: Uuid,
     registration_id: Uuid,
 ) -> ApiResult<()> {
-    diesel::sql_query("UPDATE event_seats SET registration_id = NULL WHERE registration_id = $1")
-        .bind::<SqlUuid, _>(registration_id)
-        .execute(conn)
-        .await?;
+    diesel::sql_query(
+        "UPDATE event_seats SET registration_id = ( \
+             SELECT r.id FROM registrations r \
+             WHERE r.event_id = $1 AND r.status = 'active' AND r.id <> $2 \
+               AND NOT EXISTS (SELECT 1 FROM event_seats e WHERE e.registration_id = r.id) \
+             ORDER BY r.created_at, r.id LIMIT 1) \
+         WHERE event_id = $1 AND registration_id = $2",
+    )
+    .bind::<SqlUuid, _>(event_id)
+    .bind::<SqlUuid, _>(registration_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

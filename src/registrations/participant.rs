@@ -186,7 +186,7 @@ async fn cancel_registration(
 ) -> ApiResult<web::Json<RegistrationView>> {
     let mut conn = state.conn().await?;
     let ctx = access::registration(&mut conn, &caller, *id, RegistrationAction::Change).await?;
-    booking::cancel(&mut conn, &ctx.registration, ctx.actor).await?;
+    booking::cancel(&mut conn, &ctx.event, &ctx.registration, ctx.actor).await?;
     state.programme_cache.invalidate(ctx.event.id);
     Ok(web::Json(view_of(&mut conn, ctx.registration.id).await?))
 }
