@@ -102,8 +102,9 @@ struct Moved {
 }
 
 /// Gives the session's free seats to those who should hold them: first registrations
-/// confirmed beyond capacity, then waitlisted ones in order. Needs the session's exclusive
-/// lock. Promotions are recorded and the promoted registrations touched.
+/// confirmed beyond capacity (who are then within it), then waitlisted ones in order. Needs
+/// the session's exclusive lock. Promotions are recorded and the promoted registrations
+/// touched.
 pub async fn rebalance(
     conn: &mut AsyncPgConnection,
     session_id: Uuid,
@@ -139,7 +140,8 @@ pub async fn rebalance(
                  UPDATE session_seats s SET registration_id = p.registration_id \
                  FROM pairs p WHERE s.session_id = $1 AND s.seat_no = p.seat_no) \
              UPDATE registration_sessions r \
-             SET status = 'confirmed', seat_no = p.seat_no, waitlist_order = NULL, updated_at = now() \
+             SET status = 'confirmed', seat_no = p.seat_no, waitlist_order = NULL, \
+                 over_capacity = false, updated_at = now() \
              FROM pairs p \
              WHERE r.session_id = $1 AND r.registration_id = p.registration_id \
              RETURNING r.registration_id, p.was",
@@ -200,9 +202,17 @@ pub async fn set_session_capacity(
             diesel::update(
                 registration_sessions::table
                     .filter(registration_sessions::session_id.eq(session.id))
-                    .filter(registration_sessions::seat_no.is_not_null()),
+                    .filter(
+                        registration_sessions::seat_no
+                            .is_not_null()
+                            .or(registration_sessions::over_capacity),
+                    ),
             )
-            .set(registration_sessions::seat_no.eq(None::<i32>))
+            .set((
+                registration_sessions::seat_no.eq(None::<i32>),
+                // Nobody is beyond an unlimited capacity.
+                registration_sessions::over_capacity.eq(false),
+            ))
             .execute(conn)
             .await?;
         }
