@@ -64,8 +64,15 @@ fn within(now: DateTime<Utc>, opens: Option<DateTime<Utc>>, closes: Option<DateT
     opens.is_none_or(|opens| now >= opens) && closes.is_none_or(|closes| now < closes)
 }
 
-/// The event must take registrations from this caller.
-pub fn check_event(event: &Event, mode: Mode, now: DateTime<Utc>) -> ApiResult<()> {
+/// The event must take registrations from this caller. Its registration window applies to
+/// participants registering for the event alone (`with_sessions` false); a session's own
+/// window overrides it, so sessions are checked one by one in `bookable_sessions`.
+pub fn check_event(
+    event: &Event,
+    mode: Mode,
+    now: DateTime<Utc>,
+    with_sessions: bool,
+) -> ApiResult<()> {
     match (event.status, mode) {
         (EventStatus::Published, _) => {}
         (EventStatus::Archived, _) => {
@@ -78,6 +85,7 @@ pub fn check_event(event: &Event, mode: Mode, now: DateTime<Utc>) -> ApiResult<(
         (EventStatus::Draft, Mode::Organiser { .. }) => {}
     }
     if mode == Mode::Public
+        && !with_sessions
         && !within(
             now,
             event.registration_opens_at,
@@ -455,7 +463,7 @@ pub async fn change(
                 .filter(|id| !current_ids.contains(id))
                 .collect();
             if !add_ids.is_empty() {
-                check_event(event, mode, now)?;
+                check_event(event, mode, now, true)?;
             }
             let to_add = bookable_sessions(conn, event, &add_ids, mode, now, "session_ids").await?;
             let to_remove: Vec<Session> = current

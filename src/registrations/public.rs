@@ -171,7 +171,12 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
     let ctx = access::event(&mut conn, caller, request.event_ref, action).await?;
     let event = &ctx.event;
     let now = Utc::now();
-    booking::check_event(event, request.mode, now)?;
+    booking::check_event(
+        event,
+        request.mode,
+        now,
+        !request.body.session_ids.is_empty(),
+    )?;
     let sessions = booking::bookable_sessions(
         &mut conn,
         event,
