@@ -4,10 +4,12 @@
 mod helpers;
 
 mod auth;
+mod concurrency;
 mod errors;
 mod demo;
 mod events;
 mod fixtures;
 mod operations;
 mod programme;
+mod registrations;
 mod users;
