@@ -61,6 +61,8 @@ const MEMBER_COLUMNS: MemberColumns = (
     params(("event" = String, Path, description = "Event slug or id"), PageParams),
     responses(
         (status = 200, description = "One page of members.", body = Page<MemberView>),
+        (status = 422, description = "`validation_failed`: bad `limit` or `cursor`.",
+         body = Problem, content_type = "application/problem+json"),
         EventErrors,
     ),
     security(("bearer" = []))

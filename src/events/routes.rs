@@ -355,7 +355,10 @@ async fn list_events(
 /// One event, by slug or id.
 #[utoipa::path(
     tag = "events",
-    params(("event" = String, Path, description = "Event slug or id")),
+    params(
+        ("event" = String, Path, description = "Event slug or id"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the caller holds; 304 when it is current"),
+    ),
     responses(
         (status = 200, description = "The event.", body = EventView, headers(("ETag" = String))),
         (status = 304, description = "The copy named by `If-None-Match` is current."),

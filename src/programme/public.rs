@@ -23,7 +23,7 @@ use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::conditional::{etag_header, is_fresh};
 use crate::db::schema::{session_speakers, sessions, tracks, venues};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::{Event, EventStatus};
 use crate::openapi::EventErrors;
 use crate::registrations::counts::{self, SessionCounts};
@@ -361,11 +361,19 @@ fn group_by_day(event: &Event, entries: Vec<ProgrammeSession>) -> Programme {
 /// seats left. Cacheable: send the `ETag` back as `If-None-Match` to get 304.
 #[utoipa::path(
     tag = "programme",
-    params(("event" = String, Path, description = "Event slug or id"), ProgrammeParams),
+    params(
+        ("event" = String, Path, description = "Event slug or id"),
+        ProgrammeParams,
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the caller holds; 304 when it is current"),
+    ),
     responses(
         (status = 200, description = "The programme.", body = Programme,
          headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 304, description = "The copy named by `If-None-Match` is current."),
+        (status = 400, description = "`invalid_query`: an unknown parameter or a malformed value.",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `q` is longer than 200 characters.",
+         body = Problem, content_type = "application/problem+json"),
         EventErrors,
     ),
     security((), ("bearer" = []))
@@ -384,11 +392,19 @@ async fn programme(
 /// The public programme as an iCalendar file (RFC 5545) with the event's time zone.
 #[utoipa::path(
     tag = "programme",
-    params(("event" = String, Path, description = "Event slug or id"), ProgrammeParams),
+    params(
+        ("event" = String, Path, description = "Event slug or id"),
+        ProgrammeParams,
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the caller holds; 304 when it is current"),
+    ),
     responses(
         (status = 200, description = "The programme as a calendar.", body = String, content_type = "text/calendar",
          headers(("ETag" = String))),
         (status = 304, description = "The copy named by `If-None-Match` is current."),
+        (status = 400, description = "`invalid_query`: an unknown parameter or a malformed value.",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `q` is longer than 200 characters.",
+         body = Problem, content_type = "application/problem+json"),
         EventErrors,
     ),
     security((), ("bearer" = []))

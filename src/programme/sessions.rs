@@ -355,7 +355,12 @@ pub struct SessionListParams {
 #[utoipa::path(
     tag = "programme",
     params(("event" = String, Path, description = "Event slug or id"), SessionListParams),
-    responses((status = 200, description = "One page of sessions.", body = Page<SessionView>), EventErrors),
+    responses(
+        (status = 200, description = "One page of sessions.", body = Page<SessionView>),
+        (status = 422, description = "`validation_failed`: bad `limit` or `cursor`.",
+         body = Problem, content_type = "application/problem+json"),
+        EventErrors,
+    ),
     security((), ("bearer" = []))
 )]
 #[get("/events/{event}/sessions")]
@@ -496,7 +501,11 @@ pub async fn visible(
 /// One session.
 #[utoipa::path(
     tag = "programme",
-    params(("event" = String, Path, description = "Event slug or id"), ("session_id" = Uuid, Path)),
+    params(
+        ("event" = String, Path, description = "Event slug or id"),
+        ("session_id" = Uuid, Path),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the caller holds; 304 when it is current"),
+    ),
     responses(
         (status = 200, description = "The session.", body = SessionView, headers(("ETag" = String))),
         (status = 304, description = "The copy named by `If-None-Match` is current."),

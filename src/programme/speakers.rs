@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::access::{self, EventAction, EventContext};
 use crate::auth::Caller;
 use crate::db::schema::{session_speakers, sessions, speakers};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, PageParams};
 use crate::patch;
@@ -197,7 +197,12 @@ fn validate(s: &NewSpeaker) -> ApiResult<()> {
 #[utoipa::path(
     tag = "programme",
     params(("event" = String, Path, description = "Event slug or id"), PageParams),
-    responses((status = 200, description = "One page of speakers.", body = Page<SpeakerView>), EventErrors),
+    responses(
+        (status = 200, description = "One page of speakers.", body = Page<SpeakerView>),
+        (status = 422, description = "`validation_failed`: bad `limit` or `cursor`.",
+         body = Problem, content_type = "application/problem+json"),
+        EventErrors,
+    ),
     security((), ("bearer" = []))
 )]
 #[get("/events/{event}/speakers")]

@@ -141,7 +141,12 @@ pub struct TrackListParams {
 #[utoipa::path(
     tag = "programme",
     params(("event" = String, Path, description = "Event slug or id"), TrackListParams),
-    responses((status = 200, description = "One page of tracks.", body = Page<TrackView>), EventErrors),
+    responses(
+        (status = 200, description = "One page of tracks.", body = Page<TrackView>),
+        (status = 422, description = "`validation_failed`: bad `limit` or `cursor`.",
+         body = Problem, content_type = "application/problem+json"),
+        EventErrors,
+    ),
     security((), ("bearer" = []))
 )]
 #[get("/events/{event}/tracks")]

@@ -96,7 +96,12 @@ fn validate(
 #[utoipa::path(
     tag = "programme",
     params(("event" = String, Path, description = "Event slug or id"), PageParams),
-    responses((status = 200, description = "One page of venues.", body = Page<Venue>), EventErrors),
+    responses(
+        (status = 200, description = "One page of venues.", body = Page<Venue>),
+        (status = 422, description = "`validation_failed`: bad `limit` or `cursor`.",
+         body = Problem, content_type = "application/problem+json"),
+        EventErrors,
+    ),
     security((), ("bearer" = []))
 )]
 #[get("/events/{event}/venues")]
