@@ -1216,6 +1216,134 @@ async fn the_programme_groups_by_local_day_in_a_zone_west_of_utc() {
 }
 
 #[tokio::test]
+async fn the_programme_groups_by_local_day_across_a_change_to_summer_time() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    // Berlin moves from UTC+1 to UTC+2 at 02:00 on 28 March 2027.
+    app.event(
+        &admin.access,
+        "berlin",
+        json!({"time_zone": "Europe/Berlin", "starts_on": "2027-03-27", "ends_on": "2027-03-29"}),
+    )
+    .await;
+    for (title, start, end) in [
+        ("Sa 23:30", "2027-03-27T22:30:00Z", "2027-03-27T22:45:00Z"),
+        ("So 00:30", "2027-03-27T23:30:00Z", "2027-03-27T23:45:00Z"),
+        ("So 23:30", "2027-03-28T21:30:00Z", "2027-03-28T21:45:00Z"),
+        ("Mo 00:30", "2027-03-28T22:30:00Z", "2027-03-28T22:45:00Z"),
+    ] {
+        app.session(
+            &admin.access,
+            "berlin",
+            with(at(start, end), json!({"title": title})),
+        )
+        .await;
+    }
+
+    let answer = app.get("/api/v1/events/berlin/programme", None).await;
+
+    assert_eq!(
+        days_of(&answer),
+        [
+            ("2027-03-27".to_owned(), vec!["Sa 23:30".to_owned()]),
+            (
+                "2027-03-28".to_owned(),
+                vec!["So 00:30".to_owned(), "So 23:30".to_owned()]
+            ),
+            ("2027-03-29".to_owned(), vec!["Mo 00:30".to_owned()]),
+        ]
+    );
+    let days = answer.json()["days"].clone();
+    assert_eq!(
+        days[1]["sessions"][0]["starts_at"],
+        "2027-03-28T00:30:00+01:00"
+    );
+    assert_eq!(
+        days[1]["sessions"][1]["starts_at"],
+        "2027-03-28T23:30:00+02:00"
+    );
+}
+
+#[tokio::test]
+async fn unpublishing_an_event_hides_its_programme_at_once() {
+    let (app, admin) = with_event().await;
+    app.session(&admin.access, "mmdn", json!({})).await;
+    app.get("/api/v1/events/mmdn/programme", None)
+        .await
+        .assert_status(200);
+
+    app.patch(
+        "/api/v1/events/mmdn",
+        Some(&admin.access),
+        &json!({"status": "draft"}),
+    )
+    .await
+    .assert_status(200);
+
+    app.get("/api/v1/events/mmdn/programme", None)
+        .await
+        .assert_problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn changing_the_events_time_zone_moves_its_sessions_to_other_days() {
+    let (app, admin) = with_event().await;
+    // 23:30 in Moscow on 21 April is 06:30 on 22 April in Vladivostok (UTC+10).
+    app.session(
+        &admin.access,
+        "mmdn",
+        with(
+            at("2027-04-21T20:30:00Z", "2027-04-21T21:00:00Z"),
+            json!({"title": "Поздно вечером"}),
+        ),
+    )
+    .await;
+    app.get("/api/v1/events/mmdn/programme", None)
+        .await
+        .assert_status(200);
+
+    app.patch(
+        "/api/v1/events/mmdn",
+        Some(&admin.access),
+        &json!({"time_zone": "Asia/Vladivostok"}),
+    )
+    .await
+    .assert_status(200);
+
+    let answer = app.get("/api/v1/events/mmdn/programme", None).await;
+    assert_eq!(
+        days_of(&answer),
+        [("2027-04-22".to_owned(), vec!["Поздно вечером".to_owned()])]
+    );
+    assert_eq!(
+        answer.json()["days"][0]["sessions"][0]["starts_at"],
+        "2027-04-22T06:30:00+10:00"
+    );
+}
+
+#[tokio::test]
+async fn a_time_zone_that_would_push_sessions_outside_the_days_is_refused() {
+    let (app, admin) = with_event().await;
+    // 23:00 in Moscow on the last day ends after midnight in Vladivostok.
+    app.session(
+        &admin.access,
+        "mmdn",
+        at("2027-04-24T23:00:00+03:00", "2027-04-24T23:30:00+03:00"),
+    )
+    .await;
+
+    let answer = app
+        .patch(
+            "/api/v1/events/mmdn",
+            Some(&admin.access),
+            &json!({"time_zone": "Asia/Vladivostok"}),
+        )
+        .await;
+
+    assert_eq!(invalid_fields(&answer), ["ends_on"]);
+}
+
+#[tokio::test]
 async fn the_programme_shows_published_sessions_only() {
     let (app, admin) = with_event().await;
     app.session(&admin.access, "mmdn", json!({"title": "Опубликована"}))
