@@ -5,8 +5,8 @@ mod helpers;
 
 mod auth;
 mod concurrency;
-mod errors;
 mod demo;
+mod errors;
 mod events;
 mod fixtures;
 mod operations;
