@@ -908,7 +908,8 @@ async fn a_session_whose_registrations_were_all_cancelled_can_be_deleted() {
     )
     .bearer(registered["manage_token"].as_str().unwrap())
     .send()
-    .await;
+    .await
+    .assert_status(200);
 
     let answer = app
         .delete(
