@@ -9,7 +9,9 @@ async fn a_published_event_with_a_session_takes_a_registration() {
     let app = spawn_app().await;
     let admin = app.admin().await;
     app.event(&admin.access, "mmdn", json!({})).await;
-    let session = app.session(&admin.access, "mmdn", json!({"capacity": 10})).await;
+    let session = app
+        .session(&admin.access, "mmdn", json!({"capacity": 10}))
+        .await;
     let id = session["id"].as_str().unwrap();
 
     let answer = app.register("mmdn", "anna@example.org", &[id]).await;

@@ -425,7 +425,11 @@ impl TestApp {
         });
         merge(&mut body, extra);
         let answer = self
-            .post(&format!("/api/v1/events/{event}/sessions"), Some(token), &body)
+            .post(
+                &format!("/api/v1/events/{event}/sessions"),
+                Some(token),
+                &body,
+            )
             .await;
         answer.assert_status(201);
         answer.json()

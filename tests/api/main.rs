@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod badges;
 mod errors;
 mod fixtures;
 mod operations;
