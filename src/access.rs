@@ -10,7 +10,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use uuid::Uuid;
 
-use crate::auth::{Caller, UserCaller};
+use crate::auth::{Caller, Scope, UserCaller};
 use crate::db::schema::{event_members, events, registrations};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventRef, EventStatus, MemberRole};
@@ -25,6 +25,7 @@ pub fn require_user(caller: &Caller) -> ApiResult<&UserCaller> {
         Caller::Participant(_) => Err(ApiError::forbidden(
             "a manage token opens its own registration only",
         )),
+        Caller::Device(_) => Err(ApiError::forbidden("device keys cannot use this route")),
     }
 }
 
@@ -49,6 +50,26 @@ pub enum EventAction {
     Edit,
     /// Add, change or remove members; delete the event.
     Manage,
+    /// Read the attendee feed, lists and export: organisers, and device keys with
+    /// `attendees:read`.
+    ReadAttendees,
+    /// Claim and complete badge print jobs: owners and editors, and device keys with
+    /// `badges:print`.
+    PrintBadges,
+    /// Check attendees in: owners and editors, and device keys with `checkin:write`.
+    CheckIn,
+}
+
+impl EventAction {
+    /// The device-key scope that allows this action, if any does.
+    fn scope(self) -> Option<Scope> {
+        match self {
+            EventAction::ReadAttendees => Some(Scope::AttendeesRead),
+            EventAction::PrintBadges => Some(Scope::BadgesPrint),
+            EventAction::CheckIn => Some(Scope::CheckinWrite),
+            _ => None,
+        }
+    }
 }
 
 /// An event, with what the caller may do with it.
@@ -104,16 +125,25 @@ pub async fn event(
 /// The rule itself, separate from loading so it can be tested exhaustively.
 pub fn decide(caller: &Caller, context: &EventContext, action: EventAction) -> ApiResult<()> {
     let published = context.event.status == EventStatus::Published;
-    if !published && !context.sees_private() {
+    let own_device = match caller {
+        Caller::Device(device) => (device.event_id == context.event.id).then_some(device),
+        _ => None,
+    };
+    if !published && !context.sees_private() && own_device.is_none() {
         return Err(ApiError::not_found("event"));
     }
     let allowed = context.is_admin
-        || match (action, context.member_role) {
-            (EventAction::View, _) => true,
-            (_, None) => false,
-            (EventAction::ViewPrivate, Some(_)) => true,
-            (EventAction::Edit, Some(role)) => role != MemberRole::Viewer,
-            (EventAction::Manage, Some(role)) => role == MemberRole::Owner,
+        || match (action, context.member_role, own_device) {
+            (EventAction::View, _, _) => true,
+            (_, _, Some(device)) => action.scope().is_some_and(|s| device.scopes.contains(&s)),
+            (_, None, None) => false,
+            (EventAction::ViewPrivate | EventAction::ReadAttendees, Some(_), _) => true,
+            (
+                EventAction::Edit | EventAction::PrintBadges | EventAction::CheckIn,
+                Some(role),
+                _,
+            ) => role != MemberRole::Viewer,
+            (EventAction::Manage, Some(role), _) => role == MemberRole::Owner,
         };
     match (allowed, caller) {
         (true, _) => Ok(()),
@@ -121,6 +151,10 @@ pub fn decide(caller: &Caller, context: &EventContext, action: EventAction) -> A
         (false, Caller::Participant(_)) => Err(ApiError::forbidden(
             "a manage token opens its own registration only",
         )),
+        (false, Caller::Device(_)) => Err(ApiError::forbidden(match own_device {
+            Some(_) => "this API key lacks the scope for this",
+            None => "this API key belongs to another event",
+        })),
         (false, _) => Err(ApiError::forbidden(match action {
             EventAction::Manage => "only the event's owners may do this",
             EventAction::Edit => "only the event's owners and editors may do this",
@@ -236,6 +270,71 @@ mod tests {
         }
     }
 
+    fn device(ctx: &EventContext, scopes: Vec<Scope>, own: bool) -> Caller {
+        Caller::Device(crate::auth::DeviceCaller {
+            key_id: Uuid::now_v7(),
+            event_id: if own { ctx.event.id } else { Uuid::now_v7() },
+            scopes,
+        })
+    }
+
+    #[test]
+    fn device_keys_act_only_within_their_scopes_and_event() {
+        let ctx = context(EventStatus::Draft, None, false);
+        let reader = device(&ctx, vec![Scope::AttendeesRead], true);
+        assert_eq!(status_of(decide(&reader, &ctx, EventAction::View)), 200);
+        assert_eq!(
+            status_of(decide(&reader, &ctx, EventAction::ReadAttendees)),
+            200
+        );
+        assert_eq!(status_of(decide(&reader, &ctx, EventAction::CheckIn)), 403);
+        assert_eq!(status_of(decide(&reader, &ctx, EventAction::Edit)), 403);
+        let desk = device(&ctx, vec![Scope::CheckinWrite], true);
+        assert_eq!(status_of(decide(&desk, &ctx, EventAction::CheckIn)), 200);
+        assert_eq!(
+            status_of(decide(&desk, &ctx, EventAction::ReadAttendees)),
+            403
+        );
+        let stranger = device(&ctx, vec![Scope::AttendeesRead], false);
+        assert_eq!(
+            status_of(decide(&stranger, &ctx, EventAction::ReadAttendees)),
+            404
+        );
+        let published = context(EventStatus::Published, None, false);
+        let stranger = device(&published, vec![Scope::AttendeesRead], false);
+        assert_eq!(
+            status_of(decide(&stranger, &published, EventAction::ReadAttendees)),
+            403
+        );
+        assert_eq!(
+            status_of(decide(&stranger, &published, EventAction::View)),
+            200
+        );
+    }
+
+    #[test]
+    fn viewers_read_attendees_but_do_not_print_or_check_in() {
+        let organiser = user(Role::Organiser);
+        let ctx = context(EventStatus::Published, Some(MemberRole::Viewer), false);
+        assert_eq!(
+            status_of(decide(&organiser, &ctx, EventAction::ReadAttendees)),
+            200
+        );
+        assert_eq!(
+            status_of(decide(&organiser, &ctx, EventAction::PrintBadges)),
+            403
+        );
+        assert_eq!(
+            status_of(decide(&organiser, &ctx, EventAction::CheckIn)),
+            403
+        );
+        let editor = context(EventStatus::Published, Some(MemberRole::Editor), false);
+        assert_eq!(
+            status_of(decide(&organiser, &editor, EventAction::CheckIn)),
+            200
+        );
+    }
+
     #[test]
     fn admins_may_do_everything() {
         let ctx = context(EventStatus::Draft, None, true);
@@ -281,10 +380,16 @@ pub async fn registration(
     id: Uuid,
     action: RegistrationAction,
 ) -> ApiResult<RegistrationContext> {
-    if matches!(caller, Caller::Anonymous) {
-        return Err(ApiError::unauthorized(
-            "send the registration's manage token or an organiser's access token",
-        ));
+    match caller {
+        Caller::Anonymous => {
+            return Err(ApiError::unauthorized(
+                "send the registration's manage token or an organiser's access token",
+            ));
+        }
+        Caller::Device(_) => {
+            return Err(ApiError::forbidden("device keys cannot use this route"));
+        }
+        _ => {}
     }
     if let Caller::Participant(participant) = caller
         && participant.registration_id != id
@@ -344,6 +449,6 @@ pub async fn registration(
                 by_participant: false,
             })
         }
-        Caller::Anonymous => unreachable!("handled above"),
+        Caller::Anonymous | Caller::Device(_) => unreachable!("handled above"),
     }
 }

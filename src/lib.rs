@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod badges;
 pub mod cli;
 pub mod conditional;
 pub mod config;

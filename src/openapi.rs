@@ -26,6 +26,7 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
         (name = "events", description = "Events and their organisers"),
         (name = "programme", description = "Venues, tracks, sessions, speakers and the public programme"),
         (name = "registrations", description = "Registering, waitlists, self-service and the organisers' side"),
+        (name = "badges", description = "Device keys, attendee feed and export, print queue, QR codes, check-in, numbers"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

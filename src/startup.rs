@@ -22,7 +22,7 @@ use crate::openapi::{self, OpenApiJson};
 use crate::programme::ProgrammeCache;
 use crate::ratelimit::RateLimits;
 use crate::state::AppState;
-use crate::{auth, db, events, maintenance, ops, programme, registrations, users};
+use crate::{auth, badges, db, events, maintenance, ops, programme, registrations, users};
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -34,7 +34,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(users::routes)
                 .configure(events::routes)
                 .configure(programme::routes)
-                .configure(registrations::routes),
+                .configure(registrations::routes)
+                .configure(badges::routes),
         );
 }
 

@@ -22,6 +22,27 @@ pub enum Caller {
     User(UserCaller),
     /// A participant, by the manage token of their registration.
     Participant(ParticipantCaller),
+    /// A badge printer or check-in desk, by an event's API key.
+    Device(DeviceCaller),
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceCaller {
+    pub key_id: Uuid,
+    pub event_id: Uuid,
+    pub scopes: Vec<Scope>,
+}
+
+crate::text_enum! {
+    /// What a device key may do, within its own event.
+    pub enum Scope {
+        /// Read the attendee feed, lists and export.
+        AttendeesRead => "attendees:read",
+        /// Claim and complete badge print jobs.
+        BadgesPrint => "badges:print",
+        /// Check attendees in.
+        CheckinWrite => "checkin:write",
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +104,9 @@ async fn resolve(state: &AppState, token: &str) -> ApiResult<Caller> {
     if token.starts_with(tokens::MANAGE_PREFIX) {
         return participant(state, token).await;
     }
+    if token.starts_with(tokens::DEVICE_KEY_PREFIX) {
+        return device(state, token).await;
+    }
     let claims = state
         .keys
         .verify(token)
@@ -123,6 +147,45 @@ async fn participant(state: &AppState, token: &str) -> ApiResult<Caller> {
     Ok(Caller::Participant(ParticipantCaller {
         registration_id,
         event_id,
+    }))
+}
+
+#[derive(diesel::QueryableByName)]
+struct FoundKey {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    event_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+    scopes: Vec<String>,
+}
+
+/// Looks a device key up, noting when it was last used (at most once a minute, so that
+/// busy devices do not write on every request).
+async fn device(state: &AppState, token: &str) -> ApiResult<Caller> {
+    if !tokens::has_shape(token, tokens::DEVICE_KEY_PREFIX) {
+        return Err(invalid_token("the API key is not valid"));
+    }
+    let mut conn = state.conn().await?;
+    let found: Option<FoundKey> = diesel::sql_query(
+        "WITH key AS ( \
+             SELECT id, event_id, scopes, last_used_at FROM api_keys \
+             WHERE key_hash = $1 AND revoked_at IS NULL), \
+         touched AS ( \
+             UPDATE api_keys SET last_used_at = now() \
+             WHERE id = (SELECT id FROM key) \
+               AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')) \
+         SELECT id, event_id, scopes FROM key",
+    )
+    .bind::<diesel::sql_types::Bytea, _>(tokens::digest(token))
+    .get_result(&mut conn)
+    .await
+    .optional()?;
+    let key = found.ok_or_else(|| invalid_token("the API key is not valid or was revoked"))?;
+    Ok(Caller::Device(DeviceCaller {
+        key_id: key.id,
+        event_id: key.event_id,
+        scopes: key.scopes.iter().filter_map(|s| s.parse().ok()).collect(),
     }))
 }
 

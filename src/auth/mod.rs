@@ -6,5 +6,5 @@ pub mod password;
 mod routes;
 pub mod tokens;
 
-pub use caller::{Caller, ParticipantCaller, UserCaller, invalid_token};
+pub use caller::{Caller, DeviceCaller, ParticipantCaller, Scope, UserCaller, invalid_token};
 pub use routes::routes;

@@ -1,11 +1,40 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        name -> Text,
+        scopes -> Array<Nullable<Text>>,
+        key_hash -> Bytea,
+        key_prefix -> Text,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     auth_sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    checkins (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        registration_id -> Uuid,
+        session_id -> Nullable<Uuid>,
+        scanned_at -> Timestamptz,
+        recorded_at -> Timestamptz,
+        device_key_id -> Nullable<Uuid>,
+        user_id -> Nullable<Uuid>,
+        client_nonce -> Nullable<Text>,
     }
 }
 
@@ -45,6 +74,7 @@ diesel::table! {
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        checkin_key_seed -> Nullable<Bytea>,
     }
 }
 
@@ -57,6 +87,21 @@ diesel::table! {
         response -> Jsonb,
         token_nonce -> Bytea,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    print_jobs (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        registration_id -> Uuid,
+        reason -> Text,
+        status -> Text,
+        claimed_by -> Nullable<Uuid>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        claims -> Int4,
+        created_at -> Timestamptz,
+        done_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -123,6 +168,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         cancelled_at -> Nullable<Timestamptz>,
+        change_xid -> Int8,
+        badge_printed_at -> Nullable<Timestamptz>,
+        checked_in_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -223,11 +271,18 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(api_keys -> events (event_id));
+diesel::joinable!(api_keys -> users (created_by));
 diesel::joinable!(auth_sessions -> users (user_id));
+diesel::joinable!(checkins -> events (event_id));
+diesel::joinable!(checkins -> registrations (registration_id));
+diesel::joinable!(checkins -> sessions (session_id));
 diesel::joinable!(event_members -> events (event_id));
 diesel::joinable!(event_members -> users (user_id));
 diesel::joinable!(event_seats -> events (event_id));
 diesel::joinable!(events -> users (created_by));
+diesel::joinable!(print_jobs -> events (event_id));
+diesel::joinable!(print_jobs -> registrations (registration_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (auth_session_id));
 diesel::joinable!(registration_history -> registrations (registration_id));
 diesel::joinable!(registration_sessions -> registrations (registration_id));
@@ -240,11 +295,14 @@ diesel::joinable!(tracks -> events (event_id));
 diesel::joinable!(venues -> events (event_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
     auth_sessions,
+    checkins,
     event_members,
     event_seats,
     events,
     idempotency_keys,
+    print_jobs,
     rate_limits,
     refresh_tokens,
     registration_history,

@@ -526,6 +526,17 @@ pub async fn change(
                 ],
             )
             .await?;
+            let badge_changed = changes
+                .full_name
+                .as_ref()
+                .is_some_and(|n| *n != registration.full_name)
+                || changes
+                    .organisation
+                    .as_ref()
+                    .is_some_and(|o| *o != registration.organisation);
+            if badge_changed {
+                crate::badges::print::reprint_if_printed(conn, event.id, registration.id).await?;
+            }
         }
         for session in &to_remove {
             capacity::release_session(conn, registration.id, session, Actor::SYSTEM).await?;
@@ -585,6 +596,7 @@ pub async fn cancel(
             capacity::release_session(conn, registration.id, session, Actor::SYSTEM).await?;
         }
         capacity::release_event_seat(conn, event.id, registration.id).await?;
+        crate::badges::print::cancel_open(conn, registration.id).await?;
         let now = Utc::now();
         diesel::update(registrations::table.find(registration.id))
             .set((

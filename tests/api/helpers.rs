@@ -325,6 +325,14 @@ impl TestApp {
         call.send().await
     }
 
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        let mut call = self.call(Method::PUT, path).json(body);
+        if let Some(token) = token {
+            call = call.bearer(token);
+        }
+        call.send().await
+    }
+
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Answer {
         let mut call = self.call(Method::DELETE, path);
         if let Some(token) = token {

@@ -4,11 +4,15 @@
 mod helpers;
 
 mod auth;
+mod badges;
 mod concurrency;
 mod demo;
 mod errors;
 mod events;
+mod faults;
 mod fixtures;
+mod limits;
+mod matrix;
 mod operations;
 mod programme;
 mod registrations;

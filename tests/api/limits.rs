@@ -1,0 +1,237 @@
+//! Limits that keep one client from hurting others: sizes, lengths, page sizes, slow
+//! clients, rate limits (shared by every instance), and CORS for browser frontends.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{
+    ADMIN_EMAIL, PASSWORD, TestApp, registration_body, spawn_app, spawn_app_with, test_config,
+};
+
+#[tokio::test]
+async fn strings_longer_than_their_limit_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.event(&admin.access, "a", json!({})).await;
+    let mut body = registration_body("anna@example.org", &[]);
+    body["full_name"] = json!("Я".repeat(201));
+    body["organisation"] = json!("О".repeat(301));
+
+    let problem = app
+        .post("/api/v1/events/a/registrations", None, &body)
+        .await
+        .assert_problem(422, "validation_failed");
+
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["full_name", "organisation"]);
+}
+
+#[tokio::test]
+async fn lists_longer_than_their_limit_are_refused() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.event(&admin.access, "a", json!({})).await;
+    let too_many: Vec<String> = (0..51).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let ids: Vec<&str> = too_many.iter().map(String::as_str).collect();
+
+    let problem = app
+        .post(
+            "/api/v1/events/a/registrations",
+            None,
+            &registration_body("a@example.org", &ids),
+        )
+        .await
+        .assert_problem(422, "validation_failed");
+    assert_eq!(problem["errors"][0]["field"], "session_ids");
+
+    let scans: Vec<_> = (0..501)
+        .map(|n| json!({"qr_code": "RG1.x", "scanned_at": "2026-11-20T08:00:00Z", "client_nonce": format!("n{n}")}))
+        .collect();
+    let problem = app
+        .post(
+            "/api/v1/events/a/checkins/batch",
+            Some(&admin.access),
+            &json!({"scans": scans}),
+        )
+        .await
+        .assert_problem(422, "validation_failed");
+    assert_eq!(problem["errors"][0]["field"], "scans");
+}
+
+#[tokio::test]
+async fn page_sizes_are_bounded_everywhere() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.event(&admin.access, "a", json!({})).await;
+    for path in [
+        "/api/v1/events?limit=201",
+        "/api/v1/events/a/sessions?limit=201",
+        "/api/v1/events/a/registrations?limit=0",
+        "/api/v1/events/a/attendees?limit=1001",
+    ] {
+        let problem = app
+            .get(path, Some(&admin.access))
+            .await
+            .assert_problem(422, "validation_failed");
+        assert_eq!(problem["errors"][0]["field"], "limit", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_request_too_slowly_is_cut_off() {
+    let app = spawn_app_with(|config| config.client_timeout_ms = 300).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+
+    // The head is never finished: the server answers 408 and closes the connection.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn too_many_logins_from_one_address_get_429_with_retry_after() {
+    let app = spawn_app_with(|config| config.login_rate_limit = 3).await;
+    app.create_admin(ADMIN_EMAIL).await;
+
+    for _ in 0..3 {
+        app.login(ADMIN_EMAIL, "wrong password")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let limited = app.login(ADMIN_EMAIL, PASSWORD).await;
+
+    let problem = limited.assert_problem(429, "rate_limited");
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(problem["retry_after"], retry_after);
+}
+
+#[tokio::test]
+async fn rate_limits_hold_across_instances() {
+    let first = spawn_app_with(|config| config.registration_rate_limit = 4).await;
+    let admin = first.admin().await;
+    first.event(&admin.access, "a", json!({})).await;
+    // A second instance of the service on the same database.
+    let mut config = test_config(&first.db);
+    config.registration_rate_limit = 4;
+    let second = registrar::startup::Application::build(config)
+        .await
+        .unwrap();
+    let second_address = format!("http://127.0.0.1:{}", second.port());
+    tokio::spawn(second.run_until_stopped());
+    let client = reqwest::Client::new();
+
+    for n in 0..2 {
+        first
+            .register("a", &format!("one{n}@example.org"), &[])
+            .await
+            .assert_status(201);
+        let answer = client
+            .post(format!("{second_address}/api/v1/events/a/registrations"))
+            .json(&registration_body(&format!("two{n}@example.org"), &[]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 201);
+    }
+    let limited = client
+        .post(format!("{second_address}/api/v1/events/a/registrations"))
+        .json(&registration_body("three@example.org", &[]))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(limited.status().as_u16(), 429);
+    assert!(limited.headers().get("retry-after").is_some());
+    first
+        .register("a", "four@example.org", &[])
+        .await
+        .assert_problem(429, "rate_limited");
+}
+
+async fn preflight(app: &TestApp, origin: &str) -> crate::helpers::Answer {
+    app.call(Method::OPTIONS, "/api/v1/events/a/registrations")
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, idempotency-key",
+        )
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn cors_answers_preflights_for_allowed_origins_only() {
+    let app = spawn_app().await;
+
+    let allowed = preflight(&app, "https://portal.example.org").await;
+    let refused = preflight(&app, "https://evil.example.com").await;
+
+    assert!(allowed.status.is_success(), "{allowed:?}");
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://portal.example.org")
+    );
+    let methods = allowed.header("access-control-allow-methods").unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("PATCH"),
+        "{methods}"
+    );
+    let headers = allowed
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        headers.contains("idempotency-key") && headers.contains("content-type"),
+        "{headers}"
+    );
+    assert!(
+        refused.header("access-control-allow-origin").is_none(),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn cors_never_answers_with_a_wildcard() {
+    let app = spawn_app().await;
+
+    let answer = app
+        .call(Method::GET, "/api/v1/events")
+        .header("origin", "https://portal.example.org")
+        .send()
+        .await;
+
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://portal.example.org")
+    );
+    assert!(answer.header("vary").unwrap().contains("Origin"));
+    assert_ne!(
+        answer.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    let foreign = app
+        .call(Method::GET, "/api/v1/events")
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await;
+    assert!(foreign.header("access-control-allow-origin").is_none());
+}
