@@ -312,6 +312,7 @@ pub enum Delimiter {
 pub struct CsvParams {
     /// Start with a UTF-8 byte order mark (for spreadsheets that need it to read UTF-8).
     pub bom: Option<bool>,
+    #[param(inline)]
     pub delimiter: Option<Delimiter>,
     /// Include cancelled registrations (with their status).
     pub include_cancelled: Option<bool>,
