@@ -105,8 +105,9 @@ pub async fn event(
         .select((Event::as_select(), event_members::role.nullable()))
         .into_boxed();
     query = match EventRef::parse(reference) {
-        EventRef::Id(id) => query.filter(events::id.eq(id)),
-        EventRef::Slug(slug) => query.filter(events::slug.eq(slug)),
+        Some(EventRef::Id(id)) => query.filter(events::id.eq(id)),
+        Some(EventRef::Slug(slug)) => query.filter(events::slug.eq(slug)),
+        None => return Err(ApiError::not_found("event")),
     };
     let (event, member_role): (Event, Option<MemberRole>) = query
         .first(conn)

@@ -266,6 +266,12 @@ impl From<DieselError> for ApiError {
                 )
                 .with("constraint", constraint)
             }
+            // PostgreSQL text cannot hold NUL characters; nothing stored can match one.
+            DieselError::DatabaseError(_, info)
+                if info.message().contains("invalid byte sequence") =>
+            {
+                ApiError::bad_request("invalid_text", "text must not contain NUL characters")
+            }
             _ if crate::db::is_unavailable(&error) => {
                 tracing::warn!(error = %error, "database unavailable");
                 ApiError::unavailable("The database is unavailable; retry shortly.")

@@ -2,6 +2,7 @@
 //! the problem answers every route shares added in one place.
 
 use actix_web::{HttpResponse, get};
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, OpenApi};
@@ -159,7 +160,28 @@ fn add_shared_parts(doc: &mut Document) {
         .into_iter()
         .flatten()
         {
+            let query: Vec<String> = operation
+                .parameters
+                .iter()
+                .flatten()
+                .filter_map(|p| match p {
+                    RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query) => {
+                        Some(p.name.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
             let responses = &mut operation.responses.responses;
+            if !query.is_empty() {
+                responses.entry("400".into()).or_insert_with(|| {
+                    problem("`invalid_query`: a query parameter is not of its type, or unknown.")
+                });
+            }
+            if query.iter().any(|name| name == "limit") {
+                responses.entry("422".into()).or_insert_with(|| {
+                    problem("`validation_failed`: `limit` out of range or a `cursor` this list did not return.")
+                });
+            }
             responses.entry("500".into()).or_insert_with(|| {
                 problem("`internal_error`: an unexpected failure; it was logged.")
             });

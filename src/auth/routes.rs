@@ -155,6 +155,11 @@ async fn login(
 ) -> ApiResult<web::Json<TokenResponse>> {
     let body = body.into_inner();
     state.rate_limits.check_login(&state, &req).await?;
+    if body.email.contains('\0') {
+        // No account can have it; answer as for any unknown address, in the same time.
+        password::verify(body.password, None).await?;
+        return Err(invalid_credentials());
+    }
     let found: Option<(Uuid, String, bool)> = {
         let mut conn = state.conn().await?;
         users::table

@@ -75,10 +75,12 @@ pub enum EventRef {
 }
 
 impl EventRef {
-    pub fn parse(value: &str) -> Self {
+    /// `None` when the value can be neither (so no event has it).
+    pub fn parse(value: &str) -> Option<Self> {
         match value.parse() {
-            Ok(id) => EventRef::Id(id),
-            Err(_) => EventRef::Slug(value.to_owned()),
+            Ok(id) => Some(EventRef::Id(id)),
+            Err(_) if routes::is_slug(value) => Some(EventRef::Slug(value.to_owned())),
+            Err(_) => None,
         }
     }
 }
