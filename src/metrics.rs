@@ -102,7 +102,7 @@ impl Default for Metrics {
 }
 
 /// Middleware recording every answered request under its route pattern (never the raw
-/// path, so ids do not explode the label set).
+/// path, so ids do not explode the label set), and logging it.
 pub struct RecordMetrics;
 
 impl<S, B> Transform<S, ServiceRequest> for RecordMetrics
@@ -150,12 +150,11 @@ where
                     .request()
                     .match_pattern()
                     .unwrap_or_else(|| "unmatched".to_owned());
-                state.metrics.observe(
-                    &method,
-                    &route,
-                    response.status().as_u16(),
-                    started.elapsed().as_secs_f64(),
-                );
+                let seconds = started.elapsed().as_secs_f64();
+                let status = response.status().as_u16();
+                state.metrics.observe(&method, &route, status, seconds);
+                // Inside the request's span, so it carries the request id.
+                tracing::info!(status, latency_ms = seconds * 1000.0, "request served");
             }
             Ok(response)
         })

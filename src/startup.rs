@@ -22,7 +22,9 @@ use crate::openapi::{self, OpenApiJson};
 use crate::programme::ProgrammeCache;
 use crate::ratelimit::RateLimits;
 use crate::state::AppState;
-use crate::{auth, badges, db, events, maintenance, ops, programme, registrations, users};
+use crate::{
+    auth, badges, db, events, maintenance, ops, programme, registrations, telemetry, users,
+};
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -166,7 +168,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
             })
             .wrap(RecordMetrics)
             .wrap(cors(&state.config))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<telemetry::RequestSpan>::new())
     })
     .workers(workers)
     .client_request_timeout(client_timeout)

@@ -419,6 +419,17 @@ async fn update_event(
     let if_match = IfMatch::of(&req);
     let event = conn
         .transaction::<_, ApiError, _>(async |conn| {
+            // A capacity change rebuilds the event's places under its lock; take it before
+            // the row, in the order registrations take them (a slug change locks the row
+            // against their foreign-key checks).
+            if body.capacity.is_some() {
+                crate::registrations::capacity::lock(
+                    conn,
+                    &[],
+                    &[crate::registrations::capacity::event_lock_key(event_id)],
+                )
+                .await?;
+            }
             let current: Event = events::table
                 .find(event_id)
                 .select(Event::as_select())
