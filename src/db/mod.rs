@@ -15,8 +15,10 @@ use anyhow::Context;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 // Relations print-schema cannot see (their foreign keys are composite).
@@ -33,7 +35,12 @@ pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
 
 /// Builds the pool. Connections are opened lazily, so this never touches the database.
 pub fn pool(url: &str, max_size: usize, timeout: Duration) -> anyhow::Result<DbPool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    // Connections are not pinged on every checkout (a round trip per request): a broken one
+    // is noticed by its closed socket or failed transaction and replaced.
+    let mut manager_config = ManagerConfig::default();
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
     Pool::builder(manager)
         .max_size(max_size)
         .wait_timeout(Some(timeout))

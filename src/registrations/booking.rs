@@ -6,13 +6,16 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Bytea, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::capacity::{self, WhenFull, event_lock_key, session_lock_key};
+use super::history::ActorKind;
 use super::history::{self, Actor, Entry, HistoryAction};
-use super::idempotency::{self, Check, IdempotencyRequest};
+use super::idempotency::{self, IdempotencyRequest};
 use super::{
     Category, Registration, RegistrationStatus, SessionOutcome, SessionRegistrationStatus, Source,
 };
@@ -169,6 +172,7 @@ pub fn check_overlaps(event: &Event, sessions: &[&Session]) -> ApiResult<()> {
 
 fn when_full(session: &Session, mode: Mode) -> WhenFull {
     match mode {
+        _ if session.capacity.is_none() => WhenFull::Unlimited,
         Mode::Organiser {
             over_capacity: true,
         } => WhenFull::Exceed,
@@ -207,6 +211,8 @@ async fn claim_all(
                 .ok_or_else(|| session_full(session))?;
         let status: SessionRegistrationStatus = claim
             .status
+            .as_deref()
+            .unwrap_or_default()
             .parse()
             .map_err(|e: String| ApiError::internal(anyhow::anyhow!(e)))?;
         let action = match status {
@@ -290,67 +296,131 @@ pub async fn register(
             over_capacity: true
         }
     );
-    let mut shared = vec![event_lock_key(event.id)];
-    shared.extend(new.sessions.iter().map(|s| session_lock_key(s.id)));
-    let actor = match new.actor_user {
-        Some(user) => Actor::organiser(user),
-        None => Actor::participant(id),
+    // Sessions are claimed in the order of their ids: a claim may wait for a seat held by
+    // another registration in flight, and one order everywhere keeps two from waiting for
+    // each other. Locks: the event's, then the sessions' by key.
+    let mut order: Vec<&Session> = new.sessions.iter().collect();
+    order.sort_by_key(|s| s.id);
+    let mut session_locks: Vec<i64> = order.iter().map(|s| session_lock_key(s.id)).collect();
+    session_locks.sort_unstable();
+    let locks: Vec<i64> = std::iter::once(event_lock_key(event.id))
+        .chain(session_locks)
+        .collect();
+    let (actor, actor_id) = match new.actor_user {
+        Some(user) => (ActorKind::Organiser, user),
+        None => (ActorKind::Participant, id),
     };
-    retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some((request, _)) = new.idempotency
-            && let Check::Replay(stored) = idempotency::check(conn, event.id, request).await?
-        {
-            return Ok(Registered::Replayed(stored));
-        }
-        capacity::lock(conn, &shared, &[]).await?;
-        let a = new.applicant;
-        diesel::insert_into(registrations::table)
-            .values((
-                registrations::id.eq(id),
-                registrations::event_id.eq(event.id),
-                registrations::full_name.eq(&a.full_name),
-                registrations::email.eq(a.email.trim()),
-                registrations::email_normalized.eq(normalise_email(&a.email)),
-                registrations::organisation.eq(&a.organisation),
-                registrations::position.eq(&a.position),
-                registrations::city.eq(&a.city),
-                registrations::phone.eq(&a.phone),
-                registrations::category.eq(a.category),
-                registrations::source.eq(match new.mode {
-                    Mode::Public => Source::Public,
-                    Mode::Organiser { .. } => Source::Organiser,
-                }),
-                registrations::manage_token_hash.eq(&new.token_hash),
-                registrations::consent_at.eq(Utc::now()),
-            ))
-            .execute(conn)
-            .await
-            .map_err(map_email_conflict)?;
-        // Beyond capacity on purpose still takes a place while there is one.
-        if event.capacity.is_some()
-            && !capacity::claim_event_seat(conn, event.id, id).await?
-            && !over_capacity
-        {
-            return Err(ApiError::conflict(
-                "event_full",
-                "the event has no places left",
-            ));
-        }
-        history::record(
-            conn,
-            vec![
-                Entry::new(id, None, HistoryAction::Created, actor).with_details(json!({
-                    "over_capacity": over_capacity,
-                })),
-            ],
+    let a = new.applicant;
+    let key = new.idempotency.map(|(request, _)| request);
+    let call = || {
+        diesel::sql_query(
+            "SELECT register_participant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                    $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) AS answer",
         )
-        .await?;
-        let sessions = claim_all(conn, id, new.sessions, new.mode, actor).await?;
-        if let Some((request, nonce)) = new.idempotency {
-            idempotency::store(conn, event.id, request, id, &sessions, nonce).await?;
+        .bind::<SqlUuid, _>(id)
+        .bind::<SqlUuid, _>(event.id)
+        .bind::<Text, _>(&a.full_name)
+        .bind::<Text, _>(a.email.trim())
+        .bind::<Text, _>(normalise_email(&a.email))
+        .bind::<Nullable<Text>, _>(&a.organisation)
+        .bind::<Nullable<Text>, _>(&a.position)
+        .bind::<Nullable<Text>, _>(&a.city)
+        .bind::<Nullable<Text>, _>(&a.phone)
+        .bind::<Text, _>(a.category.as_str())
+        .bind::<Text, _>(match new.mode {
+            Mode::Public => Source::Public.as_str(),
+            Mode::Organiser { .. } => Source::Organiser.as_str(),
+        })
+        .bind::<Bytea, _>(&new.token_hash)
+        .bind::<Text, _>(actor.as_str())
+        .bind::<SqlUuid, _>(actor_id)
+        .bind::<Array<BigInt>, _>(&locks)
+        .bind::<Bool, _>(event.capacity.is_some())
+        .bind::<Bool, _>(over_capacity)
+        .bind::<Array<SqlUuid>, _>(order.iter().map(|s| s.id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            order
+                .iter()
+                .map(|s| when_full(s, new.mode).as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Nullable<Text>, _>(key.map(|k| k.key.as_str()))
+        .bind::<Nullable<Bytea>, _>(key.map(|k| k.request_hash.as_slice()))
+        .bind::<Nullable<BigInt>, _>(key.map(|k| k.lock_key(event.id)))
+        .bind::<Nullable<Bytea>, _>(new.idempotency.map(|(_, nonce)| nonce))
+    };
+    let mut attempt = 1;
+    let answer: Answer = loop {
+        match call().get_result(conn).await {
+            Err(error) if db::is_retryable(&error) && attempt < ATTEMPTS => attempt += 1,
+            result => break result.map_err(|error| registering_failed(error, new.sessions))?,
         }
-        Ok(Registered::Created { id, sessions })
-    }))
+    };
+    let outcome: Outcome = serde_json::from_value(answer.answer).map_err(ApiError::internal)?;
+    let mut sessions = outcome.sessions;
+    sessions.sort_by_key(|o| new.sessions.iter().position(|s| s.id == o.session_id));
+    Ok(match outcome.token_nonce {
+        Some(nonce) if outcome.replayed => Registered::Replayed(idempotency::Stored {
+            registration_id: outcome.id,
+            sessions,
+            token_nonce: hex::decode(nonce).map_err(ApiError::internal)?,
+        }),
+        _ => Registered::Created {
+            id: outcome.id,
+            sessions,
+        },
+    })
+}
+
+#[derive(QueryableByName)]
+struct Answer {
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    answer: serde_json::Value,
+}
+
+/// What `register_participant` answers.
+#[derive(Deserialize)]
+struct Outcome {
+    replayed: bool,
+    id: Uuid,
+    sessions: Vec<SessionOutcome>,
+    token_nonce: Option<String>,
+}
+
+/// The problem a failed `register_participant` call reports (SQLSTATE RG409/RG422, the code
+/// as message, a session id as detail).
+fn registering_failed(error: diesel::result::Error, sessions: &[Session]) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    let Error::DatabaseError(DatabaseErrorKind::Unknown, info) = &error else {
+        return map_email_conflict(error);
+    };
+    match info.message() {
+        "session_full" => {
+            let session = info
+                .details()
+                .and_then(|id| id.parse::<Uuid>().ok())
+                .and_then(|id| sessions.iter().find(|s| s.id == id));
+            match session {
+                Some(session) => session_full(session),
+                None => ApiError::conflict("session_full", "a session is full and has no waitlist"),
+            }
+        }
+        "event_full" => ApiError::conflict("event_full", "the event has no places left"),
+        "idempotency_key_in_use" => ApiError::conflict(
+            "idempotency_key_in_use",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+        )
+        .with_header(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from_static("1"),
+        ),
+        "idempotency_key_reused" => ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request body",
+        ),
+        _ => error.into(),
+    }
 }
 
 /// What a change asks for; `None` leaves a field as it is.

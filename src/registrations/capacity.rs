@@ -347,66 +347,31 @@ pub async fn set_event_capacity(
     Ok(())
 }
 
-/// Claims a free row of a seat pool (`session_seats` or `event_seats`, owned by
-/// `owner_column` = `owner`) for a registration. Free seats locked by other registrations
-/// still in flight are skipped; only when no other free seat is left does this wait for
-/// them to finish, taking a seat that one of them gives back. `None`: the pool is full.
-async fn take_seat(
-    conn: &mut AsyncPgConnection,
-    pool: SeatPool,
-    owner: Uuid,
-    registration_id: Uuid,
-) -> ApiResult<Option<i32>> {
-    let (table, owner_column) = match pool {
-        SeatPool::Session => ("session_seats", "session_id"),
-        SeatPool::Event => ("event_seats", "event_id"),
-    };
-    for wait in ["SKIP LOCKED", ""] {
-        // A row found free that another transaction has meanwhile taken is passed over
-        // once its lock is granted (READ COMMITTED re-checks the condition), and the next
-        // free one is tried.
-        let seat = diesel::sql_query(format!(
-            "UPDATE {table} SET registration_id = $2 \
-             WHERE ({owner_column}, seat_no) = ( \
-                 SELECT {owner_column}, seat_no FROM {table} \
-                 WHERE {owner_column} = $1 AND registration_id IS NULL \
-                 ORDER BY seat_no LIMIT 1 FOR UPDATE {wait}) \
-             RETURNING seat_no AS n"
-        ))
-        .bind::<SqlUuid, _>(owner)
-        .bind::<SqlUuid, _>(registration_id)
-        .get_result::<SeatNo>(conn)
-        .await
-        .optional()?;
-        if let Some(seat) = seat {
-            return Ok(Some(seat.n));
-        }
-    }
-    Ok(None)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum SeatPool {
-    Session,
-    Event,
-}
-
-/// Claims a free place of the event for a registration; false when the event is full.
-/// Needs the event's lock (shared is enough).
+/// Claims a free place of the event for a registration (`take_event_seat` in the
+/// migrations); false when the event is full. Needs the event's lock (shared is enough).
 pub async fn claim_event_seat(
     conn: &mut AsyncPgConnection,
     event_id: Uuid,
     registration_id: Uuid,
 ) -> ApiResult<bool> {
-    Ok(take_seat(conn, SeatPool::Event, event_id, registration_id)
-        .await?
-        .is_some())
+    let seat: SeatTaken = diesel::sql_query("SELECT take_event_seat($1, $2) AS n")
+        .bind::<SqlUuid, _>(event_id)
+        .bind::<SqlUuid, _>(registration_id)
+        .get_result(conn)
+        .await?;
+    Ok(seat.n.is_some())
+}
+
+#[derive(QueryableByName)]
+struct SeatTaken {
+    #[diesel(sql_type = Nullable<Integer>)]
+    n: Option<i32>,
 }
 
 #[derive(Debug, QueryableByName)]
 pub struct Claim {
-    #[diesel(sql_type = Text)]
-    pub status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub status: Option<String>,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub position: Option<i64>,
     /// Confirmed although the session had no free seat (an organiser's decision).
@@ -417,65 +382,45 @@ pub struct Claim {
 /// What to do when a session has no free seat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenFull {
+    /// The session has no capacity: it is never full.
+    Unlimited,
     Waitlist,
     Refuse,
     /// Confirm anyway (an organiser's explicit decision).
     Exceed,
 }
 
+impl WhenFull {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenFull::Unlimited => "unlimited",
+            WhenFull::Waitlist => "waitlist",
+            WhenFull::Refuse => "refuse",
+            WhenFull::Exceed => "exceed",
+        }
+    }
+}
+
 /// Takes a seat of the session for the registration (or a waitlist place, or a confirmed
-/// place beyond capacity, as `when_full` says) and records it. `None` when the session is
-/// full and `when_full` is `Refuse`. Needs the session's lock (shared is enough). The
-/// waitlist position counts the places ahead that this transaction can see.
+/// place beyond capacity, as `when_full` says) and records it: `claim_session_place` in the
+/// migrations, which registering itself uses too. `None` when the session is full and
+/// `when_full` is `Refuse`. Needs the session's lock (shared is enough).
 pub async fn claim_session(
     conn: &mut AsyncPgConnection,
     registration_id: Uuid,
     session: &Session,
     when_full: WhenFull,
 ) -> ApiResult<Option<Claim>> {
-    let seat = match session.capacity {
-        Some(_) => take_seat(conn, SeatPool::Session, session.id, registration_id).await?,
-        None => None,
-    };
-    let status = match (session.capacity, seat, when_full) {
-        (None, _, _) | (_, Some(_), _) | (_, None, WhenFull::Exceed) => "confirmed",
-        (_, None, WhenFull::Waitlist) => "waitlisted",
-        (_, None, WhenFull::Refuse) => return Ok(None),
-    };
-    let over_capacity = session.capacity.is_some() && seat.is_none() && status == "confirmed";
-    // A place given up earlier in the same session is taken again.
-    let claim: Option<Claim> = diesel::sql_query(
-        "INSERT INTO registration_sessions AS rs \
-             (registration_id, session_id, status, seat_no, waitlist_order, over_capacity) \
-         VALUES ($1, $2, $3, $4, \
-                 CASE WHEN $3 = 'waitlisted' THEN nextval('waitlist_order_seq') END, $5) \
-         ON CONFLICT (registration_id, session_id) DO UPDATE \
-         SET status = excluded.status, seat_no = excluded.seat_no, \
-             waitlist_order = excluded.waitlist_order, over_capacity = excluded.over_capacity, \
-             updated_at = now() \
-         WHERE rs.status = 'cancelled' \
-         RETURNING rs.status, rs.over_capacity, \
-             CASE WHEN rs.status = 'waitlisted' THEN ( \
-                 SELECT count(*) + 1 FROM registration_sessions w \
-                 WHERE w.session_id = $2 AND w.status = 'waitlisted' \
-                   AND w.waitlist_order < rs.waitlist_order) END AS position",
+    let claim: Claim = diesel::sql_query(
+        "SELECT status, waitlist_position AS position, coalesce(over_capacity, false) AS over_capacity \
+         FROM claim_session_place($1, $2, $3)",
     )
     .bind::<SqlUuid, _>(registration_id)
     .bind::<SqlUuid, _>(session.id)
-    .bind::<Text, _>(status)
-    .bind::<Nullable<Integer>, _>(seat)
-    .bind::<diesel::sql_types::Bool, _>(over_capacity)
+    .bind::<Text, _>(when_full.as_str())
     .get_result(conn)
-    .await
-    .optional()?;
-    match claim {
-        Some(claim) => Ok(Some(claim)),
-        // The callers only claim sessions the registration holds no place in.
-        None => Err(ApiError::internal(anyhow::anyhow!(
-            "registration {registration_id} already holds a place in session {}",
-            session.id
-        ))),
-    }
+    .await?;
+    Ok(claim.status.is_some().then_some(claim))
 }
 
 /// Gives up a registration's place in a session (its seat goes to whoever is next).

@@ -1,0 +1,183 @@
+-- The registering transaction as functions, so that one registration is one round trip and
+-- its statements' plans are prepared once per connection.
+
+-- Takes a free seat of a session for a registration: first one no other transaction holds
+-- (SKIP LOCKED), and only when every free seat is held by a registration still in flight,
+-- waits for it (a seat it gives back is taken; one it keeps is passed over). Null: full.
+CREATE FUNCTION take_session_seat(p_session uuid, p_registration uuid) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_seat integer;
+BEGIN
+    UPDATE session_seats SET registration_id = p_registration
+    WHERE (session_id, seat_no) = (
+        SELECT session_id, seat_no FROM session_seats
+        WHERE session_id = p_session AND registration_id IS NULL
+        ORDER BY seat_no LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING seat_no INTO v_seat;
+    IF v_seat IS NULL THEN
+        UPDATE session_seats SET registration_id = p_registration
+        WHERE (session_id, seat_no) = (
+            SELECT session_id, seat_no FROM session_seats
+            WHERE session_id = p_session AND registration_id IS NULL
+            ORDER BY seat_no LIMIT 1 FOR UPDATE)
+        RETURNING seat_no INTO v_seat;
+    END IF;
+    RETURN v_seat;
+END
+$$;
+
+-- The same for an event's places.
+CREATE FUNCTION take_event_seat(p_event uuid, p_registration uuid) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_seat integer;
+BEGIN
+    UPDATE event_seats SET registration_id = p_registration
+    WHERE (event_id, seat_no) = (
+        SELECT event_id, seat_no FROM event_seats
+        WHERE event_id = p_event AND registration_id IS NULL
+        ORDER BY seat_no LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING seat_no INTO v_seat;
+    IF v_seat IS NULL THEN
+        UPDATE event_seats SET registration_id = p_registration
+        WHERE (event_id, seat_no) = (
+            SELECT event_id, seat_no FROM event_seats
+            WHERE event_id = p_event AND registration_id IS NULL
+            ORDER BY seat_no LIMIT 1 FOR UPDATE)
+        RETURNING seat_no INTO v_seat;
+    END IF;
+    RETURN v_seat;
+END
+$$;
+
+-- Gives a registration a place in a session, as `p_when_full` says for a full one:
+-- 'unlimited' (the session has no capacity), 'waitlist', 'refuse' (no row, status null) or
+-- 'exceed' (confirmed beyond capacity). A place given up earlier is taken again. Needs the
+-- session's advisory lock (shared is enough). The waitlist position counts the places this
+-- transaction can see.
+CREATE FUNCTION claim_session_place(p_registration uuid, p_session uuid, p_when_full text,
+                                    OUT status text, OUT waitlist_position bigint,
+                                    OUT over_capacity boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_seat integer;
+    v_order bigint;
+BEGIN
+    IF p_when_full <> 'unlimited' THEN
+        v_seat := take_session_seat(p_session, p_registration);
+    END IF;
+    IF p_when_full = 'unlimited' OR v_seat IS NOT NULL OR p_when_full = 'exceed' THEN
+        status := 'confirmed';
+    ELSIF p_when_full = 'waitlist' THEN
+        status := 'waitlisted';
+        v_order := nextval('waitlist_order_seq');
+    ELSE
+        RETURN;
+    END IF;
+    over_capacity := p_when_full = 'exceed' AND v_seat IS NULL;
+    INSERT INTO registration_sessions AS rs
+        (registration_id, session_id, status, seat_no, waitlist_order, over_capacity)
+    VALUES (p_registration, p_session, status, v_seat, v_order, over_capacity)
+    ON CONFLICT (registration_id, session_id) DO UPDATE
+    SET status = excluded.status, seat_no = excluded.seat_no,
+        waitlist_order = excluded.waitlist_order, over_capacity = excluded.over_capacity,
+        updated_at = now()
+    WHERE rs.status = 'cancelled';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'registration % already holds a place in session %', p_registration, p_session;
+    END IF;
+    IF status = 'waitlisted' THEN
+        SELECT count(*) INTO waitlist_position FROM registration_sessions w
+        WHERE w.session_id = p_session AND w.status = 'waitlisted' AND w.waitlist_order <= v_order;
+    END IF;
+END
+$$;
+
+-- One public or organiser registration, all or nothing. Business rules that need no lock
+-- (windows, published sessions, overlaps) are checked by the service before the call;
+-- everything that decides capacity happens here, under the locks. Failures are raised with
+-- SQLSTATE RG409/RG422 and a message naming the problem code (DETAIL: the session id).
+CREATE FUNCTION register_participant(
+    p_id uuid, p_event uuid,
+    p_full_name text, p_email text, p_email_normalized text, p_organisation text,
+    p_position text, p_city text, p_phone text, p_category text, p_source text,
+    p_token_hash bytea, p_actor text, p_actor_id uuid,
+    -- Advisory lock keys to take shared, in this order (the event's, then the sessions').
+    p_locks bigint[],
+    -- The event has a capacity: take one of its places.
+    p_event_place boolean,
+    -- An organiser's explicit decision to go beyond capacity.
+    p_over_capacity boolean,
+    p_sessions uuid[], p_when_full text[],
+    -- Idempotency-Key (null without one), the request's digest, the key's lock, the nonce
+    -- the manage token is derived from.
+    p_key text, p_key_hash bytea, p_key_lock bigint, p_token_nonce bytea
+) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_stored record;
+    v_claim record;
+    v_outcomes jsonb := '[]';
+    i integer;
+BEGIN
+    IF p_key IS NOT NULL THEN
+        IF NOT pg_try_advisory_xact_lock(p_key_lock) THEN
+            RAISE EXCEPTION USING ERRCODE = 'RG409', MESSAGE = 'idempotency_key_in_use';
+        END IF;
+        SELECT request_hash, registration_id, response, token_nonce INTO v_stored
+        FROM idempotency_keys
+        WHERE event_id = p_event AND key = p_key AND created_at > now() - interval '24 hours';
+        IF FOUND THEN
+            IF v_stored.request_hash <> p_key_hash THEN
+                RAISE EXCEPTION USING ERRCODE = 'RG422', MESSAGE = 'idempotency_key_reused';
+            END IF;
+            RETURN jsonb_build_object('replayed', true, 'id', v_stored.registration_id,
+                                      'sessions', v_stored.response,
+                                      'token_nonce', encode(v_stored.token_nonce, 'hex'));
+        END IF;
+    END IF;
+
+    PERFORM pg_advisory_xact_lock_shared(k) FROM unnest(p_locks) AS k;
+
+    INSERT INTO registrations (id, event_id, full_name, email, email_normalized, organisation,
+                               position, city, phone, category, source, manage_token_hash,
+                               consent_at)
+    VALUES (p_id, p_event, p_full_name, p_email, p_email_normalized, p_organisation,
+            p_position, p_city, p_phone, p_category, p_source, p_token_hash, now());
+
+    -- Beyond capacity on purpose still takes a place while there is one.
+    IF p_event_place AND take_event_seat(p_event, p_id) IS NULL AND NOT p_over_capacity THEN
+        RAISE EXCEPTION USING ERRCODE = 'RG409', MESSAGE = 'event_full';
+    END IF;
+
+    INSERT INTO registration_history (registration_id, action, actor, actor_id, details)
+    VALUES (p_id, 'created', p_actor, p_actor_id,
+            jsonb_build_object('over_capacity', p_over_capacity));
+
+    FOR i IN 1 .. coalesce(array_length(p_sessions, 1), 0) LOOP
+        SELECT * INTO v_claim FROM claim_session_place(p_id, p_sessions[i], p_when_full[i]);
+        IF v_claim.status IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'RG409', MESSAGE = 'session_full',
+                                  DETAIL = p_sessions[i]::text;
+        END IF;
+        INSERT INTO registration_history (registration_id, session_id, action, actor, actor_id, details)
+        VALUES (p_id, p_sessions[i], v_claim.status, p_actor, p_actor_id,
+                CASE WHEN v_claim.over_capacity THEN '{"over_capacity": true}'::jsonb
+                     ELSE '{}'::jsonb END);
+        v_outcomes := v_outcomes || jsonb_build_object(
+            'session_id', p_sessions[i], 'status', v_claim.status,
+            'waitlist_position', v_claim.waitlist_position);
+    END LOOP;
+
+    IF p_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys (event_id, key, request_hash, registration_id, response, token_nonce)
+        VALUES (p_event, p_key, p_key_hash, p_id, v_outcomes, p_token_nonce)
+        ON CONFLICT (event_id, key) DO UPDATE
+        SET request_hash = excluded.request_hash, registration_id = excluded.registration_id,
+            response = excluded.response, token_nonce = excluded.token_nonce, created_at = now();
+    END IF;
+
+    RETURN jsonb_build_object('replayed', false, 'id', p_id, 'sessions', v_outcomes);
+END
+$$;
