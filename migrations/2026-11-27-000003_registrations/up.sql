@@ -3,7 +3,8 @@
 -- Capacity is a pool of seat rows per session (and per event, when it has a capacity): a
 -- registration claims a free seat with FOR UPDATE SKIP LOCKED, so registrations for one
 -- popular session proceed in parallel instead of queueing on one counter row. Waitlist
--- places are plain rows ordered by a sequence; a place's position is its rank.
+-- places are plain rows ordered by a ticket from the session's own sequence (see the
+-- registering functions); a place's position is its rank.
 
 CREATE TABLE registrations (
     id                 uuid PRIMARY KEY,
@@ -33,13 +34,12 @@ CREATE UNIQUE INDEX registrations_active_email_key
 CREATE UNIQUE INDEX registrations_manage_token_key ON registrations (manage_token_hash);
 CREATE INDEX registrations_event_idx ON registrations (event_id, id);
 
-CREATE SEQUENCE waitlist_order_seq;
-
 CREATE TABLE registration_sessions (
     registration_id  uuid NOT NULL REFERENCES registrations (id) ON DELETE CASCADE,
     session_id       uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
     status           text NOT NULL CHECK (status IN ('confirmed', 'waitlisted', 'cancelled')),
-    -- First come, first served: the waitlist is ordered by this.
+    -- The ticket taken on joining the session's waitlist, from the session's own sequence
+    -- (first come, first served: the waitlist is ordered by it); kept after leaving it.
     waitlist_order   bigint,
     -- The seat held in a session with a capacity; null when confirmed over capacity.
     seat_no          integer,
@@ -48,12 +48,17 @@ CREATE TABLE registration_sessions (
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (registration_id, session_id),
-    CHECK ((status = 'waitlisted') = (waitlist_order IS NOT NULL)),
+    CHECK (status <> 'waitlisted' OR waitlist_order IS NOT NULL),
     CHECK (seat_no IS NULL OR status = 'confirmed')
 );
 
 CREATE INDEX registration_sessions_waitlist_idx
     ON registration_sessions (session_id, waitlist_order) WHERE status = 'waitlisted';
+-- Tickets of places that left the waitlist (promoted or given up): a new place's position is
+-- its ticket's distance from the head of the queue less these.
+CREATE INDEX registration_sessions_left_waitlist_idx
+    ON registration_sessions (session_id, waitlist_order)
+    WHERE status <> 'waitlisted' AND waitlist_order IS NOT NULL;
 CREATE INDEX registration_sessions_confirmed_idx
     ON registration_sessions (session_id) WHERE status = 'confirmed';
 

@@ -1,6 +1,41 @@
 -- The registering transaction as functions, so that one registration is one round trip and
 -- its statements' plans are prepared once per connection.
 
+-- Each session hands out waitlist tickets from a sequence of its own: taking one locks
+-- nothing, so registrations joining one waitlist do not queue for each other, and tickets of
+-- one session follow each other (gaps only where a registration was rolled back).
+CREATE FUNCTION waitlist_sequence(p_session uuid) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT 'session_waitlist_' || replace(p_session::text, '-', '') $$;
+
+CREATE FUNCTION sessions_waitlist_sequence() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('CREATE SEQUENCE %I', waitlist_sequence(NEW.id));
+        RETURN NEW;
+    END IF;
+    EXECUTE format('DROP SEQUENCE IF EXISTS %I', waitlist_sequence(OLD.id));
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER sessions_waitlist_sequence AFTER INSERT OR DELETE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION sessions_waitlist_sequence();
+
+DO $$
+DECLARE
+    v_session record;
+BEGIN
+    FOR v_session IN
+        SELECT s.id, coalesce(max(rs.waitlist_order), 0) + 1 AS next
+        FROM sessions s LEFT JOIN registration_sessions rs ON rs.session_id = s.id
+        GROUP BY s.id
+    LOOP
+        EXECUTE format('CREATE SEQUENCE %I START WITH %s', waitlist_sequence(v_session.id), v_session.next);
+    END LOOP;
+END
+$$;
+
 -- Takes a free seat of a session for a registration: first one no other transaction holds
 -- (SKIP LOCKED), and only when every free seat is held by a registration still in flight,
 -- waits for it (a seat it gives back is taken; one it keeps is passed over). Null: full.
@@ -54,15 +89,20 @@ $$;
 -- Gives a registration a place in a session, as `p_when_full` says for a full one:
 -- 'unlimited' (the session has no capacity), 'waitlist', 'refuse' (no row, status null) or
 -- 'exceed' (confirmed beyond capacity). A place given up earlier is taken again. Needs the
--- session's advisory lock (shared is enough). The waitlist position counts the places this
--- transaction can see.
+-- session's advisory lock (shared is enough).
+--
+-- A waitlisted place's position is its ticket's distance from the first ticket still
+-- waiting, less the tickets in between that left the queue: no count over the whole queue.
+-- Tickets of registrations still in flight count as ahead, as they are.
 CREATE FUNCTION claim_session_place(p_registration uuid, p_session uuid, p_when_full text,
                                     OUT status text, OUT waitlist_position bigint,
                                     OUT over_capacity boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_seat integer;
-    v_order bigint;
+    v_ticket bigint;
+    v_head bigint;
+    v_left bigint;
 BEGIN
     IF p_when_full <> 'unlimited' THEN
         v_seat := take_session_seat(p_session, p_registration);
@@ -71,25 +111,29 @@ BEGIN
         status := 'confirmed';
     ELSIF p_when_full = 'waitlist' THEN
         status := 'waitlisted';
-        v_order := nextval('waitlist_order_seq');
+        v_ticket := nextval(waitlist_sequence(p_session)::regclass);
     ELSE
         RETURN;
     END IF;
     over_capacity := p_when_full = 'exceed' AND v_seat IS NULL;
     INSERT INTO registration_sessions AS rs
         (registration_id, session_id, status, seat_no, waitlist_order, over_capacity)
-    VALUES (p_registration, p_session, status, v_seat, v_order, over_capacity)
+    VALUES (p_registration, p_session, status, v_seat, v_ticket, over_capacity)
     ON CONFLICT (registration_id, session_id) DO UPDATE
     SET status = excluded.status, seat_no = excluded.seat_no,
-        waitlist_order = excluded.waitlist_order, over_capacity = excluded.over_capacity,
-        updated_at = now()
+        waitlist_order = coalesce(excluded.waitlist_order, rs.waitlist_order),
+        over_capacity = excluded.over_capacity, updated_at = now()
     WHERE rs.status = 'cancelled';
     IF NOT FOUND THEN
         RAISE EXCEPTION 'registration % already holds a place in session %', p_registration, p_session;
     END IF;
     IF status = 'waitlisted' THEN
-        SELECT count(*) INTO waitlist_position FROM registration_sessions w
-        WHERE w.session_id = p_session AND w.status = 'waitlisted' AND w.waitlist_order <= v_order;
+        SELECT min(w.waitlist_order) INTO v_head FROM registration_sessions w
+        WHERE w.session_id = p_session AND w.status = 'waitlisted';
+        SELECT count(*) INTO v_left FROM registration_sessions w
+        WHERE w.session_id = p_session AND w.status <> 'waitlisted'
+          AND w.waitlist_order BETWEEN v_head AND v_ticket;
+        waitlist_position := v_ticket - v_head + 1 - v_left;
     END IF;
 END
 $$;
@@ -119,6 +163,9 @@ DECLARE
     v_stored record;
     v_claim record;
     v_outcomes jsonb := '[]';
+    v_actions text[];
+    v_details jsonb[];
+    v_history_sessions uuid[];
     i integer;
 BEGIN
     IF p_key IS NOT NULL THEN
@@ -151,24 +198,26 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'RG409', MESSAGE = 'event_full';
     END IF;
 
-    INSERT INTO registration_history (registration_id, action, actor, actor_id, details)
-    VALUES (p_id, 'created', p_actor, p_actor_id,
-            jsonb_build_object('over_capacity', p_over_capacity));
-
+    v_actions := ARRAY['created'];
+    v_details := ARRAY[jsonb_build_object('over_capacity', p_over_capacity)];
+    v_history_sessions := ARRAY[NULL::uuid];
     FOR i IN 1 .. coalesce(array_length(p_sessions, 1), 0) LOOP
         SELECT * INTO v_claim FROM claim_session_place(p_id, p_sessions[i], p_when_full[i]);
         IF v_claim.status IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'RG409', MESSAGE = 'session_full',
                                   DETAIL = p_sessions[i]::text;
         END IF;
-        INSERT INTO registration_history (registration_id, session_id, action, actor, actor_id, details)
-        VALUES (p_id, p_sessions[i], v_claim.status, p_actor, p_actor_id,
-                CASE WHEN v_claim.over_capacity THEN '{"over_capacity": true}'::jsonb
-                     ELSE '{}'::jsonb END);
+        v_actions := v_actions || v_claim.status;
+        v_details := v_details || CASE WHEN v_claim.over_capacity
+                                       THEN '{"over_capacity": true}'::jsonb ELSE '{}'::jsonb END;
+        v_history_sessions := v_history_sessions || p_sessions[i];
         v_outcomes := v_outcomes || jsonb_build_object(
             'session_id', p_sessions[i], 'status', v_claim.status,
             'waitlist_position', v_claim.waitlist_position);
     END LOOP;
+    INSERT INTO registration_history (registration_id, session_id, action, actor, actor_id, details)
+    SELECT p_id, h.session_id, h.action, p_actor, p_actor_id, h.details
+    FROM unnest(v_history_sessions, v_actions, v_details) AS h(session_id, action, details);
 
     IF p_key IS NOT NULL THEN
         INSERT INTO idempotency_keys (event_id, key, request_hash, registration_id, response, token_nonce)

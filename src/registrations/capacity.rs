@@ -114,7 +114,7 @@ pub async fn rebalance(
     let moved: Vec<Moved> = if capacity.is_none() {
         // Unlimited: everyone waiting gets in.
         diesel::sql_query(
-            "UPDATE registration_sessions SET status = 'confirmed', waitlist_order = NULL, \
+            "UPDATE registration_sessions SET status = 'confirmed', \
                     seat_no = NULL, updated_at = now() \
              WHERE session_id = $1 AND status = 'waitlisted' \
              RETURNING registration_id, 'waitlisted' AS was",
@@ -140,7 +140,7 @@ pub async fn rebalance(
                  UPDATE session_seats s SET registration_id = p.registration_id \
                  FROM pairs p WHERE s.session_id = $1 AND s.seat_no = p.seat_no) \
              UPDATE registration_sessions r \
-             SET status = 'confirmed', seat_no = p.seat_no, waitlist_order = NULL, \
+             SET status = 'confirmed', seat_no = p.seat_no, \
                  over_capacity = false, updated_at = now() \
              FROM pairs p \
              WHERE r.session_id = $1 AND r.registration_id = p.registration_id \
@@ -439,7 +439,6 @@ pub async fn release_session(
     .set((
         registration_sessions::status.eq(SessionRegistrationStatus::Cancelled),
         registration_sessions::seat_no.eq(None::<i32>),
-        registration_sessions::waitlist_order.eq(None::<i64>),
         registration_sessions::updated_at.eq(diesel::dsl::now),
     ))
     .execute(conn)
@@ -600,8 +599,7 @@ pub async fn promote(
         .set((
             registration_sessions::status.eq(SessionRegistrationStatus::Confirmed),
             registration_sessions::seat_no.eq(seat),
-            registration_sessions::waitlist_order.eq(None::<i64>),
-            registration_sessions::over_capacity.eq(beyond),
+                registration_sessions::over_capacity.eq(beyond),
             registration_sessions::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
