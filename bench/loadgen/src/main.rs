@@ -88,6 +88,8 @@ struct Options {
     /// Count the answers whose body contains `"WORD"`.
     tally: Vec<String>,
     threads: usize,
+    /// Keep answers' bodies (for `--tally` and the feed).
+    keep_bodies: bool,
     limit: usize,
     expect_items: Option<usize>,
     max_wait: Duration,
@@ -108,6 +110,7 @@ impl Options {
             expect: Vec::new(),
             tally: Vec::new(),
             threads: 1,
+            keep_bodies: false,
             limit: 1000,
             expect_items: None,
             max_wait: Duration::from_secs(30),
@@ -160,6 +163,7 @@ impl Options {
             }
         }
         options.target = url.ok_or_else(|| format!("--url is required\n{USAGE}"))?;
+        options.keep_bodies = !options.tally.is_empty();
         if options.concurrency == 0 || options.threads == 0 {
             return Err("--concurrency and --threads must be at least 1".into());
         }
@@ -212,6 +216,8 @@ async fn ready(slot: &mut Option<Connection>, target: &Target) -> Result<(), Str
 
 struct Answer {
     status: StatusCode,
+    length: u64,
+    /// Empty unless `keep_bodies`.
     body: Bytes,
 }
 
@@ -240,13 +246,23 @@ async fn exchange(
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(Answer { status, body })
+    // Read every byte; keep them only when something will look at them (copying a large
+    // body would make the load generator, not the server, the bottleneck).
+    let mut incoming = response.into_body();
+    let (mut length, mut kept) = (0, Vec::new());
+    while let Some(frame) = incoming.frame().await {
+        if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
+            length += data.len() as u64;
+            if options.keep_bodies {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(Answer {
+        status,
+        length,
+        body: Bytes::from(kept),
+    })
 }
 
 /// What one connection saw.
@@ -282,7 +298,7 @@ impl Stats {
                 if !options.success(answer.status) {
                     self.unexpected += 1;
                 }
-                self.bytes += answer.body.len() as u64;
+                self.bytes += answer.length;
                 for (count, word) in self.tallies.iter_mut().zip(&options.tally) {
                     if contains(&answer.body, format!("\"{word}\"").as_bytes()) {
                         *count += 1;
@@ -446,6 +462,7 @@ fn run_command(options: Options) -> Result<String, String> {
 fn feed_command(mut options: Options) -> Result<String, String> {
     options.method = Method::GET;
     options.expect = vec![200];
+    options.keep_bodies = true;
     let runtime = options.runtime();
     runtime.block_on(async move {
         let base = options.target.path_and_query.clone();
