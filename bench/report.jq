@@ -23,7 +23,8 @@ def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b | r2)
   run: {
     started_at: $started, commit: $commit,
     verdict: (if ($failures | length) == 0 then "PASS" else "FAIL" end), failures: $failures,
-    build_seconds: $build, load_seconds: $load, total_seconds: $total
+    build_seconds: $build, load_seconds: $load, total_seconds: $total,
+    service_log: $r.server_log
   },
   machine: $machine,
   settings: {clients: $clients, reference_seconds: $ref_s, read_seconds: $read_s,

@@ -55,4 +55,4 @@ def pad(w): . + (" " * (w - length));
   $lines[1:][],
   "",
   "\($j.run.verdict)\(if $j.run.failures | length > 0 then ": " + ($j.run.failures | join("; ")) else ": hot session exactly \($j.scenarios.hot.check.confirmed) confirmed / \($j.scenarios.hot.check.waitlisted) waitlisted, seats agree, no oversell, no 5xx" end)",
-  "took \($j.run.total_seconds) s (build \($j.run.build_seconds) s, data load \($j.run.load_seconds) s)"
+  "took \($j.run.total_seconds) s (build \($j.run.build_seconds) s, data load \($j.run.load_seconds) s); the service logged \($j.run.service_log.lines // "n/a") lines at warn level or above"
