@@ -185,12 +185,15 @@ async fn attendee_feed(
     let ctx = access::event(&mut conn, &caller, &path, EventAction::ReadAttendees).await?;
     let rows: Vec<AttendeeRow> = registrations::table
         .filter(registrations::event_id.eq(ctx.event.id))
+        // A row comparison, so that the index (event_id, change_xid, id) bounds the scan.
         .filter(
-            registrations::change_xid
-                .gt(since.0)
-                .or(registrations::change_xid
-                    .eq(since.0)
-                    .and(registrations::id.gt(since.1))),
+            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "(registrations.change_xid, registrations.id) > (",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(since.0)
+            .sql(", ")
+            .bind::<diesel::sql_types::Uuid, _>(since.1)
+            .sql(")"),
         )
         .filter(
             registrations::change_xid.lt(diesel::dsl::sql::<diesel::sql_types::BigInt>(

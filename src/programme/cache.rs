@@ -4,8 +4,13 @@
 //! instance keeps a rendered copy for a short time (`REGISTRAR_PROGRAMME_CACHE_MS`); a change
 //! made through an instance drops its copies at once, and other instances catch up within
 //! that time. Only programmes of published events are cached.
+//!
+//! When a copy gets too old, one request rebuilds it while the others keep answering with
+//! the old copy (for at most `STALE_FOR` times the time-to-live), so a popular programme is
+//! rebuilt once per period, not once per request in flight.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,12 +18,15 @@ use actix_web::web::Bytes;
 use uuid::Uuid;
 
 const MAX_ENTRIES: usize = 1024;
+const STALE_FOR: u32 = 10;
 
 pub struct Cached {
     pub event_id: Uuid,
     pub etag: String,
     pub body: Bytes,
     built: Instant,
+    /// A request is rebuilding this copy.
+    refreshing: AtomicBool,
 }
 
 impl Cached {
@@ -28,8 +36,23 @@ impl Cached {
             etag,
             body,
             built: Instant::now(),
+            refreshing: AtomicBool::new(false),
         }
     }
+
+    /// The rebuild failed: let another request try.
+    pub fn refresh_failed(&self) {
+        self.refreshing.store(false, Ordering::Release);
+    }
+}
+
+/// What the cache has for a key.
+pub enum Lookup {
+    /// A copy to answer with.
+    Hit(Arc<Cached>),
+    /// Nothing usable: build it (and, when there is an old copy, call `refresh_failed` on it
+    /// should that fail).
+    Build(Option<Arc<Cached>>),
 }
 
 pub struct ProgrammeCache {
@@ -51,10 +74,34 @@ impl ProgrammeCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A fresh copy; an old one while another request rebuilds it; otherwise the request
+    /// that asks is the one to rebuild it.
+    pub fn lookup(&self, key: &str) -> Lookup {
+        let Some(entry) = self.entries().get(key).cloned() else {
+            return Lookup::Build(None);
+        };
+        let age = entry.built.elapsed();
+        if age < self.ttl {
+            return Lookup::Hit(entry);
+        }
+        let claimed = entry
+            .refreshing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !claimed && age < self.ttl * STALE_FOR {
+            Lookup::Hit(entry)
+        } else {
+            Lookup::Build(Some(entry))
+        }
+    }
+
     /// A copy built less than the time-to-live ago.
-    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
-        let entry = self.entries().get(key).cloned()?;
-        (entry.built.elapsed() < self.ttl).then_some(entry)
+    #[cfg(test)]
+    fn get(&self, key: &str) -> Option<Arc<Cached>> {
+        match self.lookup(key) {
+            Lookup::Hit(entry) => Some(entry),
+            Lookup::Build(_) => None,
+        }
     }
 
     pub fn put(&self, key: String, entry: Arc<Cached>) {
@@ -96,6 +143,29 @@ mod tests {
         cache.invalidate(a);
         assert!(cache.get("a").is_none());
         assert!(cache.get("b").is_some());
+    }
+
+    #[test]
+    fn one_request_rebuilds_an_old_copy_while_the_others_use_it() {
+        let cache = ProgrammeCache::new(Duration::from_millis(1));
+        cache.put(
+            "a".into(),
+            Arc::new(Cached::new(Uuid::now_v7(), "\"1\"".into(), Bytes::new())),
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        let first = cache.lookup("a");
+        assert!(matches!(first, Lookup::Build(Some(_))));
+        assert!(
+            matches!(cache.lookup("a"), Lookup::Hit(_)),
+            "the old copy serves meanwhile"
+        );
+        if let Lookup::Build(Some(old)) = first {
+            old.refresh_failed();
+        }
+        assert!(
+            matches!(cache.lookup("a"), Lookup::Build(Some(_))),
+            "another may try again"
+        );
     }
 
     #[test]

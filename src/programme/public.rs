@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::cache::Cached;
+use super::cache::{Cached, Lookup};
 use super::sessions::Session;
 use super::speakers::{SessionSpeakerView, of_sessions};
 use super::{SessionKind, SessionStatus, start_of_day};
@@ -270,6 +270,32 @@ enum Format {
     Calendar,
 }
 
+/// Renders the programme as the caller may see it; also tells whether it is public.
+async fn render(
+    state: &State,
+    caller: &Caller,
+    event_ref: &str,
+    params: &ProgrammeParams,
+    format: &Format,
+) -> ApiResult<(Arc<Cached>, bool)> {
+    let mut conn = state.conn().await?;
+    let ctx = access::event(&mut conn, caller, event_ref, EventAction::View).await?;
+    let event = ctx.event;
+    let list = published_sessions(&mut conn, &event, params).await?;
+    let entries = entries_for(&mut conn, &event, list).await?;
+    drop(conn);
+    let body = match format {
+        Format::Json => {
+            serde_json::to_vec(&group_by_day(&event, entries)).map_err(ApiError::internal)?
+        }
+        Format::Calendar => super::ics::calendar(&event, &entries).into_bytes(),
+    };
+    let digest = Sha256::digest(&body);
+    let etag = format!("\"p{}\"", hex::encode(&digest[..12]));
+    let public = event.status == EventStatus::Published;
+    Ok((Arc::new(Cached::new(event.id, etag, body.into())), public))
+}
+
 /// Renders (or takes from the cache) the programme, and answers with it or with 304.
 async fn serve(
     state: State,
@@ -287,24 +313,24 @@ async fn serve(
         },
         event_ref,
     );
-    let (rendered, public) = match state.programme_cache.get(&key) {
-        Some(hit) => (hit, true),
-        None => {
-            let mut conn = state.conn().await?;
-            let ctx = access::event(&mut conn, &caller, event_ref, EventAction::View).await?;
-            let event = ctx.event;
-            let list = published_sessions(&mut conn, &event, &params).await?;
-            let entries = entries_for(&mut conn, &event, list).await?;
-            drop(conn);
-            let body = match format {
-                Format::Json => serde_json::to_vec(&group_by_day(&event, entries))
-                    .map_err(ApiError::internal)?,
-                Format::Calendar => super::ics::calendar(&event, &entries).into_bytes(),
+    let (rendered, public) = match state.programme_cache.lookup(&key) {
+        Lookup::Hit(hit) => (hit, true),
+        Lookup::Build(old) => {
+            let built = render(&state, &caller, event_ref, &params, &format).await;
+            let (rendered, public) = match built {
+                Ok(built) => built,
+                Err(error) => {
+                    if let Some(old) = old {
+                        if error.status() == actix_web::http::StatusCode::NOT_FOUND {
+                            // Unpublished or gone: the old copy must not be served either.
+                            state.programme_cache.invalidate(old.event_id);
+                        } else {
+                            old.refresh_failed();
+                        }
+                    }
+                    return Err(error);
+                }
             };
-            let digest = Sha256::digest(&body);
-            let etag = format!("\"p{}\"", hex::encode(&digest[..12]));
-            let public = event.status == EventStatus::Published;
-            let rendered = Arc::new(Cached::new(event.id, etag, body.into()));
             if public {
                 state.programme_cache.put(key, rendered.clone());
             }

@@ -599,7 +599,7 @@ pub async fn promote(
         .set((
             registration_sessions::status.eq(SessionRegistrationStatus::Confirmed),
             registration_sessions::seat_no.eq(seat),
-                registration_sessions::over_capacity.eq(beyond),
+            registration_sessions::over_capacity.eq(beyond),
             registration_sessions::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
