@@ -36,7 +36,11 @@ CREATE INDEX registrations_event_idx ON registrations (event_id, id);
 
 CREATE TABLE registration_sessions (
     registration_id  uuid NOT NULL REFERENCES registrations (id) ON DELETE CASCADE,
-    session_id       uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    -- No foreign key: its check would take a share lock on the session's row for every
+    -- registration, and a popular session's row would become the point every registration
+    -- queues at. Sessions are deleted only without active places, under the session's
+    -- exclusive lock, together with their cancelled places (capacity::delete_session).
+    session_id       uuid NOT NULL,
     status           text NOT NULL CHECK (status IN ('confirmed', 'waitlisted', 'cancelled')),
     -- The ticket taken on joining the session's waitlist, from the session's own sequence
     -- (first come, first served: the waitlist is ordered by it); kept after leaving it.

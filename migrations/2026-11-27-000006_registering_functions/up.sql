@@ -128,8 +128,10 @@ BEGIN
         RAISE EXCEPTION 'registration % already holds a place in session %', p_registration, p_session;
     END IF;
     IF status = 'waitlisted' THEN
-        SELECT min(w.waitlist_order) INTO v_head FROM registration_sessions w
-        WHERE w.session_id = p_session AND w.status = 'waitlisted';
+        -- ORDER BY ... LIMIT 1, not min(): the first index entry, whatever the statistics say.
+        SELECT w.waitlist_order INTO v_head FROM registration_sessions w
+        WHERE w.session_id = p_session AND w.status = 'waitlisted'
+        ORDER BY w.waitlist_order LIMIT 1;
         SELECT count(*) INTO v_left FROM registration_sessions w
         WHERE w.session_id = p_session AND w.status <> 'waitlisted'
           AND w.waitlist_order BETWEEN v_head AND v_ticket;

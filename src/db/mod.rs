@@ -21,8 +21,10 @@ use diesel_async::pooled_connection::{
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-// Relations print-schema cannot see (their foreign keys are composite).
+// Relations print-schema cannot see: composite foreign keys, and one left out on purpose
+// (see the registrations migration).
 diesel::joinable!(schema::session_speakers -> schema::speakers (speaker_id));
+diesel::joinable!(schema::registration_sessions -> schema::sessions (session_id));
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 

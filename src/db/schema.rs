@@ -286,7 +286,6 @@ diesel::joinable!(print_jobs -> registrations (registration_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (auth_session_id));
 diesel::joinable!(registration_history -> registrations (registration_id));
 diesel::joinable!(registration_sessions -> registrations (registration_id));
-diesel::joinable!(registration_sessions -> sessions (session_id));
 diesel::joinable!(registrations -> events (event_id));
 diesel::joinable!(session_seats -> sessions (session_id));
 diesel::joinable!(sessions -> events (event_id));

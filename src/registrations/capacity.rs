@@ -514,6 +514,12 @@ pub async fn delete_session(
             )
             .with("active_registrations", active));
         }
+        // Places given up earlier go with the session (no foreign key cascades them).
+        diesel::delete(
+            registration_sessions::table.filter(registration_sessions::session_id.eq(session_id)),
+        )
+        .execute(conn)
+        .await?;
         diesel::delete(sessions::table.find(session_id))
             .execute(conn)
             .await?;
