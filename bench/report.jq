@@ -40,6 +40,7 @@ def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b | r2)
   },
   ceilings: {
     reference: $ref,
+    reference_latency: $r.reference_latency,
     service_sql_hot: ($r.service_sql_hot + {ratio_to: "seats_hot", ratio: $ratios.service_sql_hot_to_seats_hot}),
     service_sql_spread: ($r.service_sql_spread + {ratio_to: "seats_spread", ratio: $ratios.service_sql_spread_to_seats_spread}),
     static_programme: $static,
@@ -51,6 +52,9 @@ def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b | r2)
     hot_p99_under_50_ms: (if $r.hot.p99_ms then $r.hot.p99_ms < 50 else null end),
     spread_ratio_at_least_0_5: (if $ratios.spread_to_seats_spread then $ratios.spread_to_seats_spread >= 0.5 else null end),
     spread_p99_under_50_ms: (if $r.spread.p99_ms then $r.spread.p99_ms < 50 else null end),
+    # Whether PostgreSQL alone, running the reference's minimal registration at the same
+    # concurrency, answers within 50 ms at the 99th percentile: if not, no service can.
+    database_alone_p99_under_50_ms: (if $r.reference_latency.seats_hot.p99_ms then $r.reference_latency.seats_hot.p99_ms < 50 else null end),
     programme_ratio_at_least_0_5: (if $ratios.programme_to_static then $ratios.programme_to_static >= 0.5 else null end),
     programme_304_faster_than_200: (if $ratios.programme_304_to_programme then $ratios.programme_304_to_programme > 1 else null end),
     export_ratio_at_most_2: (if $ratios.export_seconds_to_copy_seconds then $ratios.export_seconds_to_copy_seconds <= 2 else null end),

@@ -37,7 +37,9 @@ def pad(w): . + (" " * (w - length));
   ($j.ceilings.service_sql_spread | ["pgbench: service's registration SQL, spread (\(.transactions // "n/a"))", (.tps | num(0)), (.p50_ms | ms), (.p99_ms | ms), "n/a",
      "seats/spread \(ref("seats_spread") | num(0))/s", (.ratio | num(2)), "", "oversold \(.oversold_sessions); machine \(.machine_busy_pct)% busy"]),
   (["counter_hot", "counter_spread", "seats_hot", "seats_spread"][] as $k |
-     ["reference \($k | sub("_"; "/"))", (ref($k) | num(0)), "n/a", "n/a", "n/a", "", "", "",
+     ($j.ceilings.reference_latency[$k] // {}) as $lat |
+     ["reference \($k | sub("_"; "/"))", (ref($k) | num(0)), ($lat.p50_ms | ms), ($lat.p99_ms | ms), "n/a", "", "",
+      (if $lat.p99_ms then "p99<50ms " + yes($lat.p99_ms < 50) + " (database alone)" else "" end),
       (if $ref_missing then $ref_missing
        else "mean of \($ref[$k].tps_runs | map(num(0)) | join(" and ")) (runs differ by \($ref[$k].spread_pct // "n/a")%); oversold \($ref[$k].oversold_sessions)" end)]),
   ($j.ceilings.static_programme | ["nginx: the same programme bytes", (.rps | num(0)), (.p50_ms | ms), (.p99_ms | ms), (.errors // "n/a" | tostring), "", "", "",
