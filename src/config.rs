@@ -97,9 +97,11 @@ pub struct Config {
     #[arg(long, env = "REGISTRAR_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
-    /// How long one instance may serve a cached public programme before rebuilding it, in ms.
-    #[arg(long, env = "REGISTRAR_PROGRAMME_CACHE_MS", default_value_t = 2000)]
-    pub programme_cache_ms: u64,
+    /// How long one instance may reuse public data it read (the rendered programme, the event
+    /// and session settings public registrations are checked against), in ms. Changes made
+    /// through the instance are seen at once; 0 turns the caches off.
+    #[arg(long, env = "REGISTRAR_PUBLIC_CACHE_MS", default_value_t = 2000)]
+    pub public_cache_ms: u64,
 }
 
 impl Config {

@@ -24,20 +24,17 @@ use serde_json::{Value, json};
 use utoipa_actix_web::AppExt;
 use uuid::Uuid;
 
-use crate::auth::jwt::Keys;
 use crate::config::Config;
 use crate::db::schema::{events, idempotency_keys, users};
 use crate::db::sql::lower;
 use crate::db::{self, MigrationAction};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventStatus, NewEvent};
-use crate::metrics::Metrics;
 use crate::programme::sessions::{self, NewSession};
 use crate::programme::speakers::{self, NewSpeaker, SessionSpeakerBody, SpeakerRole};
 use crate::programme::tracks::{self, NewTrack};
 use crate::programme::venues::{self, NewVenue};
-use crate::programme::{ProgrammeCache, SessionKind, SessionStatus};
-use crate::ratelimit::RateLimits;
+use crate::programme::{SessionKind, SessionStatus};
 use crate::state::AppState;
 
 /// The demo event's slug.
@@ -752,20 +749,15 @@ async fn register_participants(
 ) -> anyhow::Result<(usize, usize)> {
     let mut config = config.clone();
     config.registration_rate_limit = 0;
+    config.public_cache_ms = 0;
     let mut secret = [0u8; 32];
     rand::fill(&mut secret);
-    let state = web::Data::new(AppState {
-        keys: Keys::new(hex::encode(secret).into(), config.access_token_ttl()),
-        db: db::pool(
-            config.database_url.expose_secret(),
-            2,
-            Duration::from_secs(30),
-        )?,
-        metrics: Metrics::new(),
-        programme_cache: ProgrammeCache::new(Duration::ZERO),
-        rate_limits: RateLimits::new(0, 0, false),
-        config,
-    });
+    let pool = db::pool(
+        config.database_url.expose_secret(),
+        2,
+        Duration::from_secs(30),
+    )?;
+    let state = web::Data::new(AppState::new(config, pool, hex::encode(secret).into()));
     let (app, _) = App::new()
         .into_utoipa_app()
         .configure(crate::startup::routes)

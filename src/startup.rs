@@ -14,13 +14,10 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::jwt::Keys;
 use crate::config::{Config, Environment};
 use crate::error::{ApiError, extractors};
-use crate::metrics::{Metrics, RecordMetrics};
+use crate::metrics::RecordMetrics;
 use crate::openapi::{self, OpenApiJson};
-use crate::programme::ProgrammeCache;
-use crate::ratelimit::RateLimits;
 use crate::state::AppState;
 use crate::{
     auth, badges, db, events, maintenance, ops, programme, registrations, telemetry, users,
@@ -120,18 +117,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         n => n,
     };
     let client_timeout = Duration::from_millis(config.client_timeout_ms);
-    let state = web::Data::new(AppState {
-        keys: Keys::new(secret, config.access_token_ttl()),
-        db: pool,
-        metrics: Metrics::new(),
-        programme_cache: ProgrammeCache::new(Duration::from_millis(config.programme_cache_ms)),
-        rate_limits: RateLimits::new(
-            config.login_rate_limit,
-            config.registration_rate_limit,
-            config.trust_forwarded_for,
-        ),
-        config,
-    });
+    let state = web::Data::new(AppState::new(config, pool, secret));
     maintenance::spawn(state.clone().into_inner());
 
     let server = HttpServer::new(move || {

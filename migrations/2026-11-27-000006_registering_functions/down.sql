@@ -1,7 +1,7 @@
 DROP FUNCTION register_participant(uuid, uuid, text, text, text, text, text, text, text, text, text,
-                                   bytea, text, uuid, bigint[], boolean, boolean, uuid[], text[],
+                                   bytea, text, uuid, bigint[], boolean, uuid[],
                                    text, bytea, bigint, bytea);
-DROP FUNCTION claim_session_place(uuid, uuid, text);
+DROP FUNCTION claim_session_place(uuid, uuid, boolean);
 DROP FUNCTION take_event_seat(uuid, uuid);
 DROP FUNCTION take_session_seat(uuid, uuid);
 DO $$

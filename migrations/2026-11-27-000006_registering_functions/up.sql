@@ -86,36 +86,45 @@ BEGIN
 END
 $$;
 
--- Gives a registration a place in a session, as `p_when_full` says for a full one:
--- 'unlimited' (the session has no capacity), 'waitlist', 'refuse' (no row, status null) or
--- 'exceed' (confirmed beyond capacity). A place given up earlier is taken again. Needs the
--- session's advisory lock (shared is enough).
+-- Gives a registration a place in a session: a seat while there is one; when the session is
+-- full, a waitlist place, nothing (the session has no waitlist: status null), or with
+-- `p_exceed` (an organiser's explicit decision) a confirmed place beyond capacity. A place
+-- given up earlier is taken again. The session's capacity and waitlist setting are read
+-- here, under the session's advisory lock (shared is enough) that changes to them take
+-- exclusively, so they are the ones in force.
 --
 -- A waitlisted place's position is its ticket's distance from the first ticket still
 -- waiting, less the tickets in between that left the queue: no count over the whole queue.
 -- Tickets of registrations still in flight count as ahead, as they are.
-CREATE FUNCTION claim_session_place(p_registration uuid, p_session uuid, p_when_full text,
+CREATE FUNCTION claim_session_place(p_registration uuid, p_session uuid, p_exceed boolean,
                                     OUT status text, OUT waitlist_position bigint,
                                     OUT over_capacity boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_capacity integer;
+    v_waitlist boolean;
     v_seat integer;
     v_ticket bigint;
     v_head bigint;
     v_left bigint;
 BEGIN
-    IF p_when_full <> 'unlimited' THEN
+    SELECT s.capacity, s.waitlist_enabled INTO v_capacity, v_waitlist
+    FROM sessions s WHERE s.id = p_session;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'RG404', MESSAGE = 'session_gone', DETAIL = p_session::text;
+    END IF;
+    IF v_capacity IS NOT NULL THEN
         v_seat := take_session_seat(p_session, p_registration);
     END IF;
-    IF p_when_full = 'unlimited' OR v_seat IS NOT NULL OR p_when_full = 'exceed' THEN
+    IF v_capacity IS NULL OR v_seat IS NOT NULL OR p_exceed THEN
         status := 'confirmed';
-    ELSIF p_when_full = 'waitlist' THEN
+    ELSIF v_waitlist THEN
         status := 'waitlisted';
         v_ticket := nextval(waitlist_sequence(p_session)::regclass);
     ELSE
         RETURN;
     END IF;
-    over_capacity := p_when_full = 'exceed' AND v_seat IS NULL;
+    over_capacity := v_capacity IS NOT NULL AND v_seat IS NULL AND p_exceed;
     INSERT INTO registration_sessions AS rs
         (registration_id, session_id, status, seat_no, waitlist_order, over_capacity)
     VALUES (p_registration, p_session, status, v_seat, v_ticket, over_capacity)
@@ -142,7 +151,8 @@ $$;
 
 -- One public or organiser registration, all or nothing. Business rules that need no lock
 -- (windows, published sessions, overlaps) are checked by the service before the call;
--- everything that decides capacity happens here, under the locks. Failures are raised with
+-- everything that decides capacity, including reading the capacities themselves, happens
+-- here, under the locks. Failures are raised with
 -- SQLSTATE RG409/RG422 and a message naming the problem code (DETAIL: the session id).
 CREATE FUNCTION register_participant(
     p_id uuid, p_event uuid,
@@ -151,11 +161,10 @@ CREATE FUNCTION register_participant(
     p_token_hash bytea, p_actor text, p_actor_id uuid,
     -- Advisory lock keys to take shared, in this order (the event's, then the sessions').
     p_locks bigint[],
-    -- The event has a capacity: take one of its places.
-    p_event_place boolean,
     -- An organiser's explicit decision to go beyond capacity.
     p_over_capacity boolean,
-    p_sessions uuid[], p_when_full text[],
+    -- The sessions, in the order to claim them.
+    p_sessions uuid[],
     -- Idempotency-Key (null without one), the request's digest, the key's lock, the nonce
     -- the manage token is derived from.
     p_key text, p_key_hash bytea, p_key_lock bigint, p_token_nonce bytea
@@ -163,6 +172,7 @@ CREATE FUNCTION register_participant(
 LANGUAGE plpgsql AS $$
 DECLARE
     v_stored record;
+    v_capacity integer;
     v_claim record;
     v_outcomes jsonb := '[]';
     v_actions text[];
@@ -195,8 +205,10 @@ BEGIN
     VALUES (p_id, p_event, p_full_name, p_email, p_email_normalized, p_organisation,
             p_position, p_city, p_phone, p_category, p_source, p_token_hash, now());
 
+    -- The event's capacity as it is now (changes to it take the event's lock exclusively).
     -- Beyond capacity on purpose still takes a place while there is one.
-    IF p_event_place AND take_event_seat(p_event, p_id) IS NULL AND NOT p_over_capacity THEN
+    SELECT e.capacity INTO v_capacity FROM events e WHERE e.id = p_event;
+    IF v_capacity IS NOT NULL AND take_event_seat(p_event, p_id) IS NULL AND NOT p_over_capacity THEN
         RAISE EXCEPTION USING ERRCODE = 'RG409', MESSAGE = 'event_full';
     END IF;
 
@@ -204,7 +216,7 @@ BEGIN
     v_details := ARRAY[jsonb_build_object('over_capacity', p_over_capacity)];
     v_history_sessions := ARRAY[NULL::uuid];
     FOR i IN 1 .. coalesce(array_length(p_sessions, 1), 0) LOOP
-        SELECT * INTO v_claim FROM claim_session_place(p_id, p_sessions[i], p_when_full[i]);
+        SELECT * INTO v_claim FROM claim_session_place(p_id, p_sessions[i], p_over_capacity);
         IF v_claim.status IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'RG409', MESSAGE = 'session_full',
                                   DETAIL = p_sessions[i]::text;

@@ -473,7 +473,7 @@ async fn update_event(
             Ok(updated)
         })
         .await?;
-    state.programme_cache.invalidate(event.id);
+    state.event_changed(event.id);
     Ok(with_etag(event, actix_web::http::StatusCode::OK))
 }
 
@@ -542,6 +542,6 @@ async fn delete_event(
             "the event has registrations; archive it instead",
         ));
     }
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,7 +1,7 @@
 //! A per-instance cache of rendered public programmes.
 //!
 //! The public programme is the most read resource and the same for every caller. Each
-//! instance keeps a rendered copy for a short time (`REGISTRAR_PROGRAMME_CACHE_MS`); a change
+//! instance keeps a rendered copy for a short time (`REGISTRAR_PUBLIC_CACHE_MS`); a change
 //! made through an instance drops its copies at once, and other instances catch up within
 //! that time. Only programmes of published events are cached.
 //!

@@ -323,7 +323,7 @@ async fn serve(
                     if let Some(old) = old {
                         if error.status() == actix_web::http::StatusCode::NOT_FOUND {
                             // Unpublished or gone: the old copy must not be served either.
-                            state.programme_cache.invalidate(old.event_id);
+                            state.event_changed(old.event_id);
                         } else {
                             old.refresh_failed();
                         }

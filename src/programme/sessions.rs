@@ -471,7 +471,7 @@ async fn create_session(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
     let session = create(&mut conn, &ctx.event, &body).await?;
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(with_etag(
         session,
         &ctx.event,
@@ -650,7 +650,7 @@ async fn update_session(
             Ok(updated)
         })
         .await?;
-    state.programme_cache.invalidate(event.id);
+    state.event_changed(event.id);
     Ok(with_etag(session, &event, actix_web::http::StatusCode::OK))
 }
 
@@ -676,7 +676,7 @@ async fn delete_session(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &event_ref, EventAction::Edit).await?;
     registrations::capacity::delete_session(&mut conn, ctx.event.id, session_id).await?;
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(HttpResponse::NoContent().finish())
 }
 

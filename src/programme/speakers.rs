@@ -273,7 +273,7 @@ async fn create_speaker(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
     let speaker = create(&mut conn, ctx.event.id, body.into_inner()).await?;
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(HttpResponse::Created().json(SpeakerView::new(speaker, &ctx)))
 }
 
@@ -348,7 +348,7 @@ async fn update_speaker(
         .returning(Speaker::as_returning())
         .get_result(&mut conn)
         .await?;
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(web::Json(SpeakerView::new(speaker, &ctx)))
 }
 
@@ -378,7 +378,7 @@ async fn delete_speaker(
     if deleted == 0 {
         return Err(ApiError::not_found("speaker"));
     }
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -539,7 +539,7 @@ async fn put_session_speaker(
         body.into_inner(),
     )
     .await?;
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     let rows = of_sessions(&mut conn, &[session_id]).await?;
     Ok(web::Json(rows.into_iter().map(|(_, s)| s).collect()))
 }
@@ -574,6 +574,6 @@ async fn remove_session_speaker(
     if deleted == 0 {
         return Err(ApiError::not_found("session speaker"));
     }
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -224,7 +224,7 @@ async fn create_track(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
     let track = create(&mut conn, ctx.event.id, body.into_inner()).await?;
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(HttpResponse::Created().json(TrackView::from(track)))
 }
 
@@ -298,7 +298,7 @@ async fn update_track(
         .returning(Track::as_returning())
         .get_result(&mut conn)
         .await?;
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(web::Json(track.into()))
 }
 
@@ -340,6 +340,6 @@ async fn delete_track(
     if deleted == 0 {
         return Err(ApiError::not_found("track"));
     }
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(HttpResponse::NoContent().finish())
 }

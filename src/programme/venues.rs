@@ -172,7 +172,7 @@ async fn create_venue(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
     let venue = create(&mut conn, ctx.event.id, body.into_inner()).await?;
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(HttpResponse::Created().json(venue))
 }
 
@@ -246,7 +246,7 @@ async fn update_venue(
         .returning(Venue::as_returning())
         .get_result(&mut conn)
         .await?;
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(web::Json(venue))
 }
 
@@ -288,6 +288,6 @@ async fn delete_venue(
     if deleted == 0 {
         return Err(ApiError::not_found("venue"));
     }
-    state.programme_cache.invalidate(ctx.event.id);
+    state.event_changed(ctx.event.id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::capacity::{self, WhenFull, event_lock_key, session_lock_key};
+use super::capacity::{self, event_lock_key, session_lock_key};
 use super::history::ActorKind;
 use super::history::{self, Actor, Entry, HistoryAction};
 use super::idempotency::{self, IdempotencyRequest};
@@ -110,15 +110,37 @@ pub async fn bookable_sessions(
     now: DateTime<Utc>,
     field: &str,
 ) -> ApiResult<Vec<Session>> {
+    let found = sessions_of(conn, event.id, ids).await?;
+    check_bookable(event, found, ids, mode, now, field)
+}
+
+/// The event's sessions with these ids (those that exist).
+pub async fn sessions_of(
+    conn: &mut AsyncPgConnection,
+    event_id: Uuid,
+    ids: &[Uuid],
+) -> ApiResult<Vec<Session>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let found: Vec<Session> = sessions::table
-        .filter(sessions::event_id.eq(event.id))
+    Ok(sessions::table
+        .filter(sessions::event_id.eq(event_id))
         .filter(sessions::id.eq_any(ids))
         .select(Session::as_select())
         .load(conn)
-        .await?;
+        .await?)
+}
+
+/// Checks that each session asked for (`ids`, in `found`) may be booked now, and returns
+/// them in the order asked.
+pub fn check_bookable(
+    event: &Event,
+    found: Vec<Session>,
+    ids: &[Uuid],
+    mode: Mode,
+    now: DateTime<Utc>,
+    field: &str,
+) -> ApiResult<Vec<Session>> {
     let mut result = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         let session = found
@@ -170,15 +192,14 @@ pub fn check_overlaps(event: &Event, sessions: &[&Session]) -> ApiResult<()> {
     Ok(())
 }
 
-fn when_full(session: &Session, mode: Mode) -> WhenFull {
-    match mode {
-        _ if session.capacity.is_none() => WhenFull::Unlimited,
+/// Whether an organiser confirms beyond capacity on purpose.
+fn exceeds(mode: Mode) -> bool {
+    matches!(
+        mode,
         Mode::Organiser {
-            over_capacity: true,
-        } => WhenFull::Exceed,
-        _ if session.waitlist_enabled => WhenFull::Waitlist,
-        _ => WhenFull::Refuse,
-    }
+            over_capacity: true
+        }
+    )
 }
 
 fn session_full(session: &Session) -> ApiError {
@@ -205,10 +226,9 @@ async fn claim_all(
     let mut outcomes = Vec::with_capacity(sessions.len());
     let mut entries = Vec::with_capacity(sessions.len());
     for session in order {
-        let claim =
-            capacity::claim_session(conn, registration_id, session, when_full(session, mode))
-                .await?
-                .ok_or_else(|| session_full(session))?;
+        let claim = capacity::claim_session(conn, registration_id, session, exceeds(mode))
+            .await?
+            .ok_or_else(|| session_full(session))?;
         let status: SessionRegistrationStatus = claim
             .status
             .as_deref()
@@ -315,7 +335,7 @@ pub async fn register(
     let call = || {
         diesel::sql_query(
             "SELECT register_participant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                    $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) AS answer",
+                    $14, $15, $16, $17, $18, $19, $20, $21) AS answer",
         )
         .bind::<SqlUuid, _>(id)
         .bind::<SqlUuid, _>(event.id)
@@ -335,15 +355,8 @@ pub async fn register(
         .bind::<Text, _>(actor.as_str())
         .bind::<SqlUuid, _>(actor_id)
         .bind::<Array<BigInt>, _>(&locks)
-        .bind::<Bool, _>(event.capacity.is_some())
         .bind::<Bool, _>(over_capacity)
         .bind::<Array<SqlUuid>, _>(order.iter().map(|s| s.id).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            order
-                .iter()
-                .map(|s| when_full(s, new.mode).as_str())
-                .collect::<Vec<_>>(),
-        )
         .bind::<Nullable<Text>, _>(key.map(|k| k.key.as_str()))
         .bind::<Nullable<Bytea>, _>(key.map(|k| k.request_hash.as_slice()))
         .bind::<Nullable<BigInt>, _>(key.map(|k| k.lock_key(event.id)))
@@ -406,6 +419,8 @@ fn registering_failed(error: diesel::result::Error, sessions: &[Session]) -> Api
             }
         }
         "event_full" => ApiError::conflict("event_full", "the event has no places left"),
+        // Deleted since the request was checked.
+        "session_gone" => ApiError::invalid("session_ids", "names a session that no longer exists"),
         "idempotency_key_in_use" => ApiError::conflict(
             "idempotency_key_in_use",
             "a request with this Idempotency-Key is still being processed; retry shortly",

@@ -379,37 +379,16 @@ pub struct Claim {
     pub over_capacity: bool,
 }
 
-/// What to do when a session has no free seat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhenFull {
-    /// The session has no capacity: it is never full.
-    Unlimited,
-    Waitlist,
-    Refuse,
-    /// Confirm anyway (an organiser's explicit decision).
-    Exceed,
-}
-
-impl WhenFull {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WhenFull::Unlimited => "unlimited",
-            WhenFull::Waitlist => "waitlist",
-            WhenFull::Refuse => "refuse",
-            WhenFull::Exceed => "exceed",
-        }
-    }
-}
-
-/// Takes a seat of the session for the registration (or a waitlist place, or a confirmed
-/// place beyond capacity, as `when_full` says) and records it: `claim_session_place` in the
-/// migrations, which registering itself uses too. `None` when the session is full and
-/// `when_full` is `Refuse`. Needs the session's lock (shared is enough).
+/// Takes a seat of the session for the registration, or when it is full a waitlist place
+/// (or, with `exceed`, a confirmed place beyond capacity), and records it:
+/// `claim_session_place` in the migrations, which registering itself uses too, reading the
+/// session's capacity and waitlist setting under its lock. `None` when the session is full
+/// and has no waitlist. Needs the session's lock (shared is enough).
 pub async fn claim_session(
     conn: &mut AsyncPgConnection,
     registration_id: Uuid,
     session: &Session,
-    when_full: WhenFull,
+    exceed: bool,
 ) -> ApiResult<Option<Claim>> {
     let claim: Claim = diesel::sql_query(
         "SELECT status, waitlist_position AS position, coalesce(over_capacity, false) AS over_capacity \
@@ -417,7 +396,7 @@ pub async fn claim_session(
     )
     .bind::<SqlUuid, _>(registration_id)
     .bind::<SqlUuid, _>(session.id)
-    .bind::<Text, _>(when_full.as_str())
+    .bind::<diesel::sql_types::Bool, _>(exceed)
     .get_result(conn)
     .await?;
     Ok(claim.status.is_some().then_some(claim))

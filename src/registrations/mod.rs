@@ -3,6 +3,7 @@
 
 mod booking;
 pub mod capacity;
+mod catalog;
 pub mod counts;
 pub mod history;
 mod idempotency;
@@ -24,6 +25,7 @@ use crate::db::schema::registrations;
 use crate::error::ApiResult;
 
 pub use capacity::delete_event_without_registrations;
+pub use catalog::Catalog;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.configure(public::routes)

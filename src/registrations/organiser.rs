@@ -200,7 +200,6 @@ async fn promote(
         capacity::promote(conn, id, &session, over_capacity, ctx.actor).await
     })
     .await?;
-    state.programme_cache.invalidate(ctx.event.id);
     Ok(web::Json(view_of(&mut conn, id).await?))
 }
 

@@ -162,7 +162,6 @@ async fn update_registration(
         ctx.actor,
     )
     .await?;
-    state.programme_cache.invalidate(ctx.event.id);
     Ok(web::Json(view_of(&mut conn, ctx.registration.id).await?))
 }
 
@@ -187,6 +186,5 @@ async fn cancel_registration(
     let mut conn = state.conn().await?;
     let ctx = access::registration(&mut conn, &caller, *id, RegistrationAction::Change).await?;
     booking::cancel(&mut conn, &ctx.event, &ctx.registration, ctx.actor).await?;
-    state.programme_cache.invalidate(ctx.event.id);
     Ok(web::Json(view_of(&mut conn, ctx.registration.id).await?))
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::booking::{self, Applicant, Mode, NewRegistration, Registered};
 use super::idempotency::IdempotencyRequest;
 use super::{Category, RegistrationStatus, SessionOutcome};
-use crate::access::{self, EventAction};
+use crate::access::{self, EventAction, EventContext};
 use crate::auth::{Caller, tokens};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::openapi::{BodyErrors, EventErrors};
@@ -164,28 +164,45 @@ struct Request<'a> {
 
 async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
-    let action = match request.mode {
-        Mode::Public => EventAction::View,
-        Mode::Organiser { .. } => EventAction::Edit,
+    let ids = &request.body.session_ids;
+    // Anonymous participants are checked against what this instance read of the event a
+    // moment ago (see `Catalog`); organisers against the database.
+    let (event, found) = if request.mode == Mode::Public && matches!(caller, Caller::Anonymous) {
+        let event = match state.catalog.event(request.event_ref) {
+            Some(event) => {
+                let context = EventContext {
+                    event,
+                    member_role: None,
+                    is_admin: false,
+                };
+                access::decide(caller, &context, EventAction::View)?;
+                context.event
+            }
+            None => {
+                let event = access::event(&mut conn, caller, request.event_ref, EventAction::View)
+                    .await?
+                    .event;
+                state.catalog.keep_event(request.event_ref, &event);
+                event
+            }
+        };
+        let found = state.catalog.sessions(&mut conn, event.id, ids).await?;
+        (event, found)
+    } else {
+        let action = match request.mode {
+            Mode::Public => EventAction::View,
+            Mode::Organiser { .. } => EventAction::Edit,
+        };
+        let event = access::event(&mut conn, caller, request.event_ref, action)
+            .await?
+            .event;
+        let found = booking::sessions_of(&mut conn, event.id, ids).await?;
+        (event, found)
     };
-    let ctx = access::event(&mut conn, caller, request.event_ref, action).await?;
-    let event = &ctx.event;
+    let event = &event;
     let now = Utc::now();
-    booking::check_event(
-        event,
-        request.mode,
-        now,
-        !request.body.session_ids.is_empty(),
-    )?;
-    let sessions = booking::bookable_sessions(
-        &mut conn,
-        event,
-        &request.body.session_ids,
-        request.mode,
-        now,
-        "session_ids",
-    )
-    .await?;
+    booking::check_event(event, request.mode, now, !ids.is_empty())?;
+    let sessions = booking::check_bookable(event, found, ids, request.mode, now, "session_ids")?;
     booking::check_overlaps(event, &sessions.iter().collect::<Vec<_>>())?;
     let mut nonce = [0u8; 32];
     rand::fill(&mut nonce);
@@ -207,7 +224,6 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
         },
     )
     .await?;
-    state.programme_cache.invalidate(event.id);
     Ok(match outcome {
         Registered::Created { id, sessions } => created(state, id, sessions, &nonce, false),
         Registered::Replayed(stored) => created(
