@@ -70,23 +70,23 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric, pool figures read now.
-    pub fn render(&self, pool: &DbPool) -> String {
-        let status = pool.status();
-        self.pool
-            .with_label_values(&["max"])
-            .set(status.max_size as i64);
-        self.pool
-            .with_label_values(&["open"])
-            .set(status.size as i64);
-        self.pool
-            .with_label_values(&["idle"])
-            .set(status.available as i64);
-        self.pool
-            .with_label_values(&["in_use"])
-            .set(status.size as i64 - status.available as i64);
-        self.pool
-            .with_label_values(&["waiting"])
-            .set(status.waiting as i64);
+    pub fn render(&self, pools: &[DbPool]) -> String {
+        let (mut max, mut open, mut idle, mut waiting) = (0, 0, 0, 0);
+        for status in pools.iter().map(DbPool::status) {
+            max += status.max_size as i64;
+            open += status.size as i64;
+            idle += status.available as i64;
+            waiting += status.waiting as i64;
+        }
+        for (state, value) in [
+            ("max", max),
+            ("open", open),
+            ("idle", idle),
+            ("in_use", open - idle),
+            ("waiting", waiting),
+        ] {
+            self.pool.with_label_values(&[state]).set(value);
+        }
         let mut buffer = Vec::new();
         prometheus::TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)

@@ -57,5 +57,5 @@ async fn readyz(state: State) -> ApiResult<actix_web::web::Json<Health>> {
 async fn metrics(state: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&state.db))
+        .body(state.metrics.render(&state.pools()))
 }

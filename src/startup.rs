@@ -1,6 +1,7 @@
 //! Building and running the HTTP application; `main` and the tests share this code.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -103,11 +104,9 @@ fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
 
 fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
     let secret = jwt_secret(&config)?;
-    let pool = db::pool(
-        config.database_url.expose_secret(),
-        config.db_pool_size,
-        config.db_timeout(),
-    )?;
+    // One connection for housekeeping on the main runtime; each worker gets its own share of
+    // the rest of REGISTRAR_DB_POOL_SIZE (see `AppState`).
+    let pool = db::pool(config.database_url.expose_secret(), 1, config.db_timeout())?;
     auth::password::warm_up();
     let document = openapi::document();
     let route_table = web::Data::new(RouteTable::from_document(&document));
@@ -117,10 +116,22 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         n => n,
     };
     let client_timeout = Duration::from_millis(config.client_timeout_ms);
-    let state = web::Data::new(AppState::new(config, pool, secret));
-    maintenance::spawn(state.clone().into_inner());
+    let per_worker = (config.db_pool_size.saturating_sub(1) / workers).max(1);
+    // Checks the pool settings once, so that building a worker's pool cannot fail later.
+    db::pool(
+        config.database_url.expose_secret(),
+        per_worker,
+        config.db_timeout(),
+    )?;
+    let shared = AppState::new(config, pool, secret);
+    maintenance::spawn(Arc::new(shared.clone()));
 
     let server = HttpServer::new(move || {
+        let state = web::Data::new(
+            shared
+                .with_own_pool(per_worker)
+                .expect("the pool settings were checked at start-up"),
+        );
         let (app, _) = App::new()
             .into_utoipa_app()
             .configure(routes)

@@ -1,44 +1,81 @@
-//! What every handler can reach: the pool, the configuration, keys and metrics.
+//! What every handler can reach: a database pool, the configuration, keys, caches, metrics.
+//!
+//! Each HTTP worker has a pool of its own. A connection's I/O runs on the runtime that opened
+//! it, so connections shared between workers would break when one worker stops first during
+//! a graceful shutdown while another still answers requests with them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::web;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::jwt::Keys;
 use crate::config::Config;
-use crate::db::{DbConn, DbPool};
+use crate::db::{self, DbConn, DbPool};
 use crate::error::ApiResult;
 use crate::metrics::Metrics;
 use crate::programme::ProgrammeCache;
 use crate::ratelimit::RateLimits;
 use crate::registrations::Catalog;
 
+#[derive(Clone)]
 pub struct AppState {
+    /// This worker's pool.
     pub db: DbPool,
-    pub config: Config,
-    pub keys: Keys,
-    pub metrics: Metrics,
-    pub programme_cache: ProgrammeCache,
-    pub catalog: Catalog,
+    pub config: Arc<Config>,
+    pub keys: Arc<Keys>,
+    pub metrics: Arc<Metrics>,
+    pub programme_cache: Arc<ProgrammeCache>,
+    pub catalog: Arc<Catalog>,
     pub rate_limits: RateLimits,
+    /// Every pool of the instance, for the metrics.
+    pools: Arc<Mutex<Vec<DbPool>>>,
 }
 
 pub type State = web::Data<AppState>;
 
 impl AppState {
-    pub fn new(config: Config, db: DbPool, secret: secrecy::SecretString) -> Self {
-        let public_cache = std::time::Duration::from_millis(config.public_cache_ms);
+    pub fn new(config: Config, db: DbPool, secret: SecretString) -> Self {
+        let public_cache = Duration::from_millis(config.public_cache_ms);
         AppState {
-            keys: Keys::new(secret, config.access_token_ttl()),
+            keys: Arc::new(Keys::new(secret, config.access_token_ttl())),
+            pools: Arc::new(Mutex::new(vec![db.clone()])),
             db,
-            metrics: Metrics::new(),
-            programme_cache: ProgrammeCache::new(public_cache),
-            catalog: Catalog::new(public_cache),
+            metrics: Arc::new(Metrics::new()),
+            programme_cache: Arc::new(ProgrammeCache::new(public_cache)),
+            catalog: Arc::new(Catalog::new(public_cache)),
             rate_limits: RateLimits::new(
                 config.login_rate_limit,
                 config.registration_rate_limit,
                 config.trust_forwarded_for,
             ),
-            config,
+            config: Arc::new(config),
         }
+    }
+
+    /// The same state with a pool of its own of `size` connections (for one worker).
+    pub fn with_own_pool(&self, size: usize) -> anyhow::Result<Self> {
+        let pool = db::pool(
+            self.config.database_url.expose_secret(),
+            size,
+            self.config.db_timeout(),
+        )?;
+        self.pools
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(pool.clone());
+        Ok(AppState {
+            db: pool,
+            ..self.clone()
+        })
+    }
+
+    pub fn pools(&self) -> Vec<DbPool> {
+        self.pools
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// An event or its programme changed through this instance: what the instance keeps of

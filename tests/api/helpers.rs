@@ -172,6 +172,9 @@ pub fn test_config(db: &TestDb) -> Config {
     config.jwt_secret = Some(JWT_SECRET.into());
     config.workers = 1;
     config.db_pool_size = 8;
+    // Many tests run at once on a small machine: waiting a while for a connection is not a
+    // failure of the service under test.
+    config.db_timeout_ms = 30_000;
     config.login_rate_limit = 0;
     config.registration_rate_limit = 0;
     config.cors_origins = vec!["https://portal.example.org".into()];
