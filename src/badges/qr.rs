@@ -8,7 +8,7 @@
 use actix_web::{HttpResponse, get, web};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use diesel::sql_types::{Bytea, Uuid as SqlUuid};
+use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use qrcode::QrCode;
@@ -18,6 +18,8 @@ use uuid::Uuid;
 
 use crate::access::{self, EventAction, RegistrationAction};
 use crate::auth::Caller;
+use crate::db::schema::events;
+use crate::db::sql::coalesce_bytes;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::{EventErrors, RegistrationErrors};
 use crate::state::State;
@@ -29,34 +31,41 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 const PREFIX: &str = "RG1.";
 const CONTEXT: &[u8] = b"registrar-checkin-v1";
 
-#[derive(diesel::QueryableByName)]
-struct Seed {
-    #[diesel(sql_type = Bytea)]
-    seed: Vec<u8>,
-}
-
 /// The event's signing key, created the first time it is needed.
 pub async fn signing_key(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiResult<SigningKey> {
-    let mut fresh = [0u8; 32];
-    rand::fill(&mut fresh);
-    // Two requests may race to create it: the first one's seed wins, both read it.
-    let found: Seed = diesel::sql_query(
-        "WITH created AS ( \
-             UPDATE events SET checkin_key_seed = $2 \
-             WHERE id = $1 AND checkin_key_seed IS NULL RETURNING checkin_key_seed) \
-         SELECT coalesce((SELECT checkin_key_seed FROM created), \
-                         (SELECT checkin_key_seed FROM events WHERE id = $1)) AS seed",
-    )
-    .bind::<SqlUuid, _>(event_id)
-    .bind::<Bytea, _>(fresh.as_slice())
-    .get_result(conn)
-    .await?;
-    let seed: [u8; 32] = found.seed.try_into().map_err(|_| {
+    let stored: Option<Vec<u8>> = events::table
+        .find(event_id)
+        .select(events::checkin_key_seed)
+        .get_result(conn)
+        .await?;
+    let seed = match stored {
+        Some(seed) => seed,
+        None => create_seed(conn, event_id).await?,
+    };
+    let seed: [u8; 32] = seed.try_into().map_err(|_| {
         ApiError::internal(anyhow::anyhow!(
             "malformed check-in key of event {event_id}"
         ))
     })?;
     Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Stores a fresh seed unless another request stored one first; either way returns the one
+/// kept. A racing update waits for the first and then sees its committed row, so every
+/// caller gets the same seed.
+async fn create_seed(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiResult<Vec<u8>> {
+    let mut fresh = [0u8; 32];
+    rand::fill(&mut fresh);
+    let kept: Option<Vec<u8>> = diesel::update(events::table.find(event_id))
+        .set(events::checkin_key_seed.eq(coalesce_bytes(events::checkin_key_seed, fresh.to_vec())))
+        .returning(events::checkin_key_seed)
+        .get_result(conn)
+        .await?;
+    kept.ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "check-in key of event {event_id} was not stored"
+        ))
+    })
 }
 
 fn message(event_id: Uuid, registration_id: Uuid) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! SQL functions diesel does not know about.
 
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Bytea, Nullable, Text};
 
 diesel::define_sql_function! {
     /// `lower(text)`, as used by the case-insensitive unique indexes.
@@ -15,4 +15,10 @@ diesel::define_sql_function! {
 diesel::define_sql_function! {
     /// Takes a transaction-scoped exclusive advisory lock.
     fn pg_advisory_xact_lock(key: BigInt);
+}
+
+diesel::define_sql_function! {
+    /// `coalesce` of two byte strings: the first unless it is null.
+    #[sql_name = "coalesce"]
+    fn coalesce_bytes(x: Nullable<Bytea>, y: Bytea) -> Nullable<Bytea>;
 }

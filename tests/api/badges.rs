@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, Tokens, registration_body, spawn_app};
+use crate::helpers::{TestApp, Tokens, lock_wait, registration_body, spawn_app};
 
 /// An admin, a published event `slug` with one 100-seat session.
 async fn event_with_session(app: &TestApp, slug: &str) -> (Tokens, String) {
@@ -880,6 +880,39 @@ async fn desks_verify_codes_offline_with_the_published_key() {
         .unwrap()
         .verify(&message, &signature)
         .expect("the code verifies with the published key");
+}
+
+#[tokio::test]
+async fn a_request_racing_another_to_create_the_checkin_key_gets_the_one_kept() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    event_with_session(&app, "a").await;
+    let seed = [7u8; 32];
+    // Another request is creating the key and has not committed yet.
+    let in_flight = app.db.client().await;
+    in_flight
+        .batch_execute(&format!(
+            "BEGIN; UPDATE events SET checkin_key_seed = '\\x{}' WHERE slug = 'a'",
+            "07".repeat(32)
+        ))
+        .await
+        .unwrap();
+    let observer = app.db.client().await;
+    let asking = app.get("/api/v1/events/a/checkin-key", None);
+    tokio::pin!(asking);
+    tokio::select! {
+        answer = &mut asking => panic!("answered without waiting: {}", answer.text),
+        () = lock_wait(&observer) => {}
+    }
+    in_flight.batch_execute("COMMIT").await.unwrap();
+
+    let key = asking.await.assert_status(200).json();
+
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    assert_eq!(
+        key["public_key"],
+        base64::engine::general_purpose::STANDARD.encode(public.as_bytes())
+    );
 }
 
 #[tokio::test]

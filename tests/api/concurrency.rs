@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, TestApp, registration_body, spawn_app_with};
+use crate::helpers::{Answer, TestApp, lock_wait, registration_body, spawn_app_with};
 use crate::registrations::{count, id_of};
 
 /// An app that really runs requests in parallel: several workers and database connections.
@@ -423,25 +423,6 @@ async fn register_behind_a_failing_registration(
     match decided {
         Some(answer) => answer,
         None => registering.await,
-    }
-}
-
-/// Returns once some session of the test's database waits for a lock.
-async fn lock_wait(observer: &tokio_postgres::Client) {
-    loop {
-        let waiting: i64 = observer
-            .query_one(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE NOT l.granted AND a.datname = current_database()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

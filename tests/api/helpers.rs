@@ -481,3 +481,22 @@ pub fn merge(body: &mut Value, extra: Value) {
         }
     }
 }
+
+/// Returns once some session of the test's database waits for a lock.
+pub async fn lock_wait(observer: &tokio_postgres::Client) {
+    loop {
+        let waiting: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE NOT l.granted AND a.datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
