@@ -1,0 +1,69 @@
+"""Prints a schemathesis configuration that feeds path parameters with ids that exist.
+
+Random ids only reach the "not found" branch of a handler; this reads the demo event's own
+sessions, speakers, venues, tracks, registrations, device keys and users through the API, so
+that most generated requests name real things and reach the handlers' logic. A share of the
+requests keeps random values.
+
+    python3 tests/fuzz/known_values.py BASE_URL ACCESS_TOKEN EVENT_SLUG BASE_CONFIG > config.toml
+"""
+
+import json
+import sys
+import urllib.request
+
+# How often a path parameter takes a known value rather than a generated one.
+PROBABILITY = 0.8
+
+
+def fetch(base, token, path):
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.load(answer)
+
+
+def every(base, token, path):
+    """All items of a paginated list."""
+    items, cursor = [], None
+    while True:
+        query = "?limit=200" + (f"&cursor={cursor}" if cursor else "")
+        page = fetch(base, token, path + query)
+        items.extend(page["items"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return items
+
+
+def toml_list(values):
+    return "[" + ", ".join(json.dumps(str(v)) for v in values) + "]"
+
+
+def main():
+    base, token, slug, base_config = sys.argv[1:5]
+    event = fetch(base, token, f"/api/v1/events/{slug}")["id"]
+    root = f"/api/v1/events/{event}"
+    known = {
+        # The id rather than the slug, which the run may change.
+        "event": [event],
+        "session_id": [s["id"] for s in every(base, token, f"{root}/sessions")],
+        "speaker_id": [s["id"] for s in every(base, token, f"{root}/speakers")],
+        "venue_id": [v["id"] for v in every(base, token, f"{root}/venues")],
+        "track_id": [t["id"] for t in every(base, token, f"{root}/tracks")],
+        "key_id": [k["id"] for k in every(base, token, f"{root}/api-keys")],
+        "user_id": [u["id"] for u in every(base, token, "/api/v1/users")],
+        "id": [r["id"] for r in every(base, token, f"{root}/registrations")]
+        + [u["id"] for u in every(base, token, "/api/v1/users")],
+    }
+    with open(base_config, encoding="utf-8") as f:
+        print(f.read())
+    for name, values in known.items():
+        if not values:
+            sys.exit(f"the demo data has no {name} to offer")
+        print(f"[dictionaries.{name}]\nvalues = {toml_list(values)}\n")
+    print("[parameters]")
+    for name in known:
+        print(f'"path.{name}" = {{ dictionary = "{name}", probability = {PROBABILITY} }}')
+
+
+if __name__ == "__main__":
+    main()
