@@ -75,8 +75,15 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn etag(&self) -> String {
-        format!("\"s{}-{}\"", self.version, self.id.simple())
+    /// Names this version of the session as shown: its times carry the offset of the event's
+    /// time zone, so a new zone makes a new representation too.
+    pub fn etag(&self, event: &Event) -> String {
+        format!(
+            "\"s{}-{}-{}\"",
+            self.version,
+            self.id.simple(),
+            event.time_zone
+        )
     }
 
     pub fn tags(&self) -> Vec<String> {
@@ -408,7 +415,7 @@ async fn list_sessions(
 }
 
 fn with_etag(session: Session, event: &Event, status: actix_web::http::StatusCode) -> HttpResponse {
-    let etag = session.etag();
+    let etag = session.etag(event);
     HttpResponse::build(status)
         .insert_header(etag_header(&etag))
         .json(SessionView::new(session, event))
@@ -524,9 +531,10 @@ async fn get_session(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &event_ref, EventAction::View).await?;
     let session = visible(&mut conn, &ctx, session_id).await?;
-    if is_fresh(&req, &session.etag()) {
+    let etag = session.etag(&ctx.event);
+    if is_fresh(&req, &etag) {
         return Ok(HttpResponse::NotModified()
-            .insert_header(etag_header(&session.etag()))
+            .insert_header(etag_header(&etag))
             .finish());
     }
     Ok(with_etag(
@@ -614,7 +622,7 @@ async fn update_session(
                 .await
                 .optional()?
                 .ok_or_else(|| ApiError::not_found("session"))?;
-            if_match.check(&current.etag())?;
+            if_match.check(&current.etag(&event))?;
             let next = body.apply(&current, event.tz());
             validate(conn, &event, &next).await?;
             let updated: Session = diesel::update(sessions::table.find(session_id))

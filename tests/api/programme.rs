@@ -1801,6 +1801,36 @@ async fn a_search_longer_than_200_characters_is_refused_naming_q() {
 // ---- the public programme: caching ------------------------------------------------------
 
 #[tokio::test]
+async fn a_new_event_time_zone_makes_a_cached_session_stale() {
+    let (app, admin) = with_event().await;
+    let session = app.session(&admin.access, "mmdn", json!({})).await; // 11:00 in Moscow
+    let path = format!("/api/v1/events/mmdn/sessions/{}", id(&session));
+    let etag = app
+        .get(&path, None)
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    app.patch(
+        "/api/v1/events/mmdn",
+        Some(&admin.access),
+        &json!({"time_zone": "Asia/Yekaterinburg"}),
+    )
+    .await
+    .assert_status(200);
+
+    let answer = app
+        .call(Method::GET, &path)
+        .header("if-none-match", &etag)
+        .send()
+        .await;
+
+    answer.assert_status(200);
+    assert_eq!(answer.json()["starts_at"], "2027-04-24T13:00:00+05:00");
+    assert_ne!(answer.header("etag"), Some(etag.as_str()));
+}
+
+#[tokio::test]
 async fn the_programme_carries_an_etag_and_cache_control() {
     let (app, admin) = with_event().await;
     app.session(&admin.access, "mmdn", json!({})).await;
