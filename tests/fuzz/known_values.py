@@ -42,6 +42,7 @@ def main():
     base, token, slug, base_config = sys.argv[1:5]
     event = fetch(base, token, f"/api/v1/events/{slug}")["id"]
     root = f"/api/v1/events/{event}"
+    users = [u["id"] for u in every(base, token, "/api/v1/users")]
     known = {
         # The id rather than the slug, which the run may change.
         "event": [event],
@@ -50,9 +51,9 @@ def main():
         "venue_id": [v["id"] for v in every(base, token, f"{root}/venues")],
         "track_id": [t["id"] for t in every(base, token, f"{root}/tracks")],
         "key_id": [k["id"] for k in every(base, token, f"{root}/api-keys")],
-        "user_id": [u["id"] for u in every(base, token, "/api/v1/users")],
-        "id": [r["id"] for r in every(base, token, f"{root}/registrations")]
-        + [u["id"] for u in every(base, token, "/api/v1/users")],
+        "user_id": users,
+        # Registrations and users both go by `{id}`.
+        "id": [r["id"] for r in every(base, token, f"{root}/registrations")] + users,
     }
     with open(base_config, encoding="utf-8") as f:
         print(f.read())
