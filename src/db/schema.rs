@@ -193,6 +193,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    session_waitlists (session_id) {
+        session_id -> Uuid,
+        last_ticket -> Int8,
+        waiting -> Int4,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Uuid,
         event_id -> Uuid,
@@ -288,6 +296,7 @@ diesel::joinable!(registration_history -> registrations (registration_id));
 diesel::joinable!(registration_sessions -> registrations (registration_id));
 diesel::joinable!(registrations -> events (event_id));
 diesel::joinable!(session_seats -> sessions (session_id));
+diesel::joinable!(session_waitlists -> sessions (session_id));
 diesel::joinable!(sessions -> events (event_id));
 diesel::joinable!(speakers -> events (event_id));
 diesel::joinable!(tracks -> events (event_id));
@@ -309,6 +318,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     registrations,
     session_seats,
     session_speakers,
+    session_waitlists,
     sessions,
     speakers,
     tracks,

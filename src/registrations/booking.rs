@@ -221,34 +221,32 @@ async fn claim_all(
     mode: Mode,
     actor: Actor,
 ) -> ApiResult<Vec<SessionOutcome>> {
-    let mut order: Vec<&Session> = sessions.iter().collect();
-    order.sort_by_key(|s| s.id);
-    let mut outcomes = Vec::with_capacity(sessions.len());
-    let mut entries = Vec::with_capacity(sessions.len());
-    for session in order {
-        let claim = capacity::claim_session(conn, registration_id, session, exceeds(mode))
-            .await?
-            .ok_or_else(|| session_full(session))?;
+    let mut order: Vec<Uuid> = sessions.iter().map(|s| s.id).collect();
+    order.sort_unstable();
+    let claims = capacity::claim_sessions(conn, registration_id, &order, exceeds(mode))
+        .await
+        .map_err(|error| registering_failed(error, sessions))?;
+    let mut outcomes = Vec::with_capacity(claims.len());
+    let mut entries = Vec::with_capacity(claims.len());
+    for claim in claims {
         let status: SessionRegistrationStatus = claim
             .status
-            .as_deref()
-            .unwrap_or_default()
             .parse()
             .map_err(|e: String| ApiError::internal(anyhow::anyhow!(e)))?;
         let action = match status {
             SessionRegistrationStatus::Waitlisted => HistoryAction::Waitlisted,
             _ => HistoryAction::Confirmed,
         };
-        let entry = Entry::new(registration_id, Some(session.id), action, actor);
+        let entry = Entry::new(registration_id, Some(claim.session_id), action, actor);
         entries.push(if claim.over_capacity {
             entry.with_details(json!({"over_capacity": true}))
         } else {
             entry
         });
         outcomes.push(SessionOutcome {
-            session_id: session.id,
+            session_id: claim.session_id,
             status,
-            waitlist_position: claim.position,
+            waitlist_position: claim.waitlist_position,
         });
     }
     history::record(conn, entries).await?;

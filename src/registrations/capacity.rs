@@ -370,36 +370,39 @@ struct SeatTaken {
 
 #[derive(Debug, QueryableByName)]
 pub struct Claim {
-    #[diesel(sql_type = Nullable<Text>)]
-    pub status: Option<String>,
+    #[diesel(sql_type = SqlUuid)]
+    pub session_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub status: String,
     #[diesel(sql_type = Nullable<BigInt>)]
-    pub position: Option<i64>,
+    pub waitlist_position: Option<i64>,
     /// Confirmed although the session had no free seat (an organiser's decision).
     #[diesel(sql_type = diesel::sql_types::Bool)]
     pub over_capacity: bool,
 }
 
-/// Takes a seat of the session for the registration, or when it is full a waitlist place
-/// (or, with `exceed`, a confirmed place beyond capacity), and records it:
-/// `claim_session_place` in the migrations, which registering itself uses too, reading the
-/// session's capacity and waitlist setting under its lock. `None` when the session is full
-/// and has no waitlist. Needs the session's lock (shared is enough).
-pub async fn claim_session(
+/// Takes places in `sessions` for the registration, in the order given: a seat in each while
+/// there is one, and where a session is full a waitlist place (or, with `exceed`, a confirmed
+/// place beyond capacity), and records them: `claim_session_places` in the migrations, which
+/// registering itself uses too. Every seat is taken before any waitlist is joined, so that
+/// joining a queue, which waits for the others joining it, comes last. Fails with
+/// `session_full` (SQLSTATE RG409, the session as detail) for a full session without
+/// waitlist. Needs the sessions' locks (shared is enough).
+pub async fn claim_sessions(
     conn: &mut AsyncPgConnection,
     registration_id: Uuid,
-    session: &Session,
+    sessions: &[Uuid],
     exceed: bool,
-) -> ApiResult<Option<Claim>> {
-    let claim: Claim = diesel::sql_query(
-        "SELECT status, waitlist_position AS position, coalesce(over_capacity, false) AS over_capacity \
-         FROM claim_session_place($1, $2, $3)",
+) -> Result<Vec<Claim>, diesel::result::Error> {
+    diesel::sql_query(
+        "SELECT session_id, status, waitlist_position, over_capacity \
+         FROM claim_session_places($1, $2, $3)",
     )
     .bind::<SqlUuid, _>(registration_id)
-    .bind::<SqlUuid, _>(session.id)
+    .bind::<Array<SqlUuid>, _>(sessions)
     .bind::<diesel::sql_types::Bool, _>(exceed)
-    .get_result(conn)
-    .await?;
-    Ok(claim.status.is_some().then_some(claim))
+    .load(conn)
+    .await
 }
 
 /// Gives up a registration's place in a session (its seat goes to whoever is next).

@@ -128,19 +128,21 @@ async fn assert_rows_agree(app: &TestApp, session: &str) -> (i64, i64) {
 }
 
 #[tokio::test]
-async fn two_hundred_simultaneous_registrations_fill_fifty_seats_and_waitlist_the_rest() {
+async fn three_hundred_simultaneous_registrations_fill_a_hundred_seats_and_are_told_exact_positions()
+ {
     let app = parallel_app().await;
     let token = app.admin().await.access;
     app.event(&token, "mmdn", json!({})).await;
-    let session = id_of(&app.session(&token, "mmdn", json!({"capacity": 50})).await);
+    let session = id_of(&app.session(&token, "mmdn", json!({"capacity": 100})).await);
     let started = std::time::Instant::now();
 
     let answers =
-        join_all((0..200).map(|i| register(&app, format!("p{i}@example.org"), &session))).await;
-    eprintln!("200 simultaneous registrations: {:?}", started.elapsed());
+        join_all((0..300).map(|i| register(&app, format!("p{i}@example.org"), &session))).await;
+    eprintln!("300 simultaneous registrations: {:?}", started.elapsed());
 
     let mut confirmed = HashSet::new();
-    let mut waitlisted = HashSet::new();
+    // Registration id -> the position it was told.
+    let mut told = std::collections::HashMap::new();
     for answer in &answers {
         answer.assert_status(201);
         let body = answer.json();
@@ -152,35 +154,37 @@ async fn two_hundred_simultaneous_registrations_fill_fifty_seats_and_waitlist_th
                 confirmed.insert(id_of(&body));
             }
             "waitlisted" => {
-                let position = place["waitlist_position"].as_i64().unwrap();
-                assert!((1..=150).contains(&position), "position {position}");
-                waitlisted.insert(id_of(&body));
+                told.insert(id_of(&body), place["waitlist_position"].as_i64().unwrap());
             }
             other => panic!("unexpected status {other}"),
         }
     }
-    assert_eq!(confirmed.len(), 50);
-    assert_eq!(waitlisted.len(), 150);
+    assert_eq!(confirmed.len(), 100);
+    // Nobody was told a position that another holds: each of 1..=200 was told exactly once...
+    let mut positions: Vec<i64> = told.values().copied().collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=200).collect::<Vec<i64>>());
+    // ... and to the registration the organisers' listing shows there.
     let listing = waitlist(&app, &token, "mmdn", &session).await;
-    let positions: Vec<i64> = listing.iter().map(|(p, _)| *p).collect();
-    assert_eq!(positions, (1..=150).collect::<Vec<i64>>());
-    let listed: HashSet<String> = listing.into_iter().map(|(_, id)| id).collect();
-    assert_eq!(listed, waitlisted);
-    assert_eq!(assert_rows_agree(&app, &session).await, (50, 150));
+    assert_eq!(listing.len(), 200);
+    for (position, id) in &listing {
+        assert_eq!(told.get(id), Some(position), "{id}");
+    }
+    assert_eq!(assert_rows_agree(&app, &session).await, (100, 200));
     let seat_numbers = count(
         &app,
         &format!(
             "SELECT count(DISTINCT seat_no) FROM registration_sessions \
-             WHERE session_id = '{session}' AND status = 'confirmed' AND seat_no BETWEEN 1 AND 50"
+             WHERE session_id = '{session}' AND status = 'confirmed' AND seat_no BETWEEN 1 AND 100"
         ),
     )
     .await;
-    assert_eq!(seat_numbers, 50);
+    assert_eq!(seat_numbers, 100);
     assert_eq!(
         counts(&app, "mmdn", &session).await,
-        json!({"session_id": session, "capacity": 50, "confirmed": 50, "waitlisted": 150, "seats_left": 0})
+        json!({"session_id": session, "capacity": 100, "confirmed": 100, "waitlisted": 200, "seats_left": 0})
     );
-    eprintln!("200 registrations and checks: {:?}", started.elapsed());
+    eprintln!("300 registrations and checks: {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -497,4 +501,37 @@ async fn an_event_is_not_full_while_a_failing_registration_holds_its_last_place(
     )
     .await;
     assert_eq!(held, 1);
+}
+
+#[tokio::test]
+async fn a_waitlist_place_rolled_back_leaves_no_gap_in_the_positions_told_after_it() {
+    let app = parallel_app().await;
+    let token = app.admin().await.access;
+    let event = app.event(&token, "mmdn", json!({})).await;
+    let session = id_of(&app.session(&token, "mmdn", json!({"capacity": 1})).await);
+    for i in 0..3 {
+        app.register("mmdn", &format!("early{i}@example.org"), &[&session])
+            .await
+            .assert_status(201);
+    }
+    // A registration in flight joins the waitlist (third in line), then fails.
+    let in_flight = format!(
+        "SELECT register_participant(gen_random_uuid(), '{event}', 'Пётр Петров', \
+             'petr@example.org', 'petr@example.org', NULL, NULL, NULL, NULL, 'other', 'public', \
+             sha256(convert_to(random()::text, 'UTF8')), 'participant', gen_random_uuid(), \
+             ARRAY[]::bigint[], false, ARRAY['{session}']::uuid[], NULL, NULL, NULL, NULL)",
+        event = id_of(&event)
+    );
+
+    let answer =
+        register_behind_a_failing_registration(&app, &in_flight, "anna@example.org", &[&session])
+            .await;
+
+    answer.assert_status(201);
+    assert_eq!(
+        answer.json()["sessions"],
+        json!([{"session_id": session, "status": "waitlisted", "waitlist_position": 3}])
+    );
+    let listing = waitlist(&app, &token, "mmdn", &session).await;
+    assert_eq!(listing.last().unwrap(), &(3, id_of(&answer.json())));
 }
