@@ -31,7 +31,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const USAGE: &str = "usage:
   loadgen run --url URL [--method M] [--header 'name: value']... [--body TEXT | --bodies FILE]
               --concurrency C (--requests N | --duration SECONDS [--warmup SECONDS])
-              [--expect STATUS]... [--tally WORD]... [--threads T]
+              [--expect STATUS]... [--tally WORD]... [--positions] [--threads T]
   loadgen feed --url URL [--header 'name: value']... [--limit L] [--expect-items N] [--max-wait SECONDS]";
 
 fn main() {
@@ -87,6 +87,8 @@ struct Options {
     expect: Vec<u16>,
     /// Count the answers whose body contains `"WORD"`.
     tally: Vec<String>,
+    /// Collect the `"waitlist_position": N` numbers the answers carry.
+    positions: bool,
     threads: usize,
     /// Keep answers' bodies (for `--tally` and the feed).
     keep_bodies: bool,
@@ -109,6 +111,7 @@ impl Options {
             warmup: Duration::ZERO,
             expect: Vec::new(),
             tally: Vec::new(),
+            positions: false,
             threads: 1,
             keep_bodies: false,
             limit: 1000,
@@ -117,6 +120,10 @@ impl Options {
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
+            if flag == "--positions" {
+                options.positions = true;
+                continue;
+            }
             let value = args
                 .next()
                 .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
@@ -163,7 +170,7 @@ impl Options {
             }
         }
         options.target = url.ok_or_else(|| format!("--url is required\n{USAGE}"))?;
-        options.keep_bodies = !options.tally.is_empty();
+        options.keep_bodies = !options.tally.is_empty() || options.positions;
         if options.concurrency == 0 || options.threads == 0 {
             return Err("--concurrency and --threads must be at least 1".into());
         }
@@ -274,6 +281,7 @@ struct Stats {
     unexpected: u64,
     bytes: u64,
     tallies: Vec<u64>,
+    positions: Vec<u64>,
 }
 
 impl Stats {
@@ -286,6 +294,7 @@ impl Stats {
             unexpected: 0,
             bytes: 0,
             tallies: vec![0; tallies],
+            positions: Vec::new(),
         }
     }
 
@@ -303,6 +312,9 @@ impl Stats {
                     if contains(&answer.body, format!("\"{word}\"").as_bytes()) {
                         *count += 1;
                     }
+                }
+                if options.positions {
+                    self.positions.extend(waitlist_positions(&answer.body));
                 }
             }
             Err(error) => {
@@ -326,6 +338,7 @@ impl Stats {
         for (mine, theirs) in self.tallies.iter_mut().zip(other.tallies) {
             *mine += theirs;
         }
+        self.positions.extend(other.positions);
     }
 
     fn report(&self, options: &Options, seconds: f64) -> Value {
@@ -352,8 +365,43 @@ impl Stats {
             "mean_ms": round(self.latency_us.mean() / 1000.0, 2),
             "bytes_received": self.bytes,
             "tally": tally,
+            "positions": self.positions_report(),
         })
     }
+}
+
+impl Stats {
+    /// How many waitlist positions the answers told, how many distinct, the least and the
+    /// greatest: exact positions are each told once.
+    fn positions_report(&self) -> Value {
+        let distinct: std::collections::BTreeSet<u64> = self.positions.iter().copied().collect();
+        json!({
+            "told": self.positions.len(),
+            "distinct": distinct.len(),
+            "min": distinct.first(),
+            "max": distinct.last(),
+        })
+    }
+}
+
+/// Every `"waitlist_position": N` (N a number, not null) in a JSON body.
+fn waitlist_positions(body: &[u8]) -> Vec<u64> {
+    const KEY: &[u8] = b"\"waitlist_position\":";
+    let mut found = Vec::new();
+    let mut rest = body;
+    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        rest = &rest[at + KEY.len()..];
+        let digits: Vec<u8> = rest
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace())
+            .take_while(|b| b.is_ascii_digit())
+            .copied()
+            .collect();
+        if let Ok(n) = std::str::from_utf8(&digits).unwrap_or("").parse() {
+            found.push(n);
+        }
+    }
+    found
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
