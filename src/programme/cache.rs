@@ -147,12 +147,14 @@ mod tests {
 
     #[test]
     fn one_request_rebuilds_an_old_copy_while_the_others_use_it() {
-        let cache = ProgrammeCache::new(Duration::from_millis(1));
+        // Long enough that a busy machine cannot make the old copy too old to serve between
+        // two lookups.
+        let cache = ProgrammeCache::new(Duration::from_millis(200));
         cache.put(
             "a".into(),
             Arc::new(Cached::new(Uuid::now_v7(), "\"1\"".into(), Bytes::new())),
         );
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(210));
         let first = cache.lookup("a");
         assert!(matches!(first, Lookup::Build(Some(_))));
         assert!(
