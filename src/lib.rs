@@ -3,6 +3,7 @@
 pub mod access;
 pub mod auth;
 pub mod badges;
+pub mod changes;
 pub mod cli;
 pub mod conditional;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod patch;
 pub mod programme;
 pub mod ratelimit;
 pub mod registrations;
+pub mod runner;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -1,25 +1,22 @@
-//! Housekeeping every instance runs in the background: expired rate-limit entries,
+//! Housekeeping every instance does in the background: expired rate-limit entries,
 //! idempotency records and refresh tokens are removed. Several instances doing it at once
 //! is harmless.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
 
+use crate::runner::Runner;
 use crate::state::AppState;
 
 const EVERY: Duration = Duration::from_secs(300);
 
-pub fn spawn(state: Arc<AppState>) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(EVERY);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            if let Err(error) = run_once(&state).await {
-                tracing::warn!(%error, "housekeeping failed; will try again");
-            }
+pub fn start(runner: &mut Runner, state: AppState) {
+    runner.repeat("housekeeping", EVERY, None, move || {
+        let state = state.clone();
+        async move {
+            run_once(&state).await?;
+            Ok(false)
         }
     });
 }

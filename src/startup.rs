@@ -1,7 +1,6 @@
 //! Building and running the HTTP application; `main` and the tests share this code.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -19,6 +18,7 @@ use crate::config::{Config, Environment};
 use crate::error::{ApiError, extractors};
 use crate::metrics::RecordMetrics;
 use crate::openapi::{self, OpenApiJson};
+use crate::runner::Runner;
 use crate::state::AppState;
 use crate::{
     auth, badges, db, events, maintenance, ops, programme, registrations, telemetry, users,
@@ -42,6 +42,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 pub struct Application {
     port: u16,
     server: Server,
+    runner: Runner,
 }
 
 impl Application {
@@ -56,8 +57,12 @@ impl Application {
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let server = serve(config, listener)?;
-        Ok(Self { port, server })
+        let (server, runner) = serve(config, listener)?;
+        Ok(Self {
+            port,
+            server,
+            runner,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -65,9 +70,11 @@ impl Application {
     }
 
     /// Serves until SIGTERM/SIGINT (or a stop through the server handle); in-flight
-    /// requests are completed first.
+    /// requests are completed first, then the background work stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.runner.shutdown(Duration::from_secs(30)).await;
+        served
     }
 
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
@@ -102,11 +109,17 @@ fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
     }
 }
 
-fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
+/// Connections of REGISTRAR_DB_POOL_SIZE kept for background work (on the main runtime);
+/// each HTTP worker gets its own share of the rest (see `AppState`).
+const BACKGROUND_CONNECTIONS: usize = 3;
+
+fn serve(config: Config, listener: TcpListener) -> anyhow::Result<(Server, Runner)> {
     let secret = jwt_secret(&config)?;
-    // One connection for housekeeping on the main runtime; each worker gets its own share of
-    // the rest of REGISTRAR_DB_POOL_SIZE (see `AppState`).
-    let pool = db::pool(config.database_url.expose_secret(), 1, config.db_timeout())?;
+    let pool = db::pool(
+        config.database_url.expose_secret(),
+        BACKGROUND_CONNECTIONS,
+        config.db_timeout(),
+    )?;
     auth::password::warm_up();
     let document = openapi::document();
     let route_table = web::Data::new(RouteTable::from_document(&document));
@@ -116,7 +129,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         n => n,
     };
     let client_timeout = Duration::from_millis(config.client_timeout_ms);
-    let per_worker = (config.db_pool_size.saturating_sub(1) / workers).max(1);
+    let per_worker = (config.db_pool_size.saturating_sub(BACKGROUND_CONNECTIONS) / workers).max(1);
     // Checks the pool settings once, so that building a worker's pool cannot fail later.
     db::pool(
         config.database_url.expose_secret(),
@@ -124,7 +137,12 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         config.db_timeout(),
     )?;
     let shared = AppState::new(config, pool, secret);
-    maintenance::spawn(Arc::new(shared.clone()));
+    let mut runner = Runner::new();
+    runner.spawn(shared.signals.clone().run(
+        shared.config.database_url.expose_secret().to_owned(),
+        runner.stopping(),
+    ));
+    maintenance::start(&mut runner, shared.clone());
 
     let server = HttpServer::new(move || {
         let state = web::Data::new(
@@ -156,9 +174,22 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
             .wrap_fn(|req, srv| {
                 let docs = req.path().starts_with("/docs");
                 let request_id = req.extensions().get::<RequestId>().copied();
+                // A write may have committed changes: wake the change log's consumers.
+                let signals =
+                    (!matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS))
+                        .then(|| {
+                            req.app_data::<web::Data<AppState>>()
+                                .map(|s| s.signals.clone())
+                        })
+                        .flatten();
                 let response = srv.call(req);
                 async move {
                     let mut response = response.await?;
+                    if let Some(signals) = signals
+                        && !response.status().is_server_error()
+                    {
+                        signals.committed();
+                    }
                     set_common_headers(response.headers_mut(), docs, request_id);
                     Ok(response)
                 }
@@ -174,7 +205,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
     .shutdown_timeout(30)
     .listen(listener)?
     .run();
-    Ok(server)
+    Ok((server, runner))
 }
 
 fn set_common_headers(

@@ -11,6 +11,7 @@ use actix_web::web;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::jwt::Keys;
+use crate::changes::Signals;
 use crate::config::Config;
 use crate::db::{self, DbConn, DbPool};
 use crate::error::ApiResult;
@@ -21,7 +22,7 @@ use crate::registrations::Catalog;
 
 #[derive(Clone)]
 pub struct AppState {
-    /// This worker's pool.
+    /// This worker's pool (for background work: the instance's own).
     pub db: DbPool,
     pub config: Arc<Config>,
     pub keys: Arc<Keys>,
@@ -29,6 +30,8 @@ pub struct AppState {
     pub programme_cache: Arc<ProgrammeCache>,
     pub catalog: Arc<Catalog>,
     pub rate_limits: RateLimits,
+    /// Wakes the change log's consumers.
+    pub signals: Arc<Signals>,
     /// Every pool of the instance, for the metrics.
     pools: Arc<Mutex<Vec<DbPool>>>,
 }
@@ -50,6 +53,7 @@ impl AppState {
                 config.registration_rate_limit,
                 config.trust_forwarded_for,
             ),
+            signals: Signals::new(),
             config: Arc::new(config),
         }
     }

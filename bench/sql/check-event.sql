@@ -25,6 +25,6 @@ SELECT json_build_object(
     'seats_held_by_others', (SELECT count(*) FROM seats WHERE seats.registration_id IS NOT NULL AND NOT EXISTS (
                                  SELECT 1 FROM rs WHERE rs.session_id = seats.session_id AND rs.status = 'confirmed'
                                  AND rs.registration_id = seats.registration_id AND rs.seat_no = seats.seat_no)),
-    'history_rows', (SELECT count(*) FROM registration_history h JOIN registrations r ON r.id = h.registration_id
+    'history_rows', (SELECT count(*) FROM changes h JOIN registrations r ON r.id = h.registration_id
                      WHERE r.event_id = (SELECT id FROM e))
 );

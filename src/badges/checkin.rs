@@ -169,14 +169,21 @@ async fn record(
         }
     }
     let scanned_at = scan.scanned_at.unwrap_or_else(Utc::now);
-    // One statement: insert, or find the check-in this repeats (same place, or same scan).
+    // One statement: insert (with its entry in the change log), or find the check-in this
+    // repeats (same place, or same scan).
     let recorded: Option<Recorded> = diesel::sql_query(
         "WITH inserted AS ( \
              INSERT INTO checkins (id, event_id, registration_id, session_id, scanned_at, \
                                    device_key_id, user_id, client_nonce) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT DO NOTHING \
-             RETURNING id, scanned_at) \
+             RETURNING id, scanned_at), \
+         logged AS ( \
+             INSERT INTO changes (event_id, registration_id, session_id, kind, actor, actor_id, details) \
+             SELECT $2, $3, $4, 'checkin.created', \
+                    CASE WHEN $6::uuid IS NOT NULL THEN 'device' ELSE 'organiser' END, \
+                    coalesce($6, $7), jsonb_build_object('checkin_id', id) \
+             FROM inserted) \
          SELECT id, scanned_at, true AS first FROM inserted \
          UNION ALL \
          SELECT id, scanned_at, false FROM checkins \

@@ -446,36 +446,3 @@ async fn list_jobs(
         Page::from_rows(rows, limit, |j| (j.created_at, j.id)).map(JobView::from),
     ))
 }
-
-/// A badge that was printed with details that changed goes back in the queue.
-pub async fn reprint_if_printed(
-    conn: &mut AsyncPgConnection,
-    event_id: Uuid,
-    registration_id: Uuid,
-) -> ApiResult<()> {
-    let printed: Option<DateTime<Utc>> = registrations::table
-        .find(registration_id)
-        .select(registrations::badge_printed_at)
-        .first(conn)
-        .await?;
-    if printed.is_some() {
-        queue(conn, event_id, registration_id, JobReason::Changed).await?;
-    }
-    Ok(())
-}
-
-/// A cancelled registration's badge is not to be printed.
-pub async fn cancel_open(conn: &mut AsyncPgConnection, registration_id: Uuid) -> ApiResult<()> {
-    diesel::update(
-        print_jobs::table
-            .filter(print_jobs::registration_id.eq(registration_id))
-            .filter(print_jobs::status.eq_any([JobStatus::Queued, JobStatus::Claimed])),
-    )
-    .set((
-        print_jobs::status.eq(JobStatus::Cancelled),
-        print_jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-    ))
-    .execute(conn)
-    .await?;
-    Ok(())
-}

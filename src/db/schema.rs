@@ -25,6 +25,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    change_consumers (name) {
+        name -> Text,
+        last_xid -> Int8,
+        last_id -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    changes (id) {
+        id -> Int8,
+        registration_id -> Nullable<Uuid>,
+        session_id -> Nullable<Uuid>,
+        kind -> Text,
+        actor -> Text,
+        actor_id -> Nullable<Uuid>,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+        event_id -> Uuid,
+        xid -> Int8,
+    }
+}
+
+diesel::table! {
     checkins (id) {
         id -> Uuid,
         event_id -> Uuid,
@@ -120,19 +144,6 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         rotated_at -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::table! {
-    registration_history (id) {
-        id -> Int8,
-        registration_id -> Uuid,
-        session_id -> Nullable<Uuid>,
-        action -> Text,
-        actor -> Text,
-        actor_id -> Nullable<Uuid>,
-        details -> Jsonb,
-        created_at -> Timestamptz,
     }
 }
 
@@ -282,6 +293,8 @@ diesel::table! {
 diesel::joinable!(api_keys -> events (event_id));
 diesel::joinable!(api_keys -> users (created_by));
 diesel::joinable!(auth_sessions -> users (user_id));
+diesel::joinable!(changes -> events (event_id));
+diesel::joinable!(changes -> registrations (registration_id));
 diesel::joinable!(checkins -> events (event_id));
 diesel::joinable!(checkins -> registrations (registration_id));
 diesel::joinable!(checkins -> sessions (session_id));
@@ -292,7 +305,6 @@ diesel::joinable!(events -> users (created_by));
 diesel::joinable!(print_jobs -> events (event_id));
 diesel::joinable!(print_jobs -> registrations (registration_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (auth_session_id));
-diesel::joinable!(registration_history -> registrations (registration_id));
 diesel::joinable!(registration_sessions -> registrations (registration_id));
 diesel::joinable!(registrations -> events (event_id));
 diesel::joinable!(session_seats -> sessions (session_id));
@@ -305,6 +317,8 @@ diesel::joinable!(venues -> events (event_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     auth_sessions,
+    change_consumers,
+    changes,
     checkins,
     event_members,
     event_seats,
@@ -313,7 +327,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     print_jobs,
     rate_limits,
     refresh_tokens,
-    registration_history,
     registration_sessions,
     registrations,
     session_seats,

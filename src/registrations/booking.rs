@@ -13,12 +13,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::capacity::{self, event_lock_key, session_lock_key};
-use super::history::ActorKind;
-use super::history::{self, Actor, Entry, HistoryAction};
 use super::idempotency::{self, IdempotencyRequest};
 use super::{
     Category, Registration, RegistrationStatus, SessionOutcome, SessionRegistrationStatus, Source,
 };
+use crate::changes::{self as change_log, Actor, ActorKind, ChangeKind, NewChange};
 use crate::db::{self, schema::registration_sessions, schema::registrations, schema::sessions};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventStatus};
@@ -216,6 +215,7 @@ fn session_full(session: &Session) -> ApiError {
 /// the given order.
 async fn claim_all(
     conn: &mut AsyncPgConnection,
+    event_id: Uuid,
     registration_id: Uuid,
     sessions: &[Session],
     mode: Mode,
@@ -233,11 +233,17 @@ async fn claim_all(
             .status
             .parse()
             .map_err(|e: String| ApiError::internal(anyhow::anyhow!(e)))?;
-        let action = match status {
-            SessionRegistrationStatus::Waitlisted => HistoryAction::Waitlisted,
-            _ => HistoryAction::Confirmed,
+        let kind = match status {
+            SessionRegistrationStatus::Waitlisted => ChangeKind::RegistrationWaitlisted,
+            _ => ChangeKind::RegistrationConfirmed,
         };
-        let entry = Entry::new(registration_id, Some(claim.session_id), action, actor);
+        let entry = NewChange::registration(
+            event_id,
+            registration_id,
+            Some(claim.session_id),
+            kind,
+            actor,
+        );
         entries.push(if claim.over_capacity {
             entry.with_details(json!({"over_capacity": true}))
         } else {
@@ -249,7 +255,7 @@ async fn claim_all(
             waitlist_position: claim.waitlist_position,
         });
     }
-    history::record(conn, entries).await?;
+    change_log::record(conn, entries).await?;
     outcomes.sort_by_key(|o| sessions.iter().position(|s| s.id == o.session_id));
     Ok(outcomes)
 }
@@ -451,15 +457,36 @@ pub struct Changes {
 }
 
 impl Changes {
-    fn changed_fields(&self) -> Vec<&'static str> {
+    /// The fields whose values this change alters.
+    fn changed_fields(&self, current: &Registration) -> Vec<&'static str> {
+        fn differs<T: PartialEq>(new: Option<&T>, old: &T) -> bool {
+            new.is_some_and(|new| new != old)
+        }
         [
-            ("full_name", self.full_name.is_some()),
-            ("email", self.email.is_some()),
-            ("organisation", self.organisation.is_some()),
-            ("position", self.position.is_some()),
-            ("city", self.city.is_some()),
-            ("phone", self.phone.is_some()),
-            ("category", self.category.is_some()),
+            (
+                "full_name",
+                differs(self.full_name.as_ref(), &current.full_name),
+            ),
+            (
+                "email",
+                self.email
+                    .as_ref()
+                    .is_some_and(|e| e.trim() != current.email),
+            ),
+            (
+                "organisation",
+                differs(self.organisation.as_ref(), &current.organisation),
+            ),
+            (
+                "position",
+                differs(self.position.as_ref(), &current.position),
+            ),
+            ("city", differs(self.city.as_ref(), &current.city)),
+            ("phone", differs(self.phone.as_ref(), &current.phone)),
+            (
+                "category",
+                differs(self.category.as_ref(), &current.category),
+            ),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
@@ -563,14 +590,14 @@ pub async fn change(
             (to_add, to_remove)
         }
     };
-    let fields = changes.changed_fields();
     let shared: Vec<i64> = std::iter::once(event_lock_key(event.id))
         .chain(to_add.iter().map(|s| session_lock_key(s.id)))
         .collect();
     let exclusive: Vec<i64> = to_remove.iter().map(|s| session_lock_key(s.id)).collect();
     retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
         capacity::lock(conn, &shared, &exclusive).await?;
-        lock_registration(conn, registration.id, &current_ids).await?;
+        let current = lock_registration(conn, registration.id, &current_ids).await?;
+        let fields = changes.changed_fields(&current);
         if !fields.is_empty() {
             diesel::update(registrations::table.find(registration.id))
                 .set((
@@ -601,45 +628,41 @@ pub async fn change(
                 .execute(conn)
                 .await
                 .map_err(map_email_conflict)?;
-            history::record(
+            change_log::record(
                 conn,
                 vec![
-                    Entry::new(registration.id, None, HistoryAction::Changed, actor)
-                        .with_details(json!({ "fields": fields })),
+                    NewChange::registration(
+                        event.id,
+                        registration.id,
+                        None,
+                        ChangeKind::RegistrationChanged,
+                        actor,
+                    )
+                    .with_details(json!({ "fields": fields })),
                 ],
             )
             .await?;
-            let badge_changed = changes
-                .full_name
-                .as_ref()
-                .is_some_and(|n| *n != registration.full_name)
-                || changes
-                    .organisation
-                    .as_ref()
-                    .is_some_and(|o| *o != registration.organisation);
-            if badge_changed {
-                crate::badges::print::reprint_if_printed(conn, event.id, registration.id).await?;
-            }
         }
         for session in &to_remove {
             capacity::release_session(conn, registration.id, session, Actor::SYSTEM).await?;
         }
-        history::record(
+        change_log::record(
             conn,
             to_remove
                 .iter()
                 .map(|s| {
-                    Entry::new(
+                    NewChange::registration(
+                        event.id,
                         registration.id,
                         Some(s.id),
-                        HistoryAction::SessionRemoved,
+                        ChangeKind::RegistrationSessionRemoved,
                         actor,
                     )
                 })
                 .collect(),
         )
         .await?;
-        claim_all(conn, registration.id, &to_add, mode, actor).await?;
+        claim_all(conn, event.id, registration.id, &to_add, mode, actor).await?;
         diesel::update(registrations::table.find(registration.id))
             .set(registrations::updated_at.eq(Utc::now()))
             .execute(conn)
@@ -679,7 +702,6 @@ pub async fn cancel(
             capacity::release_session(conn, registration.id, session, Actor::SYSTEM).await?;
         }
         capacity::release_event_seat(conn, event.id, registration.id).await?;
-        crate::badges::print::cancel_open(conn, registration.id).await?;
         let now = Utc::now();
         diesel::update(registrations::table.find(registration.id))
             .set((
@@ -689,12 +711,13 @@ pub async fn cancel(
             ))
             .execute(conn)
             .await?;
-        history::record(
+        change_log::record(
             conn,
-            vec![Entry::new(
+            vec![NewChange::registration(
+                event.id,
                 registration.id,
                 None,
-                HistoryAction::Cancelled,
+                ChangeKind::RegistrationCancelled,
                 actor,
             )],
         )

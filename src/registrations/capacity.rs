@@ -20,7 +20,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::SessionRegistrationStatus;
-use super::history::{self, Actor, Entry, HistoryAction};
+use crate::changes::{self, Actor, ChangeKind, NewChange};
 use crate::db::schema::{events, registration_sessions, registrations, sessions};
 use crate::error::{ApiError, ApiResult};
 use crate::events::Event;
@@ -107,10 +107,10 @@ struct Moved {
 /// touched.
 pub async fn rebalance(
     conn: &mut AsyncPgConnection,
-    session_id: Uuid,
-    capacity: Option<i32>,
+    session: &Session,
     actor: Actor,
 ) -> ApiResult<Vec<Uuid>> {
+    let (session_id, capacity) = (session.id, session.capacity);
     let moved: Vec<Moved> = if capacity.is_none() {
         // Unlimited: everyone waiting gets in.
         diesel::sql_query(
@@ -162,9 +162,17 @@ pub async fn rebalance(
             .await?;
         let entries = promoted
             .iter()
-            .map(|id| Entry::new(*id, Some(session_id), HistoryAction::Promoted, actor))
+            .map(|id| {
+                NewChange::registration(
+                    session.event_id,
+                    *id,
+                    Some(session_id),
+                    ChangeKind::RegistrationPromoted,
+                    actor,
+                )
+            })
             .collect();
-        history::record(conn, entries).await?;
+        changes::record(conn, entries).await?;
     }
     Ok(promoted)
 }
@@ -249,7 +257,7 @@ pub async fn set_session_capacity(
             }
         }
     }
-    rebalance(conn, session.id, session.capacity, Actor::SYSTEM).await
+    rebalance(conn, session, Actor::SYSTEM).await
 }
 
 async fn add_session_seats(
@@ -435,7 +443,7 @@ pub async fn release_session(
     .bind::<SqlUuid, _>(registration_id)
     .execute(conn)
     .await?;
-    rebalance(conn, session.id, session.capacity, actor).await?;
+    rebalance(conn, session, actor).await?;
     Ok(true)
 }
 
@@ -596,13 +604,14 @@ pub async fn promote(
         .set(registrations::updated_at.eq(diesel::dsl::now))
         .execute(conn)
         .await?;
-    history::record(
+    changes::record(
         conn,
         vec![
-            Entry::new(
+            NewChange::registration(
+                session.event_id,
                 registration_id,
                 Some(session.id),
-                HistoryAction::Promoted,
+                ChangeKind::RegistrationPromoted,
                 actor,
             )
             .with_details(json!({"over_capacity": beyond, "out_of_turn": true})),

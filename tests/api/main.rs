@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod badges;
+mod changes;
 mod concurrency;
 mod demo;
 mod errors;

@@ -274,7 +274,11 @@ async fn a_full_session_without_waitlist_refuses_and_nothing_is_created() {
     );
     assert_eq!(counts(&app, &full).await, counts_of(&full, json!(1), 1, 0));
     assert_eq!(
-        count(&app, "SELECT count(*) FROM registration_history").await,
+        count(
+            &app,
+            "SELECT count(*) FROM changes WHERE registration_id IS NOT NULL"
+        )
+        .await,
         3,
         "only anna's created and two confirmed entries"
     );
