@@ -102,6 +102,11 @@ pub struct Config {
     /// through the instance are seen at once; 0 turns the caches off.
     #[arg(long, env = "REGISTRAR_PUBLIC_CACHE_MS", default_value_t = 2000)]
     pub public_cache_ms: u64,
+
+    /// Bearer token `GET /metrics` requires; when unset, metrics are open to anyone who can
+    /// reach the listener.
+    #[arg(long, env = "REGISTRAR_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Config {

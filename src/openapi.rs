@@ -136,6 +136,17 @@ fn add_shared_parts(doc: &mut Document) {
                 .build(),
         ),
     );
+    components.add_security_scheme(
+        "metrics_token",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The value of REGISTRAR_METRICS_TOKEN, when the service is given one",
+                ))
+                .build(),
+        ),
+    );
     let problem = |description: &str| {
         RefOr::T(
             ResponseBuilder::new()

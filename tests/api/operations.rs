@@ -1,4 +1,4 @@
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_answers_while_the_process_is_up() {
@@ -138,4 +138,67 @@ async fn the_docs_ui_is_served_from_the_binary_with_no_outside_assets() {
         "{}",
         initializer.text
     );
+}
+
+#[tokio::test]
+async fn metrics_labels_come_from_a_closed_set_whatever_the_request_says() {
+    let app = spawn_app().await;
+    let long_method = "X".repeat(2_000);
+    for n in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("{long_method}{n}").as_bytes()).unwrap();
+        app.call(method, &format!("/api/v1/events/{n}-{long_method}"))
+            .send()
+            .await;
+    }
+    app.call(
+        reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
+        "/healthz",
+    )
+    .send()
+    .await;
+
+    let answer = app.get("/metrics", None).await;
+
+    answer.assert_status(200);
+    let text = &answer.text;
+    assert!(
+        !text.contains(&long_method[..100]),
+        "a request's text became a label"
+    );
+    assert!(!text.contains("PROPFIND"), "{text}");
+    assert!(
+        text.contains(
+            r#"registrar_http_requests_total{method="other",route="/healthz",status="405"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"registrar_http_requests_total{method="other",route="/api/v1/events/{event}",status="405"} 20"#
+        ),
+        "{text}"
+    );
+    assert!(text.len() < 64 * 1024, "{} bytes", text.len());
+}
+
+#[tokio::test]
+async fn metrics_require_the_token_when_one_is_configured() {
+    let app = spawn_app_with(|config| {
+        config.metrics_token = Some("scrape-token-0123456789".to_owned().into());
+    })
+    .await;
+
+    app.get("/metrics", None)
+        .await
+        .assert_problem(401, "authentication_required");
+    app.get("/metrics", Some("another-token"))
+        .await
+        .assert_problem(401, "invalid_token");
+    let answer = app.get("/metrics", Some("scrape-token-0123456789")).await;
+
+    answer.assert_status(200);
+    assert!(answer.text.contains("registrar_http_requests_total"));
+    // The probes an orchestrator uses stay open.
+    app.get("/healthz", None).await.assert_status(200);
+    app.get("/readyz", None).await.assert_status(200);
 }
