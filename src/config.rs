@@ -107,6 +107,11 @@ pub struct Config {
     /// reach the listener.
     #[arg(long, env = "REGISTRAR_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<SecretString>,
+
+    /// `max-age` of the `Strict-Transport-Security` header, in seconds, for a service reached
+    /// over HTTPS only (e.g. behind a TLS-terminating proxy); 0 sends no such header.
+    #[arg(long, env = "REGISTRAR_HSTS_MAX_AGE", default_value_t = 0)]
+    pub hsts_max_age: u64,
 }
 
 impl Config {

@@ -17,6 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::{Config, Environment};
 use crate::error::{ApiError, extractors};
+use crate::headers::CommonHeaders;
 use crate::metrics::RecordMetrics;
 use crate::openapi::{self, OpenApiJson};
 use crate::state::AppState;
@@ -132,6 +133,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
                 .with_own_pool(per_worker)
                 .expect("the pool settings were checked at start-up"),
         );
+        let common_headers = CommonHeaders::new(&state.config);
         let (app, _) = App::new()
             .into_utoipa_app()
             .configure(routes)
@@ -153,18 +155,16 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
             )
             .service(web::redirect("/docs", "/docs/"))
             .default_service(web::to(fallback))
-            .wrap_fn(|req, srv| {
-                let docs = req.path().starts_with("/docs");
+            // Outside CORS, so that what CORS answers itself (preflights, refusals) carries
+            // the same headers as everything else.
+            .wrap(cors(&state.config))
+            .wrap_fn(move |req, srv| {
                 let request_id = req.extensions().get::<RequestId>().copied();
                 let response = srv.call(req);
-                async move {
-                    let mut response = response.await?;
-                    set_common_headers(response.headers_mut(), docs, request_id);
-                    Ok(response)
-                }
+                let headers = common_headers.clone();
+                async move { Ok(headers.finish(response.await?, request_id)) }
             })
             .wrap(RecordMetrics)
-            .wrap(cors(&state.config))
             .wrap(TracingLogger::<telemetry::RequestSpan>::new())
     })
     .workers(workers)
@@ -175,38 +175,6 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
     .listen(listener)?
     .run();
     Ok(server)
-}
-
-fn set_common_headers(
-    headers: &mut actix_web::http::header::HeaderMap,
-    docs: bool,
-    request_id: Option<RequestId>,
-) {
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
-        headers.insert(header::HeaderName::from_static("x-request-id"), id);
-    }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    let policy = if docs {
-        // Swagger UI: its own scripts and styles only (served from this binary), nothing
-        // from elsewhere.
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
-         form-action 'none'"
-    } else {
-        "default-src 'none'; frame-ancestors 'none'"
-    };
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(policy),
-    );
 }
 
 /// CORS for third-party frontends: only the configured origins, never a wildcard.
@@ -226,6 +194,7 @@ fn cors(config: &Config) -> Cors {
             header::LOCATION,
             header::RETRY_AFTER,
             header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("idempotent-replayed"),
         ])
         .max_age(3600);
     for origin in config

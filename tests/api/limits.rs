@@ -235,3 +235,56 @@ async fn cors_never_answers_with_a_wildcard() {
         .await;
     assert!(foreign.header("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn a_refused_preflight_is_a_problem_with_the_usual_headers() {
+    let app = spawn_app().await;
+    let wrong_origin = preflight(&app, "https://evil.example.com").await;
+    let wrong_method = app
+        .call(Method::OPTIONS, "/api/v1/events")
+        .header("origin", "https://portal.example.org")
+        .header("access-control-request-method", "TRACE")
+        .send()
+        .await;
+    let wrong_header = app
+        .call(Method::OPTIONS, "/api/v1/events")
+        .header("origin", "https://portal.example.org")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "x-something-else")
+        .send()
+        .await;
+
+    for refused in [wrong_origin, wrong_method, wrong_header] {
+        refused.assert_problem(400, "cors_refused");
+        assert!(refused.header("x-request-id").is_some(), "{refused:?}");
+        assert_eq!(refused.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(refused.header("x-frame-options"), Some("DENY"));
+        assert!(refused.header("content-security-policy").is_some());
+        assert!(refused.header("access-control-allow-origin").is_none());
+    }
+}
+
+#[tokio::test]
+async fn browsers_may_read_every_header_the_api_documents() {
+    let app = spawn_app().await;
+
+    let answer = app
+        .call(Method::GET, "/api/v1/events")
+        .header("origin", "https://portal.example.org")
+        .send()
+        .await;
+
+    let exposed = answer
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_lowercase();
+    for name in [
+        "etag",
+        "location",
+        "retry-after",
+        "x-request-id",
+        "idempotent-replayed",
+    ] {
+        assert!(exposed.contains(name), "{name} is not exposed: {exposed}");
+    }
+}

@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod faults;
 mod fixtures;
+mod headers;
 mod limits;
 mod matrix;
 mod operations;
