@@ -112,6 +112,11 @@ pub struct Config {
     /// over HTTPS only (e.g. behind a TLS-terminating proxy); 0 sends no such header.
     #[arg(long, env = "REGISTRAR_HSTS_MAX_AGE", default_value_t = 0)]
     pub hsts_max_age: u64,
+
+    /// Time a client has to send the request body once its head arrived, in ms; slower
+    /// clients get 408.
+    #[arg(long, env = "REGISTRAR_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
 }
 
 impl Config {

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod auth;
 pub mod badges;
+pub mod body_deadline;
 pub mod cli;
 pub mod conditional;
 pub mod config;

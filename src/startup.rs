@@ -15,6 +15,7 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::body_deadline::BodyDeadline;
 use crate::config::{Config, Environment};
 use crate::error::{ApiError, extractors};
 use crate::headers::CommonHeaders;
@@ -155,6 +156,9 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
             )
             .service(web::redirect("/docs", "/docs/"))
             .default_service(web::to(fallback))
+            .wrap(BodyDeadline::new(Duration::from_millis(
+                state.config.body_timeout_ms,
+            )))
             // Outside CORS, so that what CORS answers itself (preflights, refusals) carries
             // the same headers as everything else.
             .wrap(cors(&state.config))

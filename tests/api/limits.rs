@@ -237,6 +237,51 @@ async fn cors_never_answers_with_a_wildcard() {
 }
 
 #[tokio::test]
+async fn a_client_that_trickles_its_body_gets_408_once_the_body_deadline_passes() {
+    let app = spawn_app_with(|config| config.body_timeout_ms = 1_000).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let body = br#"{"email": "a@example.org", "password": "a long enough password"}"#;
+    stream
+        .write_all(
+            format!(
+                "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+
+    // One byte every 200 ms: each arrives well within any per-read timeout, but the whole body
+    // would take 13 s.
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for byte in body {
+            if stream.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), trickle).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(
+        answer
+            .to_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
 async fn a_refused_preflight_is_a_problem_with_the_usual_headers() {
     let app = spawn_app().await;
     let wrong_origin = preflight(&app, "https://evil.example.com").await;
