@@ -117,6 +117,12 @@ pub struct Config {
     /// clients get 408.
     #[arg(long, env = "REGISTRAR_BODY_TIMEOUT_MS", default_value_t = 30_000)]
     pub body_timeout_ms: u64,
+
+    /// How long an answer may wait for the client to read it, in ms. A client that stops
+    /// reading for longer is disconnected, and a streamed export stops and frees its database
+    /// connection.
+    #[arg(long, env = "REGISTRAR_SEND_TIMEOUT_MS", default_value_t = 30_000)]
+    pub send_timeout_ms: u64,
 }
 
 impl Config {

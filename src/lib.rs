@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod registrations;
 pub mod startup;
 pub mod state;
+pub mod streams;
 pub mod telemetry;
 pub mod users;
 pub mod validation;

@@ -118,6 +118,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         n => n,
     };
     let client_timeout = Duration::from_millis(config.client_timeout_ms);
+    let send_timeout = Duration::from_millis(config.send_timeout_ms);
     let per_worker = (config.db_pool_size.saturating_sub(1) / workers).max(1);
     // Checks the pool settings once, so that building a worker's pool cannot fail later.
     db::pool(
@@ -171,6 +172,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
             .wrap(RecordMetrics)
             .wrap(TracingLogger::<telemetry::RequestSpan>::new())
     })
+    .on_connect(move |connection, _| close_when_stalled(connection, send_timeout))
     .workers(workers)
     .client_request_timeout(client_timeout)
     .client_disconnect_timeout(Duration::from_secs(1))
@@ -179,6 +181,21 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// Has the kernel close a connection whose client has taken none of what was sent to it for
+/// `timeout` (`TCP_USER_TIMEOUT`, which also covers a receive window that stays closed):
+/// actix-web has no write timeout, and a client that stops reading would otherwise keep its
+/// connection, and the answer buffered for it, for as long as it likes.
+fn close_when_stalled(connection: &dyn std::any::Any, timeout: Duration) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(error) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout))
+    {
+        tracing::warn!(%error, "could not set the connection's send timeout");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (connection, timeout);
 }
 
 /// CORS for third-party frontends: only the configured origins, never a wildcard.

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::programme::ProgrammeCache;
 use crate::ratelimit::RateLimits;
 use crate::registrations::Catalog;
+use crate::streams::StreamSlots;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,6 +30,8 @@ pub struct AppState {
     pub programme_cache: Arc<ProgrammeCache>,
     pub catalog: Arc<Catalog>,
     pub rate_limits: RateLimits,
+    /// Slots for streamed answers fed from this worker's pool.
+    pub streams: StreamSlots,
     /// Every pool of the instance, for the metrics.
     pools: Arc<Mutex<Vec<DbPool>>>,
 }
@@ -50,6 +53,7 @@ impl AppState {
                 config.registration_rate_limit,
                 config.trust_forwarded_for,
             ),
+            streams: StreamSlots::new(1, Duration::from_millis(config.send_timeout_ms)),
             config: Arc::new(config),
         }
     }
@@ -67,6 +71,7 @@ impl AppState {
             .push(pool.clone());
         Ok(AppState {
             db: pool,
+            streams: self.streams.for_pool(size),
             ..self.clone()
         })
     }
