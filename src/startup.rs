@@ -49,6 +49,8 @@ pub struct Application {
 impl Application {
     /// Creates the database if needed, applies migrations, and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Before anything else, so that a configuration refused does not touch the database.
+        let secret = jwt_secret(&config)?;
         let url = config.database_url.expose_secret().to_owned();
         db::ensure_database(&url).await?;
         let applied = db::migrate(&url, db::MigrationAction::Run).await?;
@@ -58,7 +60,7 @@ impl Application {
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let server = serve(config, listener)?;
+        let server = serve(config, listener, secret)?;
         Ok(Self { port, server })
     }
 
@@ -77,8 +79,31 @@ impl Application {
     }
 }
 
-/// The secret that signs tokens: required in production, generated in development.
+/// Secrets published with the project (docker-compose.yml's trial default): anyone can sign
+/// tokens with them.
+const SAMPLE_SECRETS: &[&str] = &["compose-trial-secret-replace-me-0123456789abcdef"];
+
+/// The secret that signs tokens: required in production (and not a published sample),
+/// generated in development.
 fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
+    let sample = config
+        .jwt_secret
+        .as_ref()
+        .is_some_and(|secret| SAMPLE_SECRETS.contains(&secret.expose_secret()));
+    match (config.environment, sample) {
+        (Environment::Production, true) => anyhow::bail!(
+            "REGISTRAR_JWT_SECRET is the sample secret published in docker-compose.yml, with \
+             which anyone can sign tokens; set a secret of your own for production (at least \
+             32 random characters, e.g. `openssl rand -base64 48`)"
+        ),
+        (Environment::Development, true) => {
+            tracing::warn!(
+                "REGISTRAR_JWT_SECRET is the published sample secret: fine for a trial, never \
+                 for real data (production refuses it)"
+            );
+        }
+        _ => {}
+    }
     match (&config.jwt_secret, config.environment) {
         (Some(secret), _) if secret.expose_secret().len() >= 32 => Ok(secret.clone()),
         (Some(_), Environment::Production) => {
@@ -104,8 +129,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
     }
 }
 
-fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
-    let secret = jwt_secret(&config)?;
+fn serve(config: Config, listener: TcpListener, secret: SecretString) -> anyhow::Result<Server> {
     // One connection for housekeeping on the main runtime; each worker gets its own share of
     // the rest of REGISTRAR_DB_POOL_SIZE (see `AppState`).
     let pool = db::pool(config.database_url.expose_secret(), 1, config.db_timeout())?;

@@ -202,3 +202,61 @@ async fn metrics_require_the_token_when_one_is_configured() {
     app.get("/healthz", None).await.assert_status(200);
     app.get("/readyz", None).await.assert_status(200);
 }
+
+/// The JWT secret docker-compose.yml falls back on, read from the file itself.
+fn compose_sample_secret() -> String {
+    let compose = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.yml"),
+    )
+    .unwrap();
+    let line = compose
+        .lines()
+        .find(|line| line.trim_start().starts_with("REGISTRAR_JWT_SECRET:"))
+        .expect("docker-compose.yml sets REGISTRAR_JWT_SECRET");
+    let (_, default) = line
+        .split_once(":-")
+        .expect("REGISTRAR_JWT_SECRET has a default in docker-compose.yml");
+    default.trim().trim_end_matches('}').to_owned()
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_with_a_published_sample_secret() {
+    let db = crate::helpers::TestDb::new().await;
+    let mut config = crate::helpers::test_config(&db);
+    config.environment = registrar::config::Environment::Production;
+    config.jwt_secret = Some(compose_sample_secret().into());
+
+    let error = match registrar::startup::Application::build(config).await {
+        Ok(_) => panic!("started in production with the sample secret"),
+        Err(error) => format!("{error:#}"),
+    };
+
+    assert!(error.contains("REGISTRAR_JWT_SECRET"), "{error}");
+    assert!(error.contains("sample"), "{error}");
+}
+
+#[tokio::test]
+async fn the_compose_file_as_shipped_starts_for_a_trial() {
+    let compose = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.yml"),
+    )
+    .unwrap();
+    let environment = compose
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("REGISTRAR_ENV:"))
+        .expect("docker-compose.yml sets REGISTRAR_ENV");
+    let environment = environment
+        .split_once(":-")
+        .map_or(environment, |(_, default)| default)
+        .trim()
+        .trim_end_matches('}');
+    let db = crate::helpers::TestDb::new().await;
+    let mut config = crate::helpers::test_config(&db);
+    config.environment = clap::ValueEnum::from_str(environment, true).expect("a known environment");
+    config.jwt_secret = Some(compose_sample_secret().into());
+
+    assert!(
+        registrar::startup::Application::build(config).await.is_ok(),
+        "docker compose up would not start with REGISTRAR_ENV={environment}"
+    );
+}
