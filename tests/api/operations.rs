@@ -260,3 +260,24 @@ async fn the_compose_file_as_shipped_starts_for_a_trial() {
         "docker compose up would not start with REGISTRAR_ENV={environment}"
     );
 }
+
+#[tokio::test]
+async fn logs_carry_no_colour_codes_when_not_written_to_a_terminal() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args([
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/nothing",
+            "migrate",
+        ])
+        .env("REGISTRAR_LOG_FORMAT", "text")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(logs.contains("ERROR"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "{logs:?}");
+}
