@@ -281,3 +281,25 @@ async fn logs_carry_no_colour_codes_when_not_written_to_a_terminal() {
     assert!(logs.contains("ERROR"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "{logs:?}");
 }
+
+#[tokio::test]
+async fn help_names_environment_variables_without_values() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .arg("--help")
+        .env_remove("REGISTRAR_BIND")
+        .env("REGISTRAR_DB_POOL_SIZE", "12")
+        .output()
+        .await
+        .unwrap();
+
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(help.contains("[env: REGISTRAR_BIND]"), "{help}");
+    assert!(help.contains("[env: REGISTRAR_DB_POOL_SIZE]"), "{help}");
+    assert!(help.contains("[env: REGISTRAR_METRICS_TOKEN]"), "{help}");
+    let with_values: Vec<&str> = help
+        .lines()
+        .filter(|line| line.contains("[env: ") && line.contains('='))
+        .collect();
+    assert!(with_values.is_empty(), "{with_values:#?}");
+}
