@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -62,7 +62,10 @@ pub enum Command {
 }
 
 pub async fn run() -> ExitCode {
-    let cli = Cli::parse();
+    // `--help` names each setting's variable but never shows its value: an unset one would
+    // read `[env: REGISTRAR_BIND=]`, and a set one may be a secret.
+    let command = Cli::command().mut_args(|arg| arg.hide_env_values(true));
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit());
     telemetry::init(cli.config.log_format());
     match execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -102,6 +102,27 @@ pub struct Config {
     /// through the instance are seen at once; 0 turns the caches off.
     #[arg(long, env = "REGISTRAR_PUBLIC_CACHE_MS", default_value_t = 2000)]
     pub public_cache_ms: u64,
+
+    /// Bearer token `GET /metrics` requires; when unset, metrics are open to anyone who can
+    /// reach the listener.
+    #[arg(long, env = "REGISTRAR_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+
+    /// `max-age` of the `Strict-Transport-Security` header, in seconds, for a service reached
+    /// over HTTPS only (e.g. behind a TLS-terminating proxy); 0 sends no such header.
+    #[arg(long, env = "REGISTRAR_HSTS_MAX_AGE", default_value_t = 0)]
+    pub hsts_max_age: u64,
+
+    /// Time a client has to send the request body once its head arrived, in ms; slower
+    /// clients get 408.
+    #[arg(long, env = "REGISTRAR_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+
+    /// How long an answer may wait for the client to read it, in ms. A client that stops
+    /// reading for longer is disconnected, and a streamed export stops and frees its database
+    /// connection.
+    #[arg(long, env = "REGISTRAR_SEND_TIMEOUT_MS", default_value_t = 30_000)]
+    pub send_timeout_ms: u64,
 }
 
 impl Config {

@@ -1,4 +1,8 @@
 //! Prometheus metrics: requests by route and status, their latency, and pool usage.
+//!
+//! Every label value comes from a closed set (known methods or `other`, route patterns or
+//! `unmatched`, status codes), never from the text of a request: a client must not be able
+//! to grow the exposition, or the process, by sending new methods or paths.
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
@@ -6,6 +10,7 @@ use std::time::Instant;
 
 use actix_web::Error;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::Method;
 use futures_util::future::LocalBoxFuture;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -62,7 +67,7 @@ impl Metrics {
         }
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn observe(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         let status = status.to_string();
         let labels = [method, route, status.as_str()];
         self.requests.with_label_values(&labels).inc();
@@ -95,6 +100,20 @@ impl Metrics {
     }
 }
 
+/// The `method` label: the methods the API knows, and `other` for anything a client invents.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -102,7 +121,7 @@ impl Default for Metrics {
 }
 
 /// Middleware recording every answered request under its route pattern (never the raw
-/// path, so ids do not explode the label set), and logging it.
+/// path, so ids do not explode the label set) and its method's label, and logging it.
 pub struct RecordMetrics;
 
 impl<S, B> Transform<S, ServiceRequest> for RecordMetrics
@@ -140,7 +159,7 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let started = Instant::now();
-        let method = req.method().to_string();
+        let method = method_label(req.method());
         let state = req.app_data::<crate::state::State>().cloned();
         let service = Rc::clone(&self.service);
         Box::pin(async move {
@@ -152,11 +171,27 @@ where
                     .unwrap_or_else(|| "unmatched".to_owned());
                 let seconds = started.elapsed().as_secs_f64();
                 let status = response.status().as_u16();
-                state.metrics.observe(&method, &route, status, seconds);
+                state.metrics.observe(method, &route, status, seconds);
                 // Inside the request's span, so it carries the request id.
                 tracing::info!(status, latency_ms = seconds * 1000.0, "request served");
             }
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let invented = Method::from_bytes("X".repeat(30_000).as_bytes()).unwrap();
+        assert_eq!(method_label(&invented), "other");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PROPFIND").unwrap()),
+            "other"
+        );
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
     }
 }

@@ -122,7 +122,7 @@ pub fn to_json(doc: &Document) -> String {
     json
 }
 
-/// Security schemes, and the 500/503 answers any route may give.
+/// Security schemes, and the 408/500/503 answers any route may give.
 fn add_shared_parts(doc: &mut Document) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -133,6 +133,17 @@ fn add_shared_parts(doc: &mut Document) {
                 .bearer_format(
                     "JWT access token, participant manage token (rgm_…) or device key (rgk_…)",
                 )
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "metrics_token",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The value of REGISTRAR_METRICS_TOKEN, when the service is given one",
+                ))
                 .build(),
         ),
     );
@@ -180,6 +191,11 @@ fn add_shared_parts(doc: &mut Document) {
             if query.iter().any(|name| name == "limit") {
                 responses.entry("422".into()).or_insert_with(|| {
                     problem("`validation_failed`: `limit` out of range or a `cursor` this list did not return.")
+                });
+            }
+            if operation.request_body.is_some() {
+                responses.entry("408".into()).or_insert_with(|| {
+                    problem("`request_timeout`: the request body did not arrive within the time allowed.")
                 });
             }
             responses.entry("500".into()).or_insert_with(|| {

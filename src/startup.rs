@@ -14,8 +14,10 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::body_deadline::BodyDeadline;
 use crate::config::{Config, Environment};
 use crate::error::{ApiError, extractors};
+use crate::headers::CommonHeaders;
 use crate::metrics::RecordMetrics;
 use crate::openapi::{self, OpenApiJson};
 use crate::runner::Runner;
@@ -48,6 +50,8 @@ pub struct Application {
 impl Application {
     /// Creates the database if needed, applies migrations, and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Before anything else, so that a configuration refused does not touch the database.
+        let secret = jwt_secret(&config)?;
         let url = config.database_url.expose_secret().to_owned();
         db::ensure_database(&url).await?;
         let applied = db::migrate(&url, db::MigrationAction::Run).await?;
@@ -57,7 +61,7 @@ impl Application {
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let (server, runner) = serve(config, listener)?;
+        let (server, runner) = serve(config, listener, secret)?;
         Ok(Self {
             port,
             server,
@@ -82,8 +86,31 @@ impl Application {
     }
 }
 
-/// The secret that signs tokens: required in production, generated in development.
+/// Secrets published with the project (docker-compose.yml's trial default): anyone can sign
+/// tokens with them.
+const SAMPLE_SECRETS: &[&str] = &["compose-trial-secret-replace-me-0123456789abcdef"];
+
+/// The secret that signs tokens: required in production (and not a published sample),
+/// generated in development.
 fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
+    let sample = config
+        .jwt_secret
+        .as_ref()
+        .is_some_and(|secret| SAMPLE_SECRETS.contains(&secret.expose_secret()));
+    match (config.environment, sample) {
+        (Environment::Production, true) => anyhow::bail!(
+            "REGISTRAR_JWT_SECRET is the sample secret published in docker-compose.yml, with \
+             which anyone can sign tokens; set a secret of your own for production (at least \
+             32 random characters, e.g. `openssl rand -base64 48`)"
+        ),
+        (Environment::Development, true) => {
+            tracing::warn!(
+                "REGISTRAR_JWT_SECRET is the published sample secret: fine for a trial, never \
+                 for real data (production refuses it)"
+            );
+        }
+        _ => {}
+    }
     match (&config.jwt_secret, config.environment) {
         (Some(secret), _) if secret.expose_secret().len() >= 32 => Ok(secret.clone()),
         (Some(_), Environment::Production) => {
@@ -113,8 +140,11 @@ fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
 /// each HTTP worker gets its own share of the rest (see `AppState`).
 const BACKGROUND_CONNECTIONS: usize = 3;
 
-fn serve(config: Config, listener: TcpListener) -> anyhow::Result<(Server, Runner)> {
-    let secret = jwt_secret(&config)?;
+fn serve(
+    config: Config,
+    listener: TcpListener,
+    secret: SecretString,
+) -> anyhow::Result<(Server, Runner)> {
     let pool = db::pool(
         config.database_url.expose_secret(),
         BACKGROUND_CONNECTIONS,
@@ -129,6 +159,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<(Server, Runne
         n => n,
     };
     let client_timeout = Duration::from_millis(config.client_timeout_ms);
+    let send_timeout = Duration::from_millis(config.send_timeout_ms);
     let per_worker = (config.db_pool_size.saturating_sub(BACKGROUND_CONNECTIONS) / workers).max(1);
     // Checks the pool settings once, so that building a worker's pool cannot fail later.
     db::pool(
@@ -150,6 +181,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<(Server, Runne
                 .with_own_pool(per_worker)
                 .expect("the pool settings were checked at start-up"),
         );
+        let common_headers = CommonHeaders::new(&state.config);
         let (app, _) = App::new()
             .into_utoipa_app()
             .configure(routes)
@@ -171,8 +203,13 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<(Server, Runne
             )
             .service(web::redirect("/docs", "/docs/"))
             .default_service(web::to(fallback))
-            .wrap_fn(|req, srv| {
-                let docs = req.path().starts_with("/docs");
+            .wrap(BodyDeadline::new(Duration::from_millis(
+                state.config.body_timeout_ms,
+            )))
+            // Outside CORS, so that what CORS answers itself (preflights, refusals) carries
+            // the same headers as everything else.
+            .wrap(cors(&state.config))
+            .wrap_fn(move |req, srv| {
                 let request_id = req.extensions().get::<RequestId>().copied();
                 // A write may have committed changes: wake the change log's consumers.
                 let signals =
@@ -183,21 +220,21 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<(Server, Runne
                         })
                         .flatten();
                 let response = srv.call(req);
+                let headers = common_headers.clone();
                 async move {
-                    let mut response = response.await?;
+                    let response = response.await?;
                     if let Some(signals) = signals
                         && !response.status().is_server_error()
                     {
                         signals.committed();
                     }
-                    set_common_headers(response.headers_mut(), docs, request_id);
-                    Ok(response)
+                    Ok(headers.finish(response, request_id))
                 }
             })
             .wrap(RecordMetrics)
-            .wrap(cors(&state.config))
             .wrap(TracingLogger::<telemetry::RequestSpan>::new())
     })
+    .on_connect(move |connection, _| close_when_stalled(connection, send_timeout))
     .workers(workers)
     .client_request_timeout(client_timeout)
     .client_disconnect_timeout(Duration::from_secs(1))
@@ -208,36 +245,19 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<(Server, Runne
     Ok((server, runner))
 }
 
-fn set_common_headers(
-    headers: &mut actix_web::http::header::HeaderMap,
-    docs: bool,
-    request_id: Option<RequestId>,
-) {
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
-        headers.insert(header::HeaderName::from_static("x-request-id"), id);
+/// Has the kernel close a connection whose client has taken none of what was sent to it for
+/// `timeout` (`TCP_USER_TIMEOUT`, which also covers a receive window that stays closed):
+/// actix-web has no write timeout, and a client that stops reading would otherwise keep its
+/// connection, and the answer buffered for it, for as long as it likes.
+fn close_when_stalled(connection: &dyn std::any::Any, timeout: Duration) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(error) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout))
+    {
+        tracing::warn!(%error, "could not set the connection's send timeout");
     }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    let policy = if docs {
-        // Swagger UI: its own scripts and styles only (served from this binary), nothing
-        // from elsewhere.
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
-         form-action 'none'"
-    } else {
-        "default-src 'none'; frame-ancestors 'none'"
-    };
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(policy),
-    );
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (connection, timeout);
 }
 
 /// CORS for third-party frontends: only the configured origins, never a wildcard.
@@ -257,6 +277,7 @@ fn cors(config: &Config) -> Cors {
             header::LOCATION,
             header::RETRY_AFTER,
             header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("idempotent-replayed"),
         ])
         .max_age(3600);
     for origin in config

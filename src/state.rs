@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::programme::ProgrammeCache;
 use crate::ratelimit::RateLimits;
 use crate::registrations::Catalog;
+use crate::streams::StreamSlots;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -32,6 +33,8 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Wakes the change log's consumers.
     pub signals: Arc<Signals>,
+    /// Slots for streamed answers fed from this worker's pool.
+    pub streams: StreamSlots,
     /// Every pool of the instance, for the metrics.
     pools: Arc<Mutex<Vec<DbPool>>>,
 }
@@ -54,6 +57,7 @@ impl AppState {
                 config.trust_forwarded_for,
             ),
             signals: Signals::new(),
+            streams: StreamSlots::new(1, Duration::from_millis(config.send_timeout_ms)),
             config: Arc::new(config),
         }
     }
@@ -71,6 +75,7 @@ impl AppState {
             .push(pool.clone());
         Ok(AppState {
             db: pool,
+            streams: self.streams.for_pool(size),
             ..self.clone()
         })
     }

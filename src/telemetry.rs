@@ -1,5 +1,7 @@
 //! Structured logs with `tracing`: text for people, JSON in production.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -7,8 +9,13 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `RUST_LOG` overrides the default level (`info`).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: in a file, a pipe or a log collector, escape
+    // codes are noise. `NO_COLOR` turns them off everywhere.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     // A second init (tests start many apps in one process) keeps the first subscriber.
     let _ = match format {

@@ -24,11 +24,12 @@ use super::qr;
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::db::schema::{checkins, registration_sessions, registrations, sessions};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::openapi::EventErrors;
 use crate::pagination::{Page, PageParams, decode_cursor, encode_cursor};
 use crate::registrations::{Category, RegistrationStatus, SessionRegistrationStatus};
 use crate::state::State;
+use crate::streams::{Stopped, StreamSender};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(attendee_feed)
@@ -431,14 +432,14 @@ fn csv_header(delimiter: Delimiter, with_contacts: bool, bom: bool) -> anyhow::R
 }
 
 /// Streams the query's rows through a cursor, a batch at a time, into `chunks`; stops
-/// (rolling back) as soon as the receiving side is gone.
+/// (rolling back) as soon as the client is gone or has stopped reading.
 async fn stream_rows(
     conn: &mut AsyncPgConnection,
     event_id: Uuid,
     include_cancelled: bool,
     delimiter: Delimiter,
     with_contacts: bool,
-    chunks: tokio::sync::mpsc::Sender<Result<web::Bytes, ApiError>>,
+    chunks: &StreamSender,
 ) -> ApiResult<()> {
     conn.build_transaction()
         .read_only()
@@ -462,8 +463,8 @@ async fn stream_rows(
                     .await?;
                 let done = rows.len() < CSV_BATCH;
                 let bytes = csv_batch(&rows, delimiter, with_contacts).map_err(ApiError::internal)?;
-                if chunks.send(Ok(bytes.into())).await.is_err() {
-                    return Err(ApiError::bad_request("client_gone", "the client stopped reading"));
+                if let Err(stopped) = chunks.send(bytes.into()).await {
+                    return Err(stopped_early(stopped));
                 }
                 if done {
                     return Ok(());
@@ -473,15 +474,31 @@ async fn stream_rows(
         .await
 }
 
+/// Why an export stopped before its end, as the error that ends its transaction.
+fn stopped_early(stopped: Stopped) -> ApiError {
+    let detail = match stopped {
+        Stopped::Gone => "the client went away",
+        Stopped::Stalled => "the client stopped reading",
+    };
+    ApiError::bad_request("client_gone", detail)
+}
+
 /// The attendee list as CSV (UTF-8), streamed: memory stays flat however many attendees.
 /// Cells a spreadsheet would run as formulas are prefixed with `'`. Organisers also get
-/// email and phone columns; device keys do not.
+/// email and phone columns; device keys do not. A client that stops reading for longer than
+/// the server's send timeout gets an answer cut short (no final chunk).
 #[utoipa::path(
     tag = "badges",
     params(("event" = String, Path, description = "Event slug or id"), CsvParams),
     responses(
         (status = 200, description = "The attendees.", body = String, content_type = "text/csv"),
         EventErrors,
+        (status = 429, description = "`too_many_exports`: the caller's earlier exports are still \
+            running (two at a time per account or device key); see `Retry-After`.",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`exports_busy`: as many exports as the server allows are \
+            running; see `Retry-After`. `database_unavailable`: the database cannot be reached.",
+         body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -500,11 +517,16 @@ async fn export_csv(
         .map_err(ApiError::internal)?;
     let include_cancelled = params.include_cancelled.unwrap_or(false);
     let event_id = ctx.event.id;
-    let (sender, receiver) = tokio::sync::mpsc::channel(2);
-    sender
-        .send(Ok(header.into()))
-        .await
-        .map_err(|_| ApiError::internal(anyhow::anyhow!("export channel closed")))?;
+    // Whom the export counts against (only accounts and device keys get this far).
+    let exporter = match &caller {
+        Caller::User(user) => user.id,
+        Caller::Device(device) => device.key_id,
+        _ => Uuid::nil(),
+    };
+    let (sender, body) = state.streams.reserve(exporter)?.channel();
+    if sender.send(header.into()).await.is_err() {
+        return Err(ApiError::internal(anyhow::anyhow!("export channel closed")));
+    }
     tokio::spawn(async move {
         let result = stream_rows(
             &mut conn,
@@ -512,23 +534,19 @@ async fn export_csv(
             include_cancelled,
             delimiter,
             with_contacts,
-            sender.clone(),
+            &sender,
         )
         .await;
-        if let Err(error) = result
-            && error.code() != "client_gone"
-        {
-            tracing::error!(%error, "attendee export failed midway");
-            let _ = sender.send(Err(error)).await;
+        // The connection goes back to the pool before the export's slot is freed.
+        drop(conn);
+        match result {
+            Ok(()) => sender.finish(),
+            Err(error) if error.code() == "client_gone" => {
+                tracing::info!(%error, "attendee export stopped early");
+            }
+            // A failure midway can only cut the body short: the status line has gone out.
+            Err(error) => tracing::error!(%error, "attendee export failed midway"),
         }
-    });
-    // A failure midway can only cut the body short: the status line has gone out already.
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let chunk = receiver.recv().await?;
-        Some((
-            chunk.map_err(|e| std::io::Error::other(e.to_string())),
-            receiver,
-        ))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")

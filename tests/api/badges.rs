@@ -1025,3 +1025,177 @@ async fn a_session_door_list_shows_confirmed_attendees_and_their_door_check_in()
         "a door is not the entrance"
     );
 }
+
+/// Adds `count` active registrations with long names to the event `event_id` straight in the
+/// database: enough that their CSV export cannot fit into socket and stream buffers.
+async fn many_registrations(app: &TestApp, event_id: &str, count: i32) {
+    app.db
+        .client()
+        .await
+        .execute(
+            "INSERT INTO registrations (id, event_id, full_name, email, email_normalized, \
+                 organisation, category, status, source, manage_token_hash, consent_at) \
+             SELECT gen_random_uuid(), $1::text::uuid, \
+                 'Участница ' || g || ' ' || repeat('Длинноимённая ', 20), \
+                 'p' || g || '@example.org', 'p' || g || '@example.org', \
+                 repeat('Автономная некоммерческая организация ', 10), \
+                 'nonprofit', 'active', 'public', \
+                 sha256(convert_to(g::text, 'UTF8')), now() \
+             FROM generate_series(1, $2) AS g",
+            &[&event_id, &count],
+        )
+        .await
+        .unwrap();
+}
+
+/// Sends an export request and never reads the answer, with a small receive buffer so that
+/// the server soon cannot send any more.
+async fn stalled_export(app: &TestApp, path: &str, token: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = app.address.trim_start_matches("http://").parse().unwrap();
+    let mut stream = socket.connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream
+}
+
+/// Reads what is left of an answer: its status, whether its chunked body was complete, and
+/// how many bytes came.
+async fn rest_of_answer(mut stream: tokio::net::TcpStream) -> (u16, bool, usize) {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let mut buffer = vec![0; 64 * 1024];
+    let read_all = async {
+        while let Ok(n) = stream.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buffer[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read_all)
+        .await
+        .expect("the server ends the answer");
+    let status = String::from_utf8_lossy(&bytes[9..12]).parse().unwrap();
+    (status, bytes.ends_with(b"\r\n0\r\n\r\n"), bytes.len())
+}
+
+async fn connections_in_transaction(observer: &tokio_postgres::Client) -> i64 {
+    observer
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn clients_that_stop_reading_the_export_cannot_starve_other_requests() {
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.send_timeout_ms = 1_000;
+        config.db_timeout_ms = 2_000;
+    })
+    .await;
+    let admin = app.admin().await;
+    let event = app.event(&admin.access, "a", json!({})).await;
+    many_registrations(&app, event["id"].as_str().unwrap(), 20_000).await;
+    let observer = app.db.client().await;
+
+    let mut stalled = Vec::new();
+    for _ in 0..12 {
+        stalled.push(stalled_export(&app, "/api/v1/events/a/attendees.csv", &admin.access).await);
+    }
+    // Some export now holds a transaction open while its client does not read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connections_in_transaction(&observer).await == 0 {
+        assert!(Instant::now() < deadline, "no export started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Others still get a connection at once.
+    app.get("/api/v1/events/a", None).await.assert_status(200);
+    app.get(
+        "/api/v1/events/a/registrations?limit=1",
+        Some(&admin.access),
+    )
+    .await
+    .assert_status(200);
+
+    // The stalled exports end, and give their connections back, within a bounded time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connections_in_transaction(&observer).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a stalled export still holds its transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The connections themselves are closed after the same time without progress.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut cut_short = 0;
+    for stream in stalled {
+        match rest_of_answer(stream).await {
+            (200, complete, received) => {
+                assert!(!complete, "a stalled export was not ended");
+                // Only what had reached the client's own buffer: the server closed the
+                // connection rather than keep the rest of the answer waiting for it.
+                assert!(
+                    received < 256 * 1024,
+                    "{received} bytes came after the stall"
+                );
+                cut_short += 1;
+            }
+            (status, ..) => assert!([429, 503].contains(&status), "{status}"),
+        }
+    }
+    assert!(cut_short >= 1);
+    // And a client that reads gets the whole list.
+    let full = app
+        .get("/api/v1/events/a/attendees.csv", Some(&admin.access))
+        .await;
+    full.assert_status(200);
+    assert_eq!(full.text.lines().count(), 20_001);
+}
+
+#[tokio::test]
+async fn one_caller_cannot_take_every_export_slot() {
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.db_pool_size = 16;
+        config.send_timeout_ms = 60_000;
+    })
+    .await;
+    let admin = app.admin().await;
+    let event = app.event(&admin.access, "a", json!({})).await;
+    many_registrations(&app, event["id"].as_str().unwrap(), 20_000).await;
+    let key = device_key(&app, &admin.access, "a", &["attendees:read"]).await;
+    let path = "/api/v1/events/a/attendees.csv";
+    let _first = stalled_export(&app, path, &admin.access).await;
+    let _second = stalled_export(&app, path, &admin.access).await;
+    let observer = app.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connections_in_transaction(&observer).await < 2 {
+        assert!(Instant::now() < deadline, "the exports did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let third = app.get(path, Some(&admin.access)).await;
+    let other_caller = app.get(path, Some(&key)).await;
+
+    let problem = third.assert_problem(429, "too_many_exports");
+    assert!(third.header("retry-after").is_some(), "{problem}");
+    other_caller.assert_status(200);
+    assert_eq!(other_caller.text.lines().count(), 20_001);
+}

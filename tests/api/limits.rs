@@ -235,3 +235,101 @@ async fn cors_never_answers_with_a_wildcard() {
         .await;
     assert!(foreign.header("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_body_gets_408_once_the_body_deadline_passes() {
+    let app = spawn_app_with(|config| config.body_timeout_ms = 1_000).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let body = br#"{"email": "a@example.org", "password": "a long enough password"}"#;
+    stream
+        .write_all(
+            format!(
+                "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+
+    // One byte every 200 ms: each arrives well within any per-read timeout, but the whole body
+    // would take 13 s.
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for byte in body {
+            if stream.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), trickle).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(
+        answer
+            .to_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_refused_preflight_is_a_problem_with_the_usual_headers() {
+    let app = spawn_app().await;
+    let wrong_origin = preflight(&app, "https://evil.example.com").await;
+    let wrong_method = app
+        .call(Method::OPTIONS, "/api/v1/events")
+        .header("origin", "https://portal.example.org")
+        .header("access-control-request-method", "TRACE")
+        .send()
+        .await;
+    let wrong_header = app
+        .call(Method::OPTIONS, "/api/v1/events")
+        .header("origin", "https://portal.example.org")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "x-something-else")
+        .send()
+        .await;
+
+    for refused in [wrong_origin, wrong_method, wrong_header] {
+        refused.assert_problem(400, "cors_refused");
+        assert!(refused.header("x-request-id").is_some(), "{refused:?}");
+        assert_eq!(refused.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(refused.header("x-frame-options"), Some("DENY"));
+        assert!(refused.header("content-security-policy").is_some());
+        assert!(refused.header("access-control-allow-origin").is_none());
+    }
+}
+
+#[tokio::test]
+async fn browsers_may_read_every_header_the_api_documents() {
+    let app = spawn_app().await;
+
+    let answer = app
+        .call(Method::GET, "/api/v1/events")
+        .header("origin", "https://portal.example.org")
+        .send()
+        .await;
+
+    let exposed = answer
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_lowercase();
+    for name in [
+        "etag",
+        "location",
+        "retry-after",
+        "x-request-id",
+        "idempotent-replayed",
+    ] {
+        assert!(exposed.contains(name), "{name} is not exposed: {exposed}");
+    }
+}

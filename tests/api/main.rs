@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod faults;
 mod fixtures;
+mod headers;
 mod limits;
 mod matrix;
 mod operations;

@@ -1,4 +1,4 @@
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_answers_while_the_process_is_up() {
@@ -138,4 +138,168 @@ async fn the_docs_ui_is_served_from_the_binary_with_no_outside_assets() {
         "{}",
         initializer.text
     );
+}
+
+#[tokio::test]
+async fn metrics_labels_come_from_a_closed_set_whatever_the_request_says() {
+    let app = spawn_app().await;
+    let long_method = "X".repeat(2_000);
+    for n in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("{long_method}{n}").as_bytes()).unwrap();
+        app.call(method, &format!("/api/v1/events/{n}-{long_method}"))
+            .send()
+            .await;
+    }
+    app.call(
+        reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
+        "/healthz",
+    )
+    .send()
+    .await;
+
+    let answer = app.get("/metrics", None).await;
+
+    answer.assert_status(200);
+    let text = &answer.text;
+    assert!(
+        !text.contains(&long_method[..100]),
+        "a request's text became a label"
+    );
+    assert!(!text.contains("PROPFIND"), "{text}");
+    assert!(
+        text.contains(
+            r#"registrar_http_requests_total{method="other",route="/healthz",status="405"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"registrar_http_requests_total{method="other",route="/api/v1/events/{event}",status="405"} 20"#
+        ),
+        "{text}"
+    );
+    assert!(text.len() < 64 * 1024, "{} bytes", text.len());
+}
+
+#[tokio::test]
+async fn metrics_require_the_token_when_one_is_configured() {
+    let app = spawn_app_with(|config| {
+        config.metrics_token = Some("scrape-token-0123456789".to_owned().into());
+    })
+    .await;
+
+    app.get("/metrics", None)
+        .await
+        .assert_problem(401, "authentication_required");
+    app.get("/metrics", Some("another-token"))
+        .await
+        .assert_problem(401, "invalid_token");
+    let answer = app.get("/metrics", Some("scrape-token-0123456789")).await;
+
+    answer.assert_status(200);
+    assert!(answer.text.contains("registrar_http_requests_total"));
+    // The probes an orchestrator uses stay open.
+    app.get("/healthz", None).await.assert_status(200);
+    app.get("/readyz", None).await.assert_status(200);
+}
+
+/// The JWT secret docker-compose.yml falls back on, read from the file itself.
+fn compose_sample_secret() -> String {
+    let compose = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.yml"),
+    )
+    .unwrap();
+    let line = compose
+        .lines()
+        .find(|line| line.trim_start().starts_with("REGISTRAR_JWT_SECRET:"))
+        .expect("docker-compose.yml sets REGISTRAR_JWT_SECRET");
+    let (_, default) = line
+        .split_once(":-")
+        .expect("REGISTRAR_JWT_SECRET has a default in docker-compose.yml");
+    default.trim().trim_end_matches('}').to_owned()
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_with_a_published_sample_secret() {
+    let db = crate::helpers::TestDb::new().await;
+    let mut config = crate::helpers::test_config(&db);
+    config.environment = registrar::config::Environment::Production;
+    config.jwt_secret = Some(compose_sample_secret().into());
+
+    let error = match registrar::startup::Application::build(config).await {
+        Ok(_) => panic!("started in production with the sample secret"),
+        Err(error) => format!("{error:#}"),
+    };
+
+    assert!(error.contains("REGISTRAR_JWT_SECRET"), "{error}");
+    assert!(error.contains("sample"), "{error}");
+}
+
+#[tokio::test]
+async fn the_compose_file_as_shipped_starts_for_a_trial() {
+    let compose = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.yml"),
+    )
+    .unwrap();
+    let environment = compose
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("REGISTRAR_ENV:"))
+        .expect("docker-compose.yml sets REGISTRAR_ENV");
+    let environment = environment
+        .split_once(":-")
+        .map_or(environment, |(_, default)| default)
+        .trim()
+        .trim_end_matches('}');
+    let db = crate::helpers::TestDb::new().await;
+    let mut config = crate::helpers::test_config(&db);
+    config.environment = clap::ValueEnum::from_str(environment, true).expect("a known environment");
+    config.jwt_secret = Some(compose_sample_secret().into());
+
+    assert!(
+        registrar::startup::Application::build(config).await.is_ok(),
+        "docker compose up would not start with REGISTRAR_ENV={environment}"
+    );
+}
+
+#[tokio::test]
+async fn logs_carry_no_colour_codes_when_not_written_to_a_terminal() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args([
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/nothing",
+            "migrate",
+        ])
+        .env("REGISTRAR_LOG_FORMAT", "text")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(logs.contains("ERROR"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "{logs:?}");
+}
+
+#[tokio::test]
+async fn help_names_environment_variables_without_values() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .arg("--help")
+        .env_remove("REGISTRAR_BIND")
+        .env("REGISTRAR_DB_POOL_SIZE", "12")
+        .output()
+        .await
+        .unwrap();
+
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(help.contains("[env: REGISTRAR_BIND]"), "{help}");
+    assert!(help.contains("[env: REGISTRAR_DB_POOL_SIZE]"), "{help}");
+    assert!(help.contains("[env: REGISTRAR_METRICS_TOKEN]"), "{help}");
+    let with_values: Vec<&str> = help
+        .lines()
+        .filter(|line| line.contains("[env: ") && line.contains('='))
+        .collect();
+    assert!(with_values.is_empty(), "{with_values:#?}");
 }
