@@ -97,6 +97,12 @@ pub struct Config {
     #[arg(long, env = "REGISTRAR_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
+    /// Keys sealing secrets stored in the database (check-in signing keys): `id:base64`
+    /// entries (32 bytes each), comma-separated; the first seals, all open. Required in
+    /// production; a public development key is used otherwise.
+    #[arg(long, env = "REGISTRAR_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub encryption_keys: Option<SecretString>,
+
     /// How long one instance may reuse public data it read (the rendered programme, the event
     /// and session settings public registrations are checked against), in ms. Changes made
     /// through the instance are seen at once; 0 turns the caches off.

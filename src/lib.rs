@@ -19,6 +19,7 @@ pub mod patch;
 pub mod programme;
 pub mod ratelimit;
 pub mod registrations;
+pub mod secrets;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -19,6 +19,7 @@ use crate::config::{Config, Environment};
 use crate::error::{ApiError, extractors};
 use crate::metrics::RecordMetrics;
 use crate::openapi::{self, OpenApiJson};
+use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
     auth, badges, db, events, maintenance, ops, programme, registrations, telemetry, users,
@@ -39,6 +40,36 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         );
 }
 
+/// Every column of secrets sealed at rest (see `secrets`): checked at start and sealed again
+/// by `registrar reseal`.
+pub const SEALED_COLUMNS: &[&SealedColumn] = &[&badges::qr::CHECKIN_KEY];
+
+/// At start: seals secrets still stored in plain text, and checks that the configured keys
+/// open what is stored.
+async fn prepare_sealed_secrets(url: &str, sealing: &KeyRing) -> anyhow::Result<()> {
+    use diesel_async::AsyncConnection;
+    let mut conn = diesel_async::AsyncPgConnection::establish(url)
+        .await
+        .context("connecting to the database")?;
+    secrets::prepare(&mut conn, sealing, SEALED_COLUMNS)
+        .await
+        .context("checking the secrets stored in the database against REGISTRAR_ENCRYPTION_KEYS")
+}
+
+/// `registrar reseal`: seals every stored secret again with the first key of
+/// `REGISTRAR_ENCRYPTION_KEYS`; returns how many were sealed again.
+pub async fn reseal_secrets(config: &Config) -> anyhow::Result<usize> {
+    use diesel_async::AsyncConnection;
+    let url = config.database_url.expose_secret();
+    db::ensure_database(url).await?;
+    db::migrate(url, db::MigrationAction::Run).await?;
+    let sealing = KeyRing::from_config(config)?;
+    let mut conn = diesel_async::AsyncPgConnection::establish(url)
+        .await
+        .context("connecting to the database")?;
+    secrets::reseal(&mut conn, &sealing, SEALED_COLUMNS).await
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -53,10 +84,12 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "database migrated");
         }
+        let sealing = KeyRing::from_config(&config)?;
+        prepare_sealed_secrets(&url, &sealing).await?;
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let server = serve(config, listener)?;
+        let server = serve(config, listener, sealing)?;
         Ok(Self { port, server })
     }
 
@@ -102,7 +135,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
     }
 }
 
-fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
+fn serve(config: Config, listener: TcpListener, sealing: KeyRing) -> anyhow::Result<Server> {
     let secret = jwt_secret(&config)?;
     // One connection for housekeeping on the main runtime; each worker gets its own share of
     // the rest of REGISTRAR_DB_POOL_SIZE (see `AppState`).
@@ -123,7 +156,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         per_worker,
         config.db_timeout(),
     )?;
-    let shared = AppState::new(config, pool, secret);
+    let shared = AppState::new(config, pool, secret, sealing);
     maintenance::spawn(Arc::new(shared.clone()));
 
     let server = HttpServer::new(move || {

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::programme::ProgrammeCache;
 use crate::ratelimit::RateLimits;
 use crate::registrations::Catalog;
+use crate::secrets::KeyRing;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +26,8 @@ pub struct AppState {
     pub db: DbPool,
     pub config: Arc<Config>,
     pub keys: Arc<Keys>,
+    /// Seals and opens secrets stored in the database.
+    pub sealing: Arc<KeyRing>,
     pub metrics: Arc<Metrics>,
     pub programme_cache: Arc<ProgrammeCache>,
     pub catalog: Arc<Catalog>,
@@ -36,10 +39,11 @@ pub struct AppState {
 pub type State = web::Data<AppState>;
 
 impl AppState {
-    pub fn new(config: Config, db: DbPool, secret: SecretString) -> Self {
+    pub fn new(config: Config, db: DbPool, secret: SecretString, sealing: KeyRing) -> Self {
         let public_cache = Duration::from_millis(config.public_cache_ms);
         AppState {
             keys: Arc::new(Keys::new(secret, config.access_token_ttl())),
+            sealing: Arc::new(sealing),
             pools: Arc::new(Mutex::new(vec![db.clone()])),
             db,
             metrics: Arc::new(Metrics::new()),
