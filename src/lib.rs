@@ -4,6 +4,7 @@ pub mod access;
 pub mod auth;
 pub mod badges;
 pub mod cli;
+pub mod client_address;
 pub mod conditional;
 pub mod config;
 pub mod db;

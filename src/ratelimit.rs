@@ -1,4 +1,5 @@
-//! Rate limits per client address, kept in PostgreSQL so that they hold across instances.
+//! Rate limits per client address (see `client_address`), kept in PostgreSQL so that they
+//! hold across instances.
 //!
 //! Each limit is "N per minute, bursts of up to N", enforced with the generic cell rate
 //! algorithm in a single statement.
@@ -11,6 +12,7 @@ use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
+use crate::client_address::TrustedProxies;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -18,7 +20,7 @@ use crate::state::AppState;
 pub struct RateLimits {
     login_per_minute: u32,
     registrations_per_minute: u32,
-    trust_forwarded_for: bool,
+    proxies: TrustedProxies,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -33,24 +35,20 @@ impl RateLimits {
     pub fn new(
         login_per_minute: u32,
         registrations_per_minute: u32,
-        trust_forwarded_for: bool,
+        proxies: TrustedProxies,
     ) -> Self {
         RateLimits {
             login_per_minute,
             registrations_per_minute,
-            trust_forwarded_for,
+            proxies,
         }
     }
 
     /// The address limits are counted against.
     pub fn client(&self, req: &HttpRequest) -> String {
-        if self.trust_forwarded_for
-            && let Some(ip) = req.connection_info().realip_remote_addr()
-        {
-            return ip.to_owned();
-        }
-        req.peer_addr()
-            .map(|addr| addr.ip().to_string())
+        self.proxies
+            .client_of(req)
+            .map(|ip| ip.to_string())
             .unwrap_or_else(|| "unknown".to_owned())
     }
 

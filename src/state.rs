@@ -52,7 +52,7 @@ impl AppState {
             rate_limits: RateLimits::new(
                 config.login_rate_limit,
                 config.registration_rate_limit,
-                config.trust_forwarded_for,
+                config.trusted_proxies.clone(),
             ),
             config: Arc::new(config),
         }

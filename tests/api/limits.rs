@@ -8,7 +8,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    ADMIN_EMAIL, PASSWORD, TestApp, registration_body, spawn_app, spawn_app_with, test_config,
+    ADMIN_EMAIL, Answer, PASSWORD, TestApp, registration_body, spawn_app, spawn_app_with,
+    test_config,
 };
 
 #[tokio::test]
@@ -121,6 +122,48 @@ async fn too_many_logins_from_one_address_get_429_with_retry_after() {
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(problem["retry_after"], retry_after);
+}
+
+async fn login_via_proxy(
+    app: &TestApp,
+    forwarded_for: &str,
+    email: &str,
+    password: &str,
+) -> Answer {
+    app.call(Method::POST, "/api/v1/auth/login")
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn rotating_the_forwarded_address_a_client_writes_does_not_escape_the_limit() {
+    // The test connects from loopback, a trusted proxy by default; the proxy appends the
+    // address it saw (203.0.113.7) to whatever the client sent.
+    let app = spawn_app_with(|config| config.login_rate_limit = 3).await;
+    app.create_admin(ADMIN_EMAIL).await;
+
+    for n in 0..3 {
+        login_via_proxy(
+            &app,
+            &format!("198.51.100.{n}, 203.0.113.7"),
+            ADMIN_EMAIL,
+            PASSWORD,
+        )
+        .await
+        .assert_status(200);
+    }
+    let rotated = login_via_proxy(&app, "198.51.100.99, 203.0.113.7", ADMIN_EMAIL, PASSWORD).await;
+    // The same client through one more trusted hop is still the same client.
+    let another_hop = login_via_proxy(&app, "203.0.113.7, 127.0.0.1", ADMIN_EMAIL, PASSWORD).await;
+    // Another client behind the same proxy is not limited.
+    let neighbour =
+        login_via_proxy(&app, "198.51.100.99, 203.0.113.8", ADMIN_EMAIL, PASSWORD).await;
+
+    rotated.assert_problem(429, "rate_limited");
+    another_hop.assert_problem(429, "rate_limited");
+    neighbour.assert_status(200);
 }
 
 #[tokio::test]
