@@ -95,6 +95,10 @@ pub struct Config {
     #[arg(long, env = "REGISTRAR_REGISTRATION_RATE_LIMIT", default_value_t = 30)]
     pub registration_rate_limit: u32,
 
+    /// Failed logins allowed per account per hour, from any address (0 disables the limit).
+    #[arg(long, env = "REGISTRAR_LOGIN_ACCOUNT_LIMIT", default_value_t = 20)]
+    pub login_account_limit: u32,
+
     /// Proxies whose `X-Forwarded-For` is believed, as addresses or CIDRs, comma-separated.
     /// The client is the right-most address of the header not in this list. Empty: the
     /// header is ignored.

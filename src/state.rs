@@ -52,6 +52,7 @@ impl AppState {
             rate_limits: RateLimits::new(
                 config.login_rate_limit,
                 config.registration_rate_limit,
+                config.login_account_limit,
                 config.trusted_proxies.clone(),
             ),
             config: Arc::new(config),

@@ -142,7 +142,8 @@ fn token_response(
          body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled`: the password is right but the account is disabled.",
          body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: too many attempts from this address; see `Retry-After`.",
+        (status = 429, description = "`rate_limited`: too many attempts from this address, or too many \
+            failed logins for this account; see `Retry-After`.",
          body = Problem, content_type = "application/problem+json"),
         BodyErrors,
     )
@@ -160,10 +161,12 @@ async fn login(
         password::verify(body.password, None).await?;
         return Err(invalid_credentials());
     }
+    let email = normalise_email(&body.email);
+    let attempt = state.rate_limits.login_attempt(&state, &email).await?;
     let found: Option<(Uuid, String, bool)> = {
         let mut conn = state.conn().await?;
         users::table
-            .filter(lower(users::email).eq(normalise_email(&body.email)))
+            .filter(lower(users::email).eq(&email))
             .select((users::id, users::password_hash, users::disabled))
             .first(&mut conn)
             .await
@@ -177,7 +180,10 @@ async fn login(
     if disabled {
         return Err(ApiError::forbidden("this account is disabled").with_code("account_disabled"));
     }
-    Ok(web::Json(start_session(&state, user_id).await?))
+    let tokens = start_session(&state, user_id).await?;
+    // A right password does not count against the account.
+    attempt.succeeded(&state).await?;
+    Ok(web::Json(tokens))
 }
 
 /// Login session, user, when the token was rotated, whether it expired, whether the login ended.

@@ -167,6 +167,78 @@ async fn rotating_the_forwarded_address_a_client_writes_does_not_escape_the_limi
 }
 
 #[tokio::test]
+async fn failed_logins_are_limited_per_account_whatever_the_address() {
+    let app = spawn_app_with(|config| config.login_account_limit = 3).await;
+    let admin = app.admin().await;
+    app.organiser(&admin, "olga@example.org").await;
+
+    for n in 0..3 {
+        login_via_proxy(
+            &app,
+            &format!("198.51.100.{n}"),
+            "olga@example.org",
+            "wrong password",
+        )
+        .await
+        .assert_problem(401, "invalid_credentials");
+    }
+    let locked = login_via_proxy(&app, "198.51.100.50", "olga@example.org", PASSWORD).await;
+    let other_account = login_via_proxy(&app, "198.51.100.50", ADMIN_EMAIL, PASSWORD).await;
+
+    let problem = locked.assert_problem(429, "rate_limited");
+    let retry_after: u64 = locked.header("retry-after").unwrap().parse().unwrap();
+    // Bounded: one more attempt comes back within an hour / 3 after the failures stop.
+    assert!((1..=1200).contains(&retry_after), "{retry_after}");
+    assert_eq!(problem["retry_after"], retry_after);
+    other_account.assert_status(200);
+    // One interval later the owner logs in.
+    app.db
+        .client()
+        .await
+        .execute(
+            "UPDATE rate_limits SET tat = tat - interval '20 minutes' WHERE bucket = 'login-account'",
+            &[],
+        )
+        .await
+        .unwrap();
+    login_via_proxy(&app, "198.51.100.50", "olga@example.org", PASSWORD)
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn the_account_limit_counts_failures_only_and_treats_unknown_emails_alike() {
+    let app = spawn_app_with(|config| config.login_account_limit = 2).await;
+    app.create_admin(ADMIN_EMAIL).await;
+
+    for _ in 0..4 {
+        app.login(ADMIN_EMAIL, PASSWORD).await.assert_status(200);
+    }
+    let unknown: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(
+                app.login("nobody@example.org", "guess")
+                    .await
+                    .status
+                    .as_u16(),
+            );
+        }
+        statuses
+    };
+    let known: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(app.login(ADMIN_EMAIL, "guess").await.status.as_u16());
+        }
+        statuses
+    };
+
+    assert_eq!(unknown, [401, 401, 429]);
+    assert_eq!(known, unknown);
+}
+
+#[tokio::test]
 async fn rate_limits_hold_across_instances() {
     let first = spawn_app_with(|config| config.registration_rate_limit = 4).await;
     let admin = first.admin().await;
