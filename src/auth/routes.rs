@@ -132,15 +132,14 @@ fn token_response(
 
 /// Log in with email and password.
 ///
-/// A wrong password and an unknown email get the same answer, in the same time.
+/// A wrong password, an unknown email and a disabled account get the same answer, in the
+/// same time. Failed logins are limited per client address and per account.
 #[utoipa::path(
     tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in.", body = TokenResponse),
-        (status = 401, description = "`invalid_credentials`: wrong email or password.",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account_disabled`: the password is right but the account is disabled.",
+        (status = 401, description = "`invalid_credentials`: wrong email or password, or a disabled account.",
          body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: too many attempts from this address, or too many \
             failed logins for this account; see `Retry-After`.",
@@ -173,13 +172,12 @@ async fn login(
             .optional()?
     };
     let stored_hash = found.as_ref().map(|(_, hash, _)| hash.clone());
-    if !password::verify(body.password, stored_hash).await? {
+    let verified = password::verify(body.password, stored_hash).await?;
+    // A disabled account is answered like a wrong password: the answer tells nothing about
+    // the account to someone who does not already control it.
+    let Some((user_id, _, false)) = found.filter(|_| verified) else {
         return Err(invalid_credentials());
-    }
-    let (user_id, _, disabled) = found.ok_or_else(invalid_credentials)?;
-    if disabled {
-        return Err(ApiError::forbidden("this account is disabled").with_code("account_disabled"));
-    }
+    };
     let tokens = start_session(&state, user_id).await?;
     // A right password does not count against the account.
     attempt.succeeded(&state).await?;

@@ -188,13 +188,28 @@ async fn a_disabled_account_can_neither_log_in_nor_use_its_tokens() {
     )
     .await
     .assert_problem(401, "invalid_refresh_token");
-    app.login("org@example.org", PASSWORD)
-        .await
-        .assert_problem(403, "account_disabled");
-    // A wrong password does not reveal that the account is disabled.
-    app.login("org@example.org", "wrong password")
-        .await
-        .assert_problem(401, "invalid_credentials");
+}
+
+#[tokio::test]
+async fn a_disabled_account_with_the_right_password_is_answered_like_a_wrong_one() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (organiser_id, _) = app.organiser(&admin, "org@example.org").await;
+    app.patch(
+        &format!("/api/v1/users/{organiser_id}"),
+        Some(&admin.access),
+        &json!({"disabled": true}),
+    )
+    .await
+    .assert_status(200);
+
+    let right = app.login("org@example.org", PASSWORD).await;
+    let wrong = app.login("org@example.org", "wrong password").await;
+    let unknown = app.login("nobody@example.org", PASSWORD).await;
+
+    let right = right.assert_problem(401, "invalid_credentials");
+    assert_eq!(right, wrong.assert_problem(401, "invalid_credentials"));
+    assert_eq!(right, unknown.assert_problem(401, "invalid_credentials"));
 }
 
 fn forged(claims: serde_json::Value, secret: &str) -> String {
