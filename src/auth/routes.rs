@@ -76,23 +76,38 @@ fn invalid_refresh_token() -> ApiError {
         .with_code("invalid_refresh_token")
 }
 
-/// Opens a login session and issues its first tokens.
-async fn start_session(state: &AppState, user_id: Uuid) -> ApiResult<TokenResponse> {
+/// Opens a login session and issues its first tokens, provided the account still has the
+/// password hash that was just verified and is not disabled. The account row is share-locked
+/// while the session is added, so a concurrent password change or disabling either waits
+/// for this login and then ends it, or happens first and this login fails.
+async fn start_session(
+    state: &AppState,
+    user_id: Uuid,
+    verified_hash: &str,
+) -> ApiResult<Option<TokenResponse>> {
     let session_id = Uuid::now_v7();
     let mut conn = state.conn().await?;
     let refresh_token = conn
         .transaction::<_, ApiError, _>(async |conn| {
-            diesel::insert_into(auth_sessions::table)
-                .values((
-                    auth_sessions::id.eq(session_id),
-                    auth_sessions::user_id.eq(user_id),
-                ))
-                .execute(conn)
-                .await?;
-            new_refresh_token(state, conn, session_id).await
+            let opened = diesel::sql_query(
+                "INSERT INTO auth_sessions (id, user_id) \
+                 SELECT $1, id FROM users \
+                 WHERE id = $2 AND password_hash = $3 AND NOT disabled FOR SHARE",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(session_id)
+            .bind::<diesel::sql_types::Uuid, _>(user_id)
+            .bind::<diesel::sql_types::Text, _>(verified_hash)
+            .execute(conn)
+            .await?;
+            if opened == 0 {
+                return Ok(None);
+            }
+            new_refresh_token(state, conn, session_id).await.map(Some)
         })
         .await?;
-    token_response(state, user_id, session_id, refresh_token)
+    refresh_token
+        .map(|token| token_response(state, user_id, session_id, token))
+        .transpose()
 }
 
 async fn new_refresh_token(
@@ -175,11 +190,13 @@ async fn login(
     let verified = password::verify(body.password, stored_hash).await?;
     // A disabled account is answered like a wrong password: the answer tells nothing about
     // the account to someone who does not already control it.
-    let Some((user_id, _, false)) = found.filter(|_| verified) else {
+    let Some((user_id, hash, false)) = found.filter(|_| verified) else {
         return Err(invalid_credentials());
     };
-    let tokens = start_session(&state, user_id).await?;
-    // A right password does not count against the account.
+    // None: the password changed or the account was disabled while this login was checked.
+    let tokens = start_session(&state, user_id, &hash)
+        .await?
+        .ok_or_else(invalid_credentials)?;
     attempt.succeeded(&state).await?;
     Ok(web::Json(tokens))
 }
