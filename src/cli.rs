@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `create-admin`, `demo`, `openapi`.
+//! The command line: `serve` (the default), `migrate`, `create-admin`, `demo`, `reseal`,
+//! `openapi`.
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ pub enum Command {
         #[arg(long)]
         owner: Option<String>,
     },
+    /// Seal every secret stored in the database again with the first key of
+    /// REGISTRAR_ENCRYPTION_KEYS (after putting a new key first), then exit.
+    Reseal,
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -118,6 +122,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 ),
                 demo::Outcome::Created(summary) => println!("{summary}"),
             }
+        }
+        Command::Reseal => {
+            let count = crate::startup::reseal_secrets(&config).await?;
+            println!("{count} secret(s) sealed again with the current key");
         }
         Command::Openapi => print!("{}", openapi::to_json(&openapi::document())),
     }

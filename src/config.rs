@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::client_address::TrustedProxies;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Environment {
     Development,
@@ -93,9 +95,35 @@ pub struct Config {
     #[arg(long, env = "REGISTRAR_REGISTRATION_RATE_LIMIT", default_value_t = 30)]
     pub registration_rate_limit: u32,
 
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
-    #[arg(long, env = "REGISTRAR_TRUST_FORWARDED_FOR", default_value_t = false)]
-    pub trust_forwarded_for: bool,
+    /// Failed logins allowed per account per hour, from any address (0 disables the limit).
+    #[arg(long, env = "REGISTRAR_LOGIN_ACCOUNT_LIMIT", default_value_t = 20)]
+    pub login_account_limit: u32,
+
+    /// Proxies whose `X-Forwarded-For` is believed, as addresses or CIDRs, comma-separated.
+    /// The client is the right-most address of the header not in this list. Empty: the
+    /// header is ignored.
+    #[arg(
+        long,
+        env = "REGISTRAR_TRUSTED_PROXIES",
+        default_value = "127.0.0.0/8,::1",
+        value_parser = TrustedProxies::parse
+    )]
+    pub trusted_proxies: TrustedProxies,
+
+    /// Replaced by `REGISTRAR_TRUSTED_PROXIES`: setting it stops the start with an explanation.
+    #[arg(
+        long,
+        env = "REGISTRAR_TRUST_FORWARDED_FOR",
+        hide = true,
+        value_parser = crate::client_address::replaced_trust_forwarded_for
+    )]
+    pub trust_forwarded_for: Option<bool>,
+
+    /// Keys sealing secrets stored in the database (check-in signing keys): `id:base64`
+    /// entries (32 bytes each), comma-separated; the first seals, all open. Required in
+    /// production; a public development key is used otherwise.
+    #[arg(long, env = "REGISTRAR_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub encryption_keys: Option<SecretString>,
 
     /// How long one instance may reuse public data it read (the rendered programme, the event
     /// and session settings public registrations are checked against), in ms. Changes made
@@ -184,6 +212,37 @@ mod tests {
             config.database_url_for_display(),
             "postgres://app:***@db:5432/registrar"
         );
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Only {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn the_replaced_forwarded_for_switch_stops_the_start_with_an_explanation() {
+        use clap::Parser;
+        for value in ["true", "false"] {
+            let error = Only::try_parse_from(["registrar", "--trust-forwarded-for", value])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("REGISTRAR_TRUSTED_PROXIES"), "{error}");
+        }
+    }
+
+    #[test]
+    fn loopback_is_the_trusted_proxy_unless_told_otherwise() {
+        use clap::Parser;
+        let default = Only::try_parse_from(["registrar"]).unwrap().config;
+        assert_eq!(
+            default.trusted_proxies,
+            TrustedProxies::parse("127.0.0.0/8, ::1").unwrap()
+        );
+        let none = Only::try_parse_from(["registrar", "--trusted-proxies", ""])
+            .unwrap()
+            .config;
+        assert_eq!(none.trusted_proxies, TrustedProxies::default());
     }
 
     #[test]

@@ -757,7 +757,13 @@ async fn register_participants(
         2,
         Duration::from_secs(30),
     )?;
-    let state = web::Data::new(AppState::new(config, pool, hex::encode(secret).into()));
+    let sealing = crate::secrets::KeyRing::from_config(&config)?;
+    let state = web::Data::new(AppState::new(
+        config,
+        pool,
+        hex::encode(secret).into(),
+        sealing,
+    ));
     let (app, _) = App::new()
         .into_utoipa_app()
         .configure(crate::startup::routes)

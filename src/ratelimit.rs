@@ -1,7 +1,15 @@
-//! Rate limits per client address, kept in PostgreSQL so that they hold across instances.
+//! Rate limits, kept in PostgreSQL so that they hold across instances.
 //!
-//! Each limit is "N per minute, bursts of up to N", enforced with the generic cell rate
+//! Per client address (see `client_address`): logins and public registrations, each
+//! "N per minute, bursts of up to N". Per account: failed logins, "N per hour, bursts of up
+//! to N", from whatever addresses they come. All are enforced with the generic cell rate
 //! algorithm in a single statement.
+//!
+//! The account limit counts failures only, and a locked account waits for one interval
+//! (an hour / N) at most once the failures stop, so a stranger who knows an email address
+//! can slow its owner down but cannot shut them out for long. An attempt takes its place
+//! before the password is checked, so parallel guesses cannot overrun the limit; a right
+//! password gives the place back.
 
 use std::time::Duration;
 
@@ -11,14 +19,41 @@ use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
+use sha2::{Digest, Sha256};
+
+use crate::client_address::TrustedProxies;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
 pub struct RateLimits {
     login_per_minute: u32,
     registrations_per_minute: u32,
-    trust_forwarded_for: bool,
+    failed_logins_per_account_hour: u32,
+    proxies: TrustedProxies,
+}
+
+/// A login attempt counted against its account; give it back with [`AccountAttempt::succeeded`].
+#[must_use]
+pub struct AccountAttempt {
+    account: Option<String>,
+    interval: Duration,
+}
+
+/// A limit: `count` per `period`, in bursts of up to `count`.
+#[derive(Clone, Copy)]
+struct Rate {
+    count: u32,
+    period: Duration,
+}
+
+impl Rate {
+    fn interval(self) -> Duration {
+        self.period / self.count
+    }
 }
 
 #[derive(diesel::QueryableByName)]
@@ -33,54 +68,91 @@ impl RateLimits {
     pub fn new(
         login_per_minute: u32,
         registrations_per_minute: u32,
-        trust_forwarded_for: bool,
+        failed_logins_per_account_hour: u32,
+        proxies: TrustedProxies,
     ) -> Self {
         RateLimits {
             login_per_minute,
             registrations_per_minute,
-            trust_forwarded_for,
+            failed_logins_per_account_hour,
+            proxies,
         }
     }
 
     /// The address limits are counted against.
     pub fn client(&self, req: &HttpRequest) -> String {
-        if self.trust_forwarded_for
-            && let Some(ip) = req.connection_info().realip_remote_addr()
-        {
-            return ip.to_owned();
-        }
-        req.peer_addr()
-            .map(|addr| addr.ip().to_string())
+        self.proxies
+            .client_of(req)
+            .map(|ip| ip.to_string())
             .unwrap_or_else(|| "unknown".to_owned())
     }
 
     pub async fn check_login(&self, state: &AppState, req: &HttpRequest) -> ApiResult<()> {
-        self.check(state, "login", self.login_per_minute, &self.client(req))
-            .await
+        let rate = Rate {
+            count: self.login_per_minute,
+            period: MINUTE,
+        };
+        match self.check(state, "login", rate, &self.client(req)).await? {
+            Some(seconds) => Err(limited(seconds, "too many logins from this address")),
+            None => Ok(()),
+        }
     }
 
     pub async fn check_registration(&self, state: &AppState, req: &HttpRequest) -> ApiResult<()> {
-        self.check(
-            state,
-            "registration",
-            self.registrations_per_minute,
-            &self.client(req),
-        )
-        .await
+        let rate = Rate {
+            count: self.registrations_per_minute,
+            period: MINUTE,
+        };
+        match self
+            .check(state, "registration", rate, &self.client(req))
+            .await?
+        {
+            Some(seconds) => Err(limited(seconds, "too many requests from this address")),
+            None => Ok(()),
+        }
     }
 
+    /// Counts a login attempt (or a check of the current password) against the account of
+    /// `email` (normalised), known or not, so the answer does not tell whether it exists.
+    pub async fn login_attempt(&self, state: &AppState, email: &str) -> ApiResult<AccountAttempt> {
+        let rate = Rate {
+            count: self.failed_logins_per_account_hour,
+            period: HOUR,
+        };
+        if rate.count == 0 {
+            return Ok(AccountAttempt {
+                account: None,
+                interval: Duration::ZERO,
+            });
+        }
+        // A digest: the table of limits holds no email addresses.
+        let account = hex::encode(Sha256::digest(email.as_bytes()));
+        if let Some(seconds) = self.check(state, "login-account", rate, &account).await? {
+            return Err(limited(
+                seconds,
+                "too many failed logins for this account; it is locked for a while",
+            ));
+        }
+        Ok(AccountAttempt {
+            account: Some(account),
+            interval: rate.interval(),
+        })
+    }
+
+    /// Lets one more request of `client` through if `rate` allows it (`None`); otherwise
+    /// the seconds to wait.
     async fn check(
         &self,
         state: &AppState,
         bucket: &str,
-        per_minute: u32,
+        rate: Rate,
         client: &str,
-    ) -> ApiResult<()> {
-        if per_minute == 0 {
-            return Ok(());
+    ) -> ApiResult<Option<u64>> {
+        if rate.count == 0 {
+            return Ok(None);
         }
-        let interval = Duration::from_secs(60) / per_minute;
-        let tolerance = interval * (per_minute - 1);
+        let interval = rate.interval();
+        let tolerance = interval * (rate.count - 1);
         let mut conn = state.conn().await?;
         let verdict: Verdict = diesel::sql_query(
             "WITH attempt AS ( \
@@ -102,18 +174,42 @@ impl RateLimits {
         .get_result(&mut conn)
         .await?;
         if verdict.allowed {
-            return Ok(());
+            return Ok(None);
         }
-        let seconds = verdict.retry_after.unwrap_or(1.0).ceil().max(1.0) as u64;
-        Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many requests from this address; retry in {seconds} s"),
-        )
-        .with("retry_after", seconds)
-        .with_header(
-            RETRY_AFTER,
-            HeaderValue::from_str(&seconds.to_string()).expect("digits are a valid header"),
+        Ok(Some(
+            verdict.retry_after.unwrap_or(1.0).ceil().max(1.0) as u64
         ))
     }
+}
+
+impl AccountAttempt {
+    /// The password was right: the attempt does not count.
+    pub async fn succeeded(self, state: &AppState) -> ApiResult<()> {
+        let Some(account) = self.account else {
+            return Ok(());
+        };
+        let mut conn = state.conn().await?;
+        diesel::sql_query(
+            "UPDATE rate_limits SET tat = tat - $2 * interval '1 microsecond' \
+             WHERE bucket = 'login-account' AND client = $1",
+        )
+        .bind::<Text, _>(account)
+        .bind::<BigInt, _>(self.interval.as_micros() as i64)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+}
+
+fn limited(seconds: u64, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("{what}; retry in {seconds} s"),
+    )
+    .with("retry_after", seconds)
+    .with_header(
+        RETRY_AFTER,
+        HeaderValue::from_str(&seconds.to_string()).expect("digits are a valid header"),
+    )
 }

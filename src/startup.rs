@@ -21,6 +21,7 @@ use crate::headers::CommonHeaders;
 use crate::metrics::RecordMetrics;
 use crate::openapi::{self, OpenApiJson};
 use crate::runner::Runner;
+use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
     auth, badges, db, events, maintenance, ops, programme, registrations, telemetry, users,
@@ -41,6 +42,36 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         );
 }
 
+/// Every column of secrets sealed at rest (see `secrets`): checked at start and sealed again
+/// by `registrar reseal`.
+pub const SEALED_COLUMNS: &[&SealedColumn] = &[&badges::qr::CHECKIN_KEY];
+
+/// At start: seals secrets still stored in plain text, and checks that the configured keys
+/// open what is stored.
+async fn prepare_sealed_secrets(url: &str, sealing: &KeyRing) -> anyhow::Result<()> {
+    use diesel_async::AsyncConnection;
+    let mut conn = diesel_async::AsyncPgConnection::establish(url)
+        .await
+        .context("connecting to the database")?;
+    secrets::prepare(&mut conn, sealing, SEALED_COLUMNS)
+        .await
+        .context("checking the secrets stored in the database against REGISTRAR_ENCRYPTION_KEYS")
+}
+
+/// `registrar reseal`: seals every stored secret again with the first key of
+/// `REGISTRAR_ENCRYPTION_KEYS`; returns how many were sealed again.
+pub async fn reseal_secrets(config: &Config) -> anyhow::Result<usize> {
+    use diesel_async::AsyncConnection;
+    let url = config.database_url.expose_secret();
+    db::ensure_database(url).await?;
+    db::migrate(url, db::MigrationAction::Run).await?;
+    let sealing = KeyRing::from_config(config)?;
+    let mut conn = diesel_async::AsyncPgConnection::establish(url)
+        .await
+        .context("connecting to the database")?;
+    secrets::reseal(&mut conn, &sealing, SEALED_COLUMNS).await
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -52,16 +83,18 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Before anything else, so that a configuration refused does not touch the database.
         let secret = jwt_secret(&config)?;
+        let sealing = KeyRing::from_config(&config)?;
         let url = config.database_url.expose_secret().to_owned();
         db::ensure_database(&url).await?;
         let applied = db::migrate(&url, db::MigrationAction::Run).await?;
         if applied > 0 {
             tracing::info!(applied, "database migrated");
         }
+        prepare_sealed_secrets(&url, &sealing).await?;
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let (server, runner) = serve(config, listener, secret)?;
+        let (server, runner) = serve(config, listener, secret, sealing)?;
         Ok(Self {
             port,
             server,
@@ -144,6 +177,7 @@ fn serve(
     config: Config,
     listener: TcpListener,
     secret: SecretString,
+    sealing: KeyRing,
 ) -> anyhow::Result<(Server, Runner)> {
     let pool = db::pool(
         config.database_url.expose_secret(),
@@ -167,7 +201,7 @@ fn serve(
         per_worker,
         config.db_timeout(),
     )?;
-    let shared = AppState::new(config, pool, secret);
+    let shared = AppState::new(config, pool, secret, sealing);
     let mut runner = Runner::new();
     runner.spawn(shared.signals.clone().run(
         shared.config.database_url.expose_secret().to_owned(),

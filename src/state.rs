@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::programme::ProgrammeCache;
 use crate::ratelimit::RateLimits;
 use crate::registrations::Catalog;
+use crate::secrets::KeyRing;
 use crate::streams::StreamSlots;
 
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct AppState {
     pub db: DbPool,
     pub config: Arc<Config>,
     pub keys: Arc<Keys>,
+    /// Seals and opens secrets stored in the database.
+    pub sealing: Arc<KeyRing>,
     pub metrics: Arc<Metrics>,
     pub programme_cache: Arc<ProgrammeCache>,
     pub catalog: Arc<Catalog>,
@@ -42,10 +45,11 @@ pub struct AppState {
 pub type State = web::Data<AppState>;
 
 impl AppState {
-    pub fn new(config: Config, db: DbPool, secret: SecretString) -> Self {
+    pub fn new(config: Config, db: DbPool, secret: SecretString, sealing: KeyRing) -> Self {
         let public_cache = Duration::from_millis(config.public_cache_ms);
         AppState {
             keys: Arc::new(Keys::new(secret, config.access_token_ttl())),
+            sealing: Arc::new(sealing),
             pools: Arc::new(Mutex::new(vec![db.clone()])),
             db,
             metrics: Arc::new(Metrics::new()),
@@ -54,7 +58,8 @@ impl AppState {
             rate_limits: RateLimits::new(
                 config.login_rate_limit,
                 config.registration_rate_limit,
-                config.trust_forwarded_for,
+                config.login_account_limit,
+                config.trusted_proxies.clone(),
             ),
             signals: Signals::new(),
             streams: StreamSlots::new(1, Duration::from_millis(config.send_timeout_ms)),

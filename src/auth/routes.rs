@@ -76,23 +76,38 @@ fn invalid_refresh_token() -> ApiError {
         .with_code("invalid_refresh_token")
 }
 
-/// Opens a login session and issues its first tokens.
-async fn start_session(state: &AppState, user_id: Uuid) -> ApiResult<TokenResponse> {
+/// Opens a login session and issues its first tokens, provided the account still has the
+/// password hash that was just verified and is not disabled. The account row is share-locked
+/// while the session is added, so a concurrent password change or disabling either waits
+/// for this login and then ends it, or happens first and this login fails.
+async fn start_session(
+    state: &AppState,
+    user_id: Uuid,
+    verified_hash: &str,
+) -> ApiResult<Option<TokenResponse>> {
     let session_id = Uuid::now_v7();
     let mut conn = state.conn().await?;
     let refresh_token = conn
         .transaction::<_, ApiError, _>(async |conn| {
-            diesel::insert_into(auth_sessions::table)
-                .values((
-                    auth_sessions::id.eq(session_id),
-                    auth_sessions::user_id.eq(user_id),
-                ))
-                .execute(conn)
-                .await?;
-            new_refresh_token(state, conn, session_id).await
+            let opened = diesel::sql_query(
+                "INSERT INTO auth_sessions (id, user_id) \
+                 SELECT $1, id FROM users \
+                 WHERE id = $2 AND password_hash = $3 AND NOT disabled FOR SHARE",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(session_id)
+            .bind::<diesel::sql_types::Uuid, _>(user_id)
+            .bind::<diesel::sql_types::Text, _>(verified_hash)
+            .execute(conn)
+            .await?;
+            if opened == 0 {
+                return Ok(None);
+            }
+            new_refresh_token(state, conn, session_id).await.map(Some)
         })
         .await?;
-    token_response(state, user_id, session_id, refresh_token)
+    refresh_token
+        .map(|token| token_response(state, user_id, session_id, token))
+        .transpose()
 }
 
 async fn new_refresh_token(
@@ -132,17 +147,17 @@ fn token_response(
 
 /// Log in with email and password.
 ///
-/// A wrong password and an unknown email get the same answer, in the same time.
+/// A wrong password, an unknown email and a disabled account get the same answer, in the
+/// same time. Failed logins are limited per client address and per account.
 #[utoipa::path(
     tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in.", body = TokenResponse),
-        (status = 401, description = "`invalid_credentials`: wrong email or password.",
+        (status = 401, description = "`invalid_credentials`: wrong email or password, or a disabled account.",
          body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account_disabled`: the password is right but the account is disabled.",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: too many attempts from this address; see `Retry-After`.",
+        (status = 429, description = "`rate_limited`: too many attempts from this address, or too many \
+            failed logins for this account; see `Retry-After`.",
          body = Problem, content_type = "application/problem+json"),
         BodyErrors,
     )
@@ -160,24 +175,30 @@ async fn login(
         password::verify(body.password, None).await?;
         return Err(invalid_credentials());
     }
+    let email = normalise_email(&body.email);
+    let attempt = state.rate_limits.login_attempt(&state, &email).await?;
     let found: Option<(Uuid, String, bool)> = {
         let mut conn = state.conn().await?;
         users::table
-            .filter(lower(users::email).eq(normalise_email(&body.email)))
+            .filter(lower(users::email).eq(&email))
             .select((users::id, users::password_hash, users::disabled))
             .first(&mut conn)
             .await
             .optional()?
     };
     let stored_hash = found.as_ref().map(|(_, hash, _)| hash.clone());
-    if !password::verify(body.password, stored_hash).await? {
+    let verified = password::verify(body.password, stored_hash).await?;
+    // A disabled account is answered like a wrong password: the answer tells nothing about
+    // the account to someone who does not already control it.
+    let Some((user_id, hash, false)) = found.filter(|_| verified) else {
         return Err(invalid_credentials());
-    }
-    let (user_id, _, disabled) = found.ok_or_else(invalid_credentials)?;
-    if disabled {
-        return Err(ApiError::forbidden("this account is disabled").with_code("account_disabled"));
-    }
-    Ok(web::Json(start_session(&state, user_id).await?))
+    };
+    // None: the password changed or the account was disabled while this login was checked.
+    let tokens = start_session(&state, user_id, &hash)
+        .await?
+        .ok_or_else(invalid_credentials)?;
+    attempt.succeeded(&state).await?;
+    Ok(web::Json(tokens))
 }
 
 /// Login session, user, when the token was rotated, whether it expired, whether the login ended.

@@ -292,7 +292,7 @@ async fn check_in(
     v.finish()?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::CheckIn).await?;
-    let signing = qr::signing_key(&mut conn, ctx.event.id).await?;
+    let signing = qr::signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
     let view = record(
         &mut conn,
         &ctx.event,
@@ -369,7 +369,7 @@ async fn upload_scans(
     v.finish()?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::CheckIn).await?;
-    let signing = qr::signing_key(&mut conn, ctx.event.id).await?;
+    let signing = qr::signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
     let public = signing.verifying_key();
     let desk = desk_of(&caller);
     let mut results = Vec::with_capacity(batch.scans.len());

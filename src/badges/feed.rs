@@ -210,7 +210,7 @@ async fn attendee_feed(
         .last()
         .map(|r| FeedCursor(r.change_xid, r.id))
         .unwrap_or(since);
-    let key = qr::signing_key(&mut conn, ctx.event.id).await?;
+    let key = qr::signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
     let items = attendees(&mut conn, &key, rows).await?;
     Ok(web::Json(AttendeeFeed {
         items,
@@ -285,7 +285,7 @@ async fn session_attendees(
         .await?
         .into_iter()
         .collect();
-    let key = qr::signing_key(&mut conn, ctx.event.id).await?;
+    let key = qr::signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
     let items = attendees(&mut conn, &key, page.items)
         .await?
         .into_iter()

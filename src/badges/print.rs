@@ -204,7 +204,7 @@ async fn claim_jobs(
         .select(AttendeeRow::as_select())
         .load(&mut conn)
         .await?;
-    let key = qr::signing_key(&mut conn, event_id).await?;
+    let key = qr::signing_key(&mut conn, &state.sealing, event_id).await?;
     let mut records = attendees(&mut conn, &key, rows).await?;
     let jobs = jobs
         .into_iter()

@@ -4,6 +4,8 @@
 //! The code is `RG1.` followed by the URL-safe base64 (no padding) of 96 bytes: the event id
 //! (16), the registration id (16), and the Ed25519 signature (64) of
 //! `registrar-checkin-v1` ‖ event id ‖ registration id.
+//!
+//! The key's 32-byte seed is stored sealed (see `secrets`), never in plain text.
 
 use actix_web::{HttpResponse, get, web};
 use base64::Engine;
@@ -22,6 +24,7 @@ use crate::db::schema::events;
 use crate::db::sql::coalesce_bytes;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::{EventErrors, RegistrationErrors};
+use crate::secrets::{KeyRing, SealedColumn};
 use crate::state::State;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -31,18 +34,36 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 const PREFIX: &str = "RG1.";
 const CONTEXT: &[u8] = b"registrar-checkin-v1";
 
+/// Where events' check-in key seeds are kept, sealed.
+pub static CHECKIN_KEY: SealedColumn = SealedColumn {
+    table: "events",
+    column: "checkin_key_sealed",
+    plain_column: Some("checkin_key_seed"),
+};
+
 /// The event's signing key, created the first time it is needed.
-pub async fn signing_key(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiResult<SigningKey> {
+pub async fn signing_key(
+    conn: &mut AsyncPgConnection,
+    sealing: &KeyRing,
+    event_id: Uuid,
+) -> ApiResult<SigningKey> {
     let stored: Option<Vec<u8>> = events::table
         .find(event_id)
-        .select(events::checkin_key_seed)
+        .select(events::checkin_key_sealed)
         .get_result(conn)
         .await?;
-    let seed = match stored {
-        Some(seed) => seed,
-        None => create_seed(conn, event_id).await?,
+    let sealed = match stored {
+        Some(sealed) => sealed,
+        None => create_seed(conn, sealing, event_id).await?,
     };
-    let seed: [u8; 32] = seed.try_into().map_err(|_| {
+    let seed = sealing
+        .open(&CHECKIN_KEY.place(event_id), &sealed)
+        .map_err(|error| {
+            ApiError::internal(
+                anyhow::Error::new(error).context(format!("the check-in key of event {event_id}")),
+            )
+        })?;
+    let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| {
         ApiError::internal(anyhow::anyhow!(
             "malformed check-in key of event {event_id}"
         ))
@@ -50,15 +71,20 @@ pub async fn signing_key(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiRes
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Stores a fresh seed unless another request stored one first; either way returns the one
-/// kept. A racing update waits for the first and then sees its committed row, so every
-/// caller gets the same seed.
-async fn create_seed(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiResult<Vec<u8>> {
-    let mut fresh = [0u8; 32];
-    rand::fill(&mut fresh);
+/// Stores a fresh sealed seed unless another request stored one first; either way returns
+/// the one kept. A racing update waits for the first and then sees its committed row, so
+/// every caller gets the same seed.
+async fn create_seed(
+    conn: &mut AsyncPgConnection,
+    sealing: &KeyRing,
+    event_id: Uuid,
+) -> ApiResult<Vec<u8>> {
+    let mut fresh = zeroize::Zeroizing::new([0u8; 32]);
+    rand::fill(&mut *fresh);
+    let sealed = sealing.seal(&CHECKIN_KEY.place(event_id), &*fresh);
     let kept: Option<Vec<u8>> = diesel::update(events::table.find(event_id))
-        .set(events::checkin_key_seed.eq(coalesce_bytes(events::checkin_key_seed, fresh.to_vec())))
-        .returning(events::checkin_key_seed)
+        .set(events::checkin_key_sealed.eq(coalesce_bytes(events::checkin_key_sealed, sealed)))
+        .returning(events::checkin_key_sealed)
         .get_result(conn)
         .await?;
     kept.ok_or_else(|| {
@@ -129,7 +155,7 @@ async fn checkin_key(
 ) -> ApiResult<web::Json<CheckinKey>> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::View).await?;
-    let key = signing_key(&mut conn, ctx.event.id).await?;
+    let key = signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
     Ok(web::Json(CheckinKey {
         event_id: ctx.event.id,
         algorithm: "Ed25519",
@@ -142,7 +168,7 @@ async fn checkin_key(
 async fn code_of(state: &State, caller: &Caller, id: Uuid) -> ApiResult<QrCode> {
     let mut conn = state.conn().await?;
     let ctx = access::registration(&mut conn, caller, id, RegistrationAction::View).await?;
-    let key = signing_key(&mut conn, ctx.event.id).await?;
+    let key = signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
     let payload = encode(&key, ctx.event.id, id);
     QrCode::new(payload.as_bytes()).map_err(ApiError::internal)
 }

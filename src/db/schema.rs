@@ -99,6 +99,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         checkin_key_seed -> Nullable<Bytea>,
+        checkin_key_sealed -> Nullable<Bytea>,
     }
 }
 

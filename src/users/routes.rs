@@ -13,17 +13,18 @@ use crate::auth::{Caller, password};
 use crate::db::schema::{auth_sessions, users};
 use crate::db::{self, sql::lower};
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{AdminOnly, BodyErrors};
+use crate::openapi::{AdminOnly, BodyErrors, SignedIn};
 use crate::pagination::{Page, PageParams};
 use crate::patch;
 use crate::state::State;
-use crate::validation::Validator;
+use crate::validation::{Validator, normalise_email};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(create_user)
         .service(list_users)
         .service(get_user)
-        .service(update_user);
+        .service(update_user)
+        .service(change_own_password);
 }
 
 const MIN_PASSWORD: usize = 10;
@@ -58,10 +59,23 @@ pub struct UserPatch {
     /// Disabling an account ends all its sessions at once.
     #[serde(default, deserialize_with = "patch::non_null")]
     pub disabled: Option<bool>,
-    /// A new password, at least 10 characters.
+    /// A new password, at least 10 characters. Every login of the account ends (except the
+    /// caller's own, when admins set their own password).
     #[serde(default, deserialize_with = "patch::non_null")]
     #[schema(value_type = Option<String>, format = Password, min_length = 10, max_length = 1024)]
     pub password: Option<SecretString>,
+}
+
+/// A signed-in user's new password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password the account has now.
+    #[schema(value_type = String, format = Password, max_length = 1024)]
+    pub current_password: SecretString,
+    /// At least 10 characters.
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 1024)]
+    pub new_password: SecretString,
 }
 
 fn check_password(v: &mut Validator, field: &str, password: &SecretString) {
@@ -253,6 +267,7 @@ async fn update_user(
         Some(password) => Some(password::hash(password).await?),
         None => None,
     };
+    let password_changed = new_hash.is_some();
 
     let mut conn = state.conn().await?;
     let user = conn
@@ -271,7 +286,12 @@ async fn update_user(
                 .optional()?
                 .ok_or_else(|| ApiError::not_found("account"))?;
             if user.disabled {
-                end_sessions(conn, user.id).await?;
+                end_sessions(conn, user.id, None).await?;
+            } else if password_changed {
+                // Whoever knew the old password is signed out; an admin setting their own
+                // password stays signed in here, as with `/me/password`.
+                let keep = (user.id == admin.id).then_some(admin.auth_session_id);
+                end_sessions(conn, user.id, keep).await?;
             }
             Ok(user)
         })
@@ -279,14 +299,96 @@ async fn update_user(
     Ok(web::Json(user.into()))
 }
 
-async fn end_sessions(conn: &mut AsyncPgConnection, user_id: Uuid) -> ApiResult<()> {
-    diesel::update(auth_sessions::table)
+/// Ends every login of the account but `keep`.
+async fn end_sessions(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+) -> ApiResult<()> {
+    let mut ended = diesel::update(auth_sessions::table)
         .filter(auth_sessions::user_id.eq(user_id))
         .filter(auth_sessions::revoked_at.is_null())
+        .into_boxed();
+    if let Some(keep) = keep {
+        ended = ended.filter(auth_sessions::id.ne(keep));
+    }
+    ended
         .set(auth_sessions::revoked_at.eq(Utc::now()))
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Change the signed-in account's password.
+///
+/// Every other login of the account ends, its refresh and access tokens included; the login
+/// that made the change continues. A wrong current password is a 422 naming
+/// `current_password`, and counts like a failed login against the account's limit.
+#[utoipa::path(
+    tag = "auth",
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "The password is changed; other logins have ended."),
+        (status = 409, description = "`password_changed`: the password was changed by another request meanwhile.",
+         body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many failed logins or password checks for this account; see `Retry-After`.",
+         body = crate::error::Problem, content_type = "application/problem+json"),
+        SignedIn, BodyErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[post("/me/password")]
+async fn change_own_password(
+    state: State,
+    caller: Caller,
+    body: web::Json<PasswordChange>,
+) -> ApiResult<HttpResponse> {
+    let me = access::require_user(&caller)?.clone();
+    let body = body.into_inner();
+    let mut v = Validator::new();
+    check_password(&mut v, "new_password", &body.new_password);
+    v.finish()?;
+    let (email, current_hash): (String, String) = {
+        let mut conn = state.conn().await?;
+        users::table
+            .find(me.id)
+            .select((users::email, users::password_hash))
+            .first(&mut conn)
+            .await?
+    };
+    let attempt = state
+        .rate_limits
+        .login_attempt(&state, &normalise_email(&email))
+        .await?;
+    if !password::verify(body.current_password, Some(current_hash.clone())).await? {
+        return Err(ApiError::invalid(
+            "current_password",
+            "is not the account's password",
+        ));
+    }
+    attempt.succeeded(&state).await?;
+    let new_hash = password::hash(body.new_password).await?;
+    let mut conn = state.conn().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        // Only over the password that was checked: a change made meanwhile wins.
+        let changed = diesel::update(users::table.find(me.id))
+            .filter(users::password_hash.eq(&current_hash))
+            .set((
+                users::password_hash.eq(&new_hash),
+                users::updated_at.eq(Utc::now()),
+            ))
+            .execute(conn)
+            .await?;
+        if changed == 0 {
+            return Err(ApiError::conflict(
+                "password_changed",
+                "the password was changed meanwhile; sign in again",
+            ));
+        }
+        end_sessions(conn, me.id, Some(me.auth_session_id)).await
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Creates the first admin (for `registrar create-admin`).

@@ -1,7 +1,7 @@
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::helpers::{ADMIN_EMAIL, JWT_SECRET, PASSWORD, Tokens, spawn_app};
+use crate::helpers::{ADMIN_EMAIL, JWT_SECRET, PASSWORD, Tokens, lock_wait, spawn_app};
 
 #[tokio::test]
 async fn login_returns_bearer_tokens_for_any_case_of_the_email() {
@@ -188,13 +188,203 @@ async fn a_disabled_account_can_neither_log_in_nor_use_its_tokens() {
     )
     .await
     .assert_problem(401, "invalid_refresh_token");
+}
+
+#[tokio::test]
+async fn a_disabled_account_with_the_right_password_is_answered_like_a_wrong_one() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (organiser_id, _) = app.organiser(&admin, "org@example.org").await;
+    app.patch(
+        &format!("/api/v1/users/{organiser_id}"),
+        Some(&admin.access),
+        &json!({"disabled": true}),
+    )
+    .await
+    .assert_status(200);
+
+    let right = app.login("org@example.org", PASSWORD).await;
+    let wrong = app.login("org@example.org", "wrong password").await;
+    let unknown = app.login("nobody@example.org", PASSWORD).await;
+
+    let right = right.assert_problem(401, "invalid_credentials");
+    assert_eq!(right, wrong.assert_problem(401, "invalid_credentials"));
+    assert_eq!(right, unknown.assert_problem(401, "invalid_credentials"));
+}
+
+async fn refresh(app: &crate::helpers::TestApp, token: &str) -> crate::helpers::Answer {
+    app.post(
+        "/api/v1/auth/refresh",
+        None,
+        &json!({"refresh_token": token}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn changing_ones_own_password_ends_every_other_login() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (_, here) = app.organiser(&admin, "org@example.org").await;
+    let elsewhere = Tokens::from(
+        app.login("org@example.org", PASSWORD)
+            .await
+            .assert_status(200),
+    );
+
+    app.post(
+        "/api/v1/me/password",
+        Some(&here.access),
+        &json!({"current_password": PASSWORD, "new_password": "a new long password"}),
+    )
+    .await
+    .assert_status(204);
+
+    // The other login: its access token and its refresh token are refused.
+    app.get("/api/v1/me", Some(&elsewhere.access))
+        .await
+        .assert_problem(401, "invalid_token");
+    refresh(&app, &elsewhere.refresh)
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    // The login that made the change continues.
+    app.get("/api/v1/me", Some(&here.access))
+        .await
+        .assert_status(200);
+    refresh(&app, &here.refresh).await.assert_status(200);
     app.login("org@example.org", PASSWORD)
         .await
-        .assert_problem(403, "account_disabled");
-    // A wrong password does not reveal that the account is disabled.
-    app.login("org@example.org", "wrong password")
-        .await
         .assert_problem(401, "invalid_credentials");
+    app.login("org@example.org", "a new long password")
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn a_password_reset_by_an_admin_ends_every_login_of_the_account() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (organiser_id, first) = app.organiser(&admin, "org@example.org").await;
+    let second = Tokens::from(
+        app.login("org@example.org", PASSWORD)
+            .await
+            .assert_status(200),
+    );
+
+    app.patch(
+        &format!("/api/v1/users/{organiser_id}"),
+        Some(&admin.access),
+        &json!({"password": "a new long password"}),
+    )
+    .await
+    .assert_status(200);
+
+    for login in [&first, &second] {
+        app.get("/api/v1/me", Some(&login.access))
+            .await
+            .assert_problem(401, "invalid_token");
+        refresh(&app, &login.refresh)
+            .await
+            .assert_problem(401, "invalid_refresh_token");
+    }
+    // The admin's own login is not touched.
+    app.get("/api/v1/me", Some(&admin.access))
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn an_admin_setting_their_own_password_keeps_only_the_login_that_did_it() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let other = Tokens::from(app.login(ADMIN_EMAIL, PASSWORD).await.assert_status(200));
+    let me = app.get("/api/v1/me", Some(&admin.access)).await.json();
+
+    app.patch(
+        &format!("/api/v1/users/{}", me["id"].as_str().unwrap()),
+        Some(&admin.access),
+        &json!({"password": "a new long password"}),
+    )
+    .await
+    .assert_status(200);
+
+    app.get("/api/v1/me", Some(&other.access))
+        .await
+        .assert_problem(401, "invalid_token");
+    app.get("/api/v1/me", Some(&admin.access))
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_changes_nothing() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (_, here) = app.organiser(&admin, "org@example.org").await;
+    let elsewhere = Tokens::from(
+        app.login("org@example.org", PASSWORD)
+            .await
+            .assert_status(200),
+    );
+
+    let answer = app
+        .post(
+            "/api/v1/me/password",
+            Some(&here.access),
+            &json!({"current_password": "not the password", "new_password": "a new long password"}),
+        )
+        .await;
+    let short = app
+        .post(
+            "/api/v1/me/password",
+            Some(&here.access),
+            &json!({"current_password": PASSWORD, "new_password": "short"}),
+        )
+        .await;
+
+    let problem = answer.assert_problem(422, "validation_failed");
+    assert_eq!(problem["errors"][0]["field"], "current_password");
+    let problem = short.assert_problem(422, "validation_failed");
+    assert_eq!(problem["errors"][0]["field"], "new_password");
+    app.get("/api/v1/me", Some(&elsewhere.access))
+        .await
+        .assert_status(200);
+    app.login("org@example.org", PASSWORD)
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn a_login_racing_a_password_change_does_not_outlive_it() {
+    let app = spawn_app().await;
+    app.create_admin(ADMIN_EMAIL).await;
+    // A password change is in flight: the new hash is written but not committed.
+    let in_flight = app.db.client().await;
+    in_flight
+        .batch_execute(
+            "BEGIN; UPDATE users SET password_hash = 'changed' WHERE email = 'admin@example.org'",
+        )
+        .await
+        .unwrap();
+    let observer = app.db.client().await;
+    let login = app.login(ADMIN_EMAIL, PASSWORD);
+    tokio::pin!(login);
+    tokio::select! {
+        answer = &mut login => panic!("answered without waiting for the change: {}", answer.text),
+        () = lock_wait(&observer) => {}
+    }
+    in_flight.batch_execute("COMMIT").await.unwrap();
+
+    login.await.assert_problem(401, "invalid_credentials");
+    let sessions: i64 = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM auth_sessions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sessions, 0);
 }
 
 fn forged(claims: serde_json::Value, secret: &str) -> String {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, Tokens, lock_wait, registration_body, spawn_app};
+use crate::helpers::{TestApp, Tokens, lock_wait, registration_body, spawn_app, spawn_app_with};
 
 /// An admin, a published event `slug` with one 100-seat session.
 async fn event_with_session(app: &TestApp, slug: &str) -> (Tokens, String) {
@@ -887,13 +887,20 @@ async fn a_request_racing_another_to_create_the_checkin_key_gets_the_one_kept() 
     use base64::Engine;
     let app = spawn_app().await;
     event_with_session(&app, "a").await;
+    let event_id: uuid::Uuid = app.get("/api/v1/events/a", None).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let seed = [7u8; 32];
+    let sealed = registrar::secrets::KeyRing::development()
+        .seal(&registrar::badges::qr::CHECKIN_KEY.place(event_id), &seed);
     // Another request is creating the key and has not committed yet.
     let in_flight = app.db.client().await;
     in_flight
         .batch_execute(&format!(
-            "BEGIN; UPDATE events SET checkin_key_seed = '\\x{}' WHERE slug = 'a'",
-            "07".repeat(32)
+            "BEGIN; UPDATE events SET checkin_key_sealed = '\\x{}' WHERE slug = 'a'",
+            hex::encode(sealed)
         ))
         .await
         .unwrap();
@@ -913,6 +920,266 @@ async fn a_request_racing_another_to_create_the_checkin_key_gets_the_one_kept() 
         key["public_key"],
         base64::engine::general_purpose::STANDARD.encode(public.as_bytes())
     );
+}
+
+// ---- the check-in key at rest ------------------------------------------------------------
+
+/// The event's published check-in public key.
+async fn public_key(app: &TestApp, address: &str) -> [u8; 32] {
+    use base64::Engine;
+    let answer = send(
+        app.client
+            .get(format!("{address}/api/v1/events/a/checkin-key")),
+    )
+    .await;
+    let key = answer.assert_status(200).json();
+    base64::engine::general_purpose::STANDARD
+        .decode(key["public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+async fn send(request: reqwest::RequestBuilder) -> crate::helpers::Answer {
+    let response = request.send().await.unwrap();
+    crate::helpers::Answer {
+        status: response.status(),
+        headers: response.headers().clone(),
+        text: response.text().await.unwrap(),
+    }
+}
+
+/// Every row of every table of the test's database, as text (what a dump holds).
+async fn dump(app: &TestApp) -> String {
+    let client = app.db.client().await;
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut dump = String::new();
+    for table in tables {
+        for row in client
+            .query(&format!("SELECT t::text FROM \"{table}\" t"), &[])
+            .await
+            .unwrap()
+        {
+            dump.push_str(row.get::<_, &str>(0));
+            dump.push('\n');
+        }
+    }
+    dump
+}
+
+/// Every byte string of at least 32 bytes written in hex (`\x…`) in `text`.
+fn hex_strings(text: &str) -> Vec<Vec<u8>> {
+    text.split("\\x")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+            (digits.len() >= 64).then(|| hex::decode(&digits[..digits.len() / 2 * 2]).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dump_of_the_database_does_not_give_away_the_checkin_signing_key() {
+    let app = spawn_app().await;
+    let (admin, session) = event_with_session(&app, "a").await;
+    registered(&app, "a", "anna@example.org", &session).await;
+    let reader = device_key(&app, &admin.access, "a", &["attendees:read"]).await;
+    everyone(&app, "a", &reader, 1).await;
+    let public = public_key(&app, &app.address).await;
+
+    let dump = dump(&app).await;
+
+    let strings = hex_strings(&dump);
+    assert!(!strings.is_empty(), "the dump holds byte strings: {dump}");
+    for bytes in strings {
+        for window in bytes.windows(32) {
+            let seed: [u8; 32] = window.try_into().unwrap();
+            let derived = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+            assert_ne!(
+                derived.to_bytes(),
+                public,
+                "the dump holds the signing key's seed"
+            );
+        }
+    }
+}
+
+fn encryption_key(byte: u8) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+/// Another instance of the service on the test's database, with these encryption keys.
+async fn instance(app: &TestApp, keys: &str) -> anyhow::Result<String> {
+    let mut config = crate::helpers::test_config(&app.db);
+    config.encryption_keys = Some(keys.into());
+    let instance = registrar::startup::Application::build(config).await?;
+    let address = format!("http://127.0.0.1:{}", instance.port());
+    tokio::spawn(instance.run_until_stopped());
+    Ok(address)
+}
+
+async fn check_in_at(
+    app: &TestApp,
+    address: &str,
+    key: &str,
+    code: &str,
+) -> crate::helpers::Answer {
+    send(
+        app.client
+            .post(format!("{address}/api/v1/events/a/checkins"))
+            .bearer_auth(key)
+            .json(&json!({"qr_code": code})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn badges_signed_before_a_key_rotation_still_check_in_after_it() {
+    let k1 = format!("k1:{}", encryption_key(1));
+    let k2 = format!("k2:{}", encryption_key(2));
+    let app = spawn_app_with(|config| config.encryption_keys = Some(k1.clone().into())).await;
+    let (admin, session) = event_with_session(&app, "a").await;
+    registered(&app, "a", "anna@example.org", &session).await;
+    registered(&app, "a", "boris@example.org", &session).await;
+    let desk = device_key(
+        &app,
+        &admin.access,
+        "a",
+        &["attendees:read", "checkin:write"],
+    )
+    .await;
+    let codes: Vec<String> = everyone(&app, "a", &desk, 2)
+        .await
+        .iter()
+        .map(|a| a["qr_code"].as_str().unwrap().to_owned())
+        .collect();
+    let public = public_key(&app, &app.address).await;
+
+    // A new key first, the old one still listed: old values open, new ones use the new key.
+    let both = format!("{k2},{k1}");
+    let rotated = instance(&app, &both).await.unwrap();
+    check_in_at(&app, &rotated, &desk, &codes[0])
+        .await
+        .assert_status(201);
+    let mut config = crate::helpers::test_config(&app.db);
+    config.encryption_keys = Some(both.into());
+    let resealed = registrar::startup::reseal_secrets(&config).await.unwrap();
+    let key_ids: Vec<String> = app
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT convert_from(substring(checkin_key_sealed FROM 3 FOR \
+                    get_byte(checkin_key_sealed, 1)), 'UTF8') FROM events",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // The old key is dropped.
+    let new_only = instance(&app, &k2).await.unwrap();
+
+    assert_eq!(resealed, 1);
+    assert_eq!(key_ids, ["k2"]);
+    check_in_at(&app, &new_only, &desk, &codes[1])
+        .await
+        .assert_status(201);
+    assert_eq!(public_key(&app, &new_only).await, public);
+    // Codes issued now, through the new key only, are the same signed codes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reissued: Vec<String> = loop {
+        let page = send(
+            app.client
+                .get(format!("{new_only}/api/v1/events/a/attendees?limit=10"))
+                .bearer_auth(&desk),
+        )
+        .await
+        .json();
+        let items = page["items"].as_array().unwrap();
+        if items.len() >= 2 || Instant::now() > deadline {
+            break items
+                .iter()
+                .map(|a| a["qr_code"].as_str().unwrap().to_owned())
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (mut reissued, mut codes) = (reissued, codes);
+    reissued.sort();
+    codes.sort();
+    assert_eq!(reissued, codes);
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_encryption_key_stops_the_start_naming_it() {
+    let app = spawn_app_with(|config| {
+        config.encryption_keys = Some(format!("k1:{}", encryption_key(1)).into())
+    })
+    .await;
+    event_with_session(&app, "a").await;
+    public_key(&app, &app.address).await;
+
+    let missing = instance(&app, &format!("k2:{}", encryption_key(2)))
+        .await
+        .unwrap_err();
+    let wrong = instance(&app, &format!("k1:{}", encryption_key(9)))
+        .await
+        .unwrap_err();
+
+    let missing = format!("{missing:#}");
+    assert!(
+        missing.contains("`k1`") && missing.contains("REGISTRAR_ENCRYPTION_KEYS"),
+        "{missing}"
+    );
+    let wrong = format!("{wrong:#}");
+    assert!(
+        wrong.contains("`k1` does not open") && wrong.contains("events.checkin_key_sealed"),
+        "{wrong}"
+    );
+}
+
+#[tokio::test]
+async fn plain_seeds_of_earlier_versions_are_sealed_at_start() {
+    let app = spawn_app().await;
+    event_with_session(&app, "a").await;
+    // What an earlier version stored.
+    let client = app.db.client().await;
+    client
+        .batch_execute(&format!(
+            "UPDATE events SET checkin_key_seed = '\\x{}', checkin_key_sealed = NULL",
+            "07".repeat(32)
+        ))
+        .await
+        .unwrap();
+
+    let upgraded = instance(&app, &format!("k1:{}", encryption_key(1)))
+        .await
+        .unwrap();
+
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM events WHERE checkin_key_seed IS NOT NULL \
+                OR checkin_key_sealed IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let public = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key();
+    assert_eq!(public_key(&app, &upgraded).await, public.to_bytes());
 }
 
 #[tokio::test]

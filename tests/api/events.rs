@@ -224,6 +224,28 @@ async fn a_slug_already_taken_is_a_409_naming_the_slug() {
 }
 
 #[tokio::test]
+async fn only_signed_in_organisers_learn_that_a_drafts_slug_is_taken() {
+    let world = two_organisers("draft").await;
+    let app = &world.app;
+    let body = event_body("mmdn", json!({}));
+    let registration = app.register("mmdn", "anna@example.org", &[]).await;
+
+    let anonymous = app.post("/api/v1/events", None, &body).await;
+    let other_organiser = app
+        .post("/api/v1/events", Some(&world.other.access), &body)
+        .await;
+
+    // Outsiders cannot reach the check at all, and see no draft anywhere.
+    anonymous.assert_problem(401, "authentication_required");
+    registration.assert_problem(404, "not_found");
+    // Accounts are created by admins only: telling a colleague that the slug is in use (and
+    // nothing else about the draft) is the price of slugs being unique addresses.
+    let problem = other_organiser.assert_problem(409, "slug_taken");
+    assert_eq!(problem["field"], "slug");
+    assert!(!problem.to_string().contains("Мурманская"), "{problem}");
+}
+
+#[tokio::test]
 async fn renaming_an_event_to_a_taken_slug_is_a_409() {
     let app = spawn_app().await;
     let admin = app.admin().await;

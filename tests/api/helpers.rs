@@ -176,6 +176,7 @@ pub fn test_config(db: &TestDb) -> Config {
     // failure of the service under test.
     config.db_timeout_ms = 30_000;
     config.login_rate_limit = 0;
+    config.login_account_limit = 0;
     config.registration_rate_limit = 0;
     config.cors_origins = vec!["https://portal.example.org".into()];
     config

@@ -8,7 +8,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    ADMIN_EMAIL, PASSWORD, TestApp, registration_body, spawn_app, spawn_app_with, test_config,
+    ADMIN_EMAIL, Answer, PASSWORD, TestApp, registration_body, spawn_app, spawn_app_with,
+    test_config,
 };
 
 #[tokio::test]
@@ -121,6 +122,120 @@ async fn too_many_logins_from_one_address_get_429_with_retry_after() {
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(problem["retry_after"], retry_after);
+}
+
+async fn login_via_proxy(
+    app: &TestApp,
+    forwarded_for: &str,
+    email: &str,
+    password: &str,
+) -> Answer {
+    app.call(Method::POST, "/api/v1/auth/login")
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn rotating_the_forwarded_address_a_client_writes_does_not_escape_the_limit() {
+    // The test connects from loopback, a trusted proxy by default; the proxy appends the
+    // address it saw (203.0.113.7) to whatever the client sent.
+    let app = spawn_app_with(|config| config.login_rate_limit = 3).await;
+    app.create_admin(ADMIN_EMAIL).await;
+
+    for n in 0..3 {
+        login_via_proxy(
+            &app,
+            &format!("198.51.100.{n}, 203.0.113.7"),
+            ADMIN_EMAIL,
+            PASSWORD,
+        )
+        .await
+        .assert_status(200);
+    }
+    let rotated = login_via_proxy(&app, "198.51.100.99, 203.0.113.7", ADMIN_EMAIL, PASSWORD).await;
+    // The same client through one more trusted hop is still the same client.
+    let another_hop = login_via_proxy(&app, "203.0.113.7, 127.0.0.1", ADMIN_EMAIL, PASSWORD).await;
+    // Another client behind the same proxy is not limited.
+    let neighbour =
+        login_via_proxy(&app, "198.51.100.99, 203.0.113.8", ADMIN_EMAIL, PASSWORD).await;
+
+    rotated.assert_problem(429, "rate_limited");
+    another_hop.assert_problem(429, "rate_limited");
+    neighbour.assert_status(200);
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_account_whatever_the_address() {
+    let app = spawn_app_with(|config| config.login_account_limit = 3).await;
+    let admin = app.admin().await;
+    app.organiser(&admin, "olga@example.org").await;
+
+    for n in 0..3 {
+        login_via_proxy(
+            &app,
+            &format!("198.51.100.{n}"),
+            "olga@example.org",
+            "wrong password",
+        )
+        .await
+        .assert_problem(401, "invalid_credentials");
+    }
+    let locked = login_via_proxy(&app, "198.51.100.50", "olga@example.org", PASSWORD).await;
+    let other_account = login_via_proxy(&app, "198.51.100.50", ADMIN_EMAIL, PASSWORD).await;
+
+    let problem = locked.assert_problem(429, "rate_limited");
+    let retry_after: u64 = locked.header("retry-after").unwrap().parse().unwrap();
+    // Bounded: one more attempt comes back within an hour / 3 after the failures stop.
+    assert!((1..=1200).contains(&retry_after), "{retry_after}");
+    assert_eq!(problem["retry_after"], retry_after);
+    other_account.assert_status(200);
+    // One interval later the owner logs in.
+    app.db
+        .client()
+        .await
+        .execute(
+            "UPDATE rate_limits SET tat = tat - interval '20 minutes' WHERE bucket = 'login-account'",
+            &[],
+        )
+        .await
+        .unwrap();
+    login_via_proxy(&app, "198.51.100.50", "olga@example.org", PASSWORD)
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn the_account_limit_counts_failures_only_and_treats_unknown_emails_alike() {
+    let app = spawn_app_with(|config| config.login_account_limit = 2).await;
+    app.create_admin(ADMIN_EMAIL).await;
+
+    for _ in 0..4 {
+        app.login(ADMIN_EMAIL, PASSWORD).await.assert_status(200);
+    }
+    let unknown: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(
+                app.login("nobody@example.org", "guess")
+                    .await
+                    .status
+                    .as_u16(),
+            );
+        }
+        statuses
+    };
+    let known: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(app.login(ADMIN_EMAIL, "guess").await.status.as_u16());
+        }
+        statuses
+    };
+
+    assert_eq!(unknown, [401, 401, 429]);
+    assert_eq!(known, unknown);
 }
 
 #[tokio::test]

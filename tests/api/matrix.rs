@@ -46,7 +46,7 @@ fn policy(route: &str) -> Option<Policy> {
         "GET /healthz" | "GET /readyz" | "GET /metrics" | "GET /api/openapi.json" => Open,
         "POST /api/v1/auth/login" | "POST /api/v1/auth/refresh" => Open,
         "POST /api/v1/auth/logout" => Logout,
-        "GET /api/v1/me" | "POST /api/v1/events" => SignedIn,
+        "GET /api/v1/me" | "POST /api/v1/me/password" | "POST /api/v1/events" => SignedIn,
         "GET /api/v1/users"
         | "POST /api/v1/users"
         | "GET /api/v1/users/{id}"
@@ -540,6 +540,9 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
         }
         ("POST", "/api/v1/auth/refresh") => Some(json!({"refresh_token": "rgr_unknown"})),
         ("POST", "/api/v1/auth/logout") => Some(json!({})),
+        ("POST", "/api/v1/me/password") => {
+            Some(json!({"current_password": PASSWORD, "new_password": PASSWORD}))
+        }
         ("POST", "/api/v1/users") => {
             Some(json!({"email": email, "display_name": "Новый", "password": PASSWORD}))
         }
