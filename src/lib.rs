@@ -16,6 +16,7 @@ pub mod events;
 pub mod headers;
 pub mod maintenance;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;

@@ -23,6 +23,10 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    deliveries: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    queue_oldest: prometheus::GaugeVec,
+    delivery_latency: HistogramVec,
 }
 
 impl Metrics {
@@ -50,6 +54,49 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "notification_deliveries_total",
+                "Attempts to deliver notifications, by channel and outcome",
+            ),
+            &["channel", "outcome"],
+        )
+        .expect("valid metric");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "notification_queue_depth",
+                "Notifications not delivered yet (waiting or to be retried), by channel",
+            ),
+            &["channel"],
+        )
+        .expect("valid metric");
+        let queue_oldest = prometheus::GaugeVec::new(
+            Opts::new(
+                "notification_oldest_undelivered_seconds",
+                "Age of the oldest notification not delivered yet, by channel",
+            ),
+            &["channel"],
+        )
+        .expect("valid metric");
+        let delivery_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "notification_delivery_seconds",
+                "From the commit of a change to its successful delivery, by channel",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0,
+            ]),
+            &["channel"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(deliveries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(queue_depth.clone()),
+            Box::new(queue_oldest.clone()),
+            Box::new(delivery_latency.clone()),
+        ] {
+            registry.register(collector).expect("registered once");
+        }
         registry
             .register(Box::new(requests.clone()))
             .expect("registered once");
@@ -64,7 +111,32 @@ impl Metrics {
             requests,
             latency,
             pool,
+            deliveries,
+            queue_depth,
+            queue_oldest,
+            delivery_latency,
         }
+    }
+
+    /// One attempt to deliver a notification on `channel` (`webhook`, `email`) ended with
+    /// `outcome` (`delivered`, `retry`, `failed`, ...): labels from the callers' constants only.
+    pub fn delivery(&self, channel: &'static str, outcome: &'static str) {
+        self.deliveries.with_label_values(&[channel, outcome]).inc();
+    }
+
+    /// A notification was delivered `seconds` after its change committed.
+    pub fn delivered_after(&self, channel: &'static str, seconds: f64) {
+        self.delivery_latency
+            .with_label_values(&[channel])
+            .observe(seconds);
+    }
+
+    /// What is waiting on `channel`: how many, and the oldest's age.
+    pub fn queue(&self, channel: &'static str, depth: i64, oldest_seconds: f64) {
+        self.queue_depth.with_label_values(&[channel]).set(depth);
+        self.queue_oldest
+            .with_label_values(&[channel])
+            .set(oldest_seconds);
     }
 
     fn observe(&self, method: &'static str, route: &str, status: u16, seconds: f64) {

@@ -17,5 +17,6 @@ mod limits;
 mod matrix;
 mod operations;
 mod programme;
+mod python;
 mod registrations;
 mod users;

@@ -1,0 +1,8 @@
+//! Telling people and systems what changed: signed webhooks to organisers' systems and email
+//! to participants. Both are consumers of the change log (`crate::changes`): each reads the
+//! changes in order, turns them into deliveries in the same transaction that moves its cursor,
+//! and delivers them from its own queue, retrying with `retry::Backoff`, so a change that
+//! rolled back sends nothing and one that committed is delivered at least once, whatever the
+//! receiver does meanwhile.
+
+pub mod retry;
