@@ -10,6 +10,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod maintenance;
 pub mod metrics;
 pub mod openapi;

@@ -139,13 +139,7 @@ fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         app.app_data(state.clone())
             .app_data(openapi_json.clone())
             .app_data(route_table.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(state.config.max_body_bytes)
-                    .error_handler(extractors::json),
-            )
             .app_data(web::PathConfig::default().error_handler(extractors::path))
-            .app_data(web::QueryConfig::default().error_handler(extractors::query))
             .app_data(web::PayloadConfig::default().limit(state.config.max_body_bytes))
             .service(
                 SwaggerUi::new("/docs/{_:.*}")

@@ -12,6 +12,7 @@ use crate::access;
 use crate::db::schema::{auth_sessions, refresh_tokens, users};
 use crate::db::sql::lower;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, OptionalBody};
 use crate::openapi::{BodyErrors, SignedIn};
 use crate::state::{AppState, State};
 use crate::users::{User, UserView};
@@ -151,7 +152,7 @@ fn token_response(
 async fn login(
     state: State,
     req: actix_web::HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: Body<LoginRequest>,
 ) -> ApiResult<web::Json<TokenResponse>> {
     let body = body.into_inner();
     state.rate_limits.check_login(&state, &req).await?;
@@ -205,10 +206,7 @@ enum Rotation {
     )
 )]
 #[post("/auth/refresh")]
-async fn refresh(
-    state: State,
-    body: web::Json<RefreshRequest>,
-) -> ApiResult<web::Json<TokenResponse>> {
+async fn refresh(state: State, body: Body<RefreshRequest>) -> ApiResult<web::Json<TokenResponse>> {
     let token = body.into_inner().refresh_token;
     if token.len() > MAX_TOKEN_LEN || !tokens::has_shape(&token, tokens::REFRESH_PREFIX) {
         return Err(invalid_refresh_token());
@@ -270,7 +268,7 @@ async fn refresh(
 /// Log out: end a login, so its refresh and access tokens stop working.
 #[utoipa::path(
     tag = "auth",
-    request_body(content = LogoutRequest, description = "Optional when an access token is sent."),
+    request_body(content = Option<LogoutRequest>, description = "Optional when an access token is sent."),
     responses(
         (status = 204, description = "The login has ended."),
         (status = 401, description = "`authentication_required`: neither an access token nor a refresh token was given. \
@@ -284,9 +282,9 @@ async fn refresh(
 async fn logout(
     state: State,
     caller: Caller,
-    body: Option<web::Json<LogoutRequest>>,
+    body: OptionalBody<LogoutRequest>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body = body.into_inner().unwrap_or_default();
     let from_header = caller.user().map(|user| user.auth_session_id);
     if from_header.is_none() && body.refresh_token.is_none() {
         return Err(ApiError::unauthorized(

@@ -19,6 +19,7 @@ use crate::auth::Caller;
 use crate::db::schema::{registration_sessions, registrations, sessions};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::Event;
+use crate::extract::Body;
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::registrations::{RegistrationStatus, SessionRegistrationStatus};
 use crate::state::State;
@@ -277,7 +278,7 @@ async fn check_in(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<Scan>,
+    body: Body<Scan>,
 ) -> ApiResult<HttpResponse> {
     let scan = body.into_inner();
     let mut v = Validator::new();
@@ -346,7 +347,7 @@ async fn upload_scans(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<ScanBatch>,
+    body: Body<ScanBatch>,
 ) -> ApiResult<web::Json<ScanBatchResult>> {
     let batch = body.into_inner();
     let mut v = Validator::new();

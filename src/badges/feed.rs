@@ -26,6 +26,7 @@ use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::db::schema::{checkins, registration_sessions, registrations, sessions};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
 use crate::openapi::EventErrors;
 use crate::pagination::{Page, PageParams, decode_cursor, encode_cursor};
 use crate::registrations::{Category, RegistrationStatus, SessionRegistrationStatus};
@@ -168,7 +169,7 @@ async fn attendee_feed(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: web::Query<FeedParams>,
+    params: Query<FeedParams>,
 ) -> ApiResult<web::Json<AttendeeFeed>> {
     let limit = params.limit.unwrap_or(FEED_DEFAULT_LIMIT);
     if !(1..=FEED_MAX_LIMIT).contains(&limit) {
@@ -239,7 +240,7 @@ async fn session_attendees(
     state: State,
     caller: Caller,
     path: web::Path<(String, Uuid)>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> ApiResult<web::Json<Page<SessionAttendee>>> {
     let (event_ref, session_id) = path.into_inner();
     let limit = page.limit()?;
@@ -481,7 +482,7 @@ async fn export_csv(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: web::Query<CsvParams>,
+    params: Query<CsvParams>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::ReadAttendees).await?;

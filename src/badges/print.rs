@@ -20,6 +20,7 @@ use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::db::schema::{print_jobs, registrations};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, OptionalBody, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::state::State;
@@ -164,9 +165,9 @@ async fn claim_jobs(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: Option<web::Json<ClaimRequest>>,
+    body: OptionalBody<ClaimRequest>,
 ) -> ApiResult<web::Json<ClaimResponse>> {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body = body.into_inner().unwrap_or_default();
     let batch = body.batch_size.unwrap_or(10);
     let lease = body.lease_seconds.unwrap_or(120);
     let mut v = Validator::new();
@@ -318,7 +319,7 @@ async fn request_reprint(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<ReprintRequest>,
+    body: Body<ReprintRequest>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
@@ -416,7 +417,7 @@ async fn list_jobs(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: web::Query<JobListParams>,
+    params: Query<JobListParams>,
 ) -> ApiResult<web::Json<Page<JobView>>> {
     let limit = check_limit(params.limit)?;
     let after: Option<(DateTime<Utc>, Uuid)> =

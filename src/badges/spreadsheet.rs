@@ -66,9 +66,9 @@ mod tests {
         for cell in [
             " =1+1",
             "   +cmd",
-            "\u{a0}=1+1",          // no-break space
-            "\u{2003}-2",          // em space
-            "\u{3000}@SUM(A1)",    // ideographic space
+            "\u{a0}=1+1",       // no-break space
+            "\u{2003}-2",       // em space
+            "\u{3000}@SUM(A1)", // ideographic space
             " \t=1",
         ] {
             assert!(neutralised(cell), "{cell:?}");
@@ -110,7 +110,14 @@ mod tests {
 
     #[test]
     fn ordinary_text_is_left_alone() {
-        for cell in ["Иванова", "", "a=b", "8 (815) 365-00-00", " Мончегорск", "'=quoted"] {
+        for cell in [
+            "Иванова",
+            "",
+            "a=b",
+            "8 (815) 365-00-00",
+            " Мончегорск",
+            "'=quoted",
+        ] {
             assert_eq!(neutralise(cell), cell);
         }
     }

@@ -14,6 +14,7 @@ use crate::conditional::{IfMatch, etag_header, is_fresh};
 use crate::db::schema::{event_members, events, sessions};
 use crate::db::{self};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors, SignedIn};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::patch;
@@ -266,7 +267,7 @@ pub async fn create(
 async fn create_event(
     state: State,
     caller: Caller,
-    body: web::Json<NewEvent>,
+    body: Body<NewEvent>,
 ) -> ApiResult<HttpResponse> {
     let user = access::require_user(&caller)?.clone();
     let mut conn = state.conn().await?;
@@ -312,7 +313,7 @@ struct EventCursor(NaiveDate, Uuid);
 async fn list_events(
     state: State,
     caller: Caller,
-    params: web::Query<EventListParams>,
+    params: Query<EventListParams>,
 ) -> ApiResult<web::Json<Page<EventView>>> {
     let limit = check_limit(params.limit)?;
     let after: Option<EventCursor> = params.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -410,7 +411,7 @@ async fn update_event(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<EventPatch>,
+    body: Body<EventPatch>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;

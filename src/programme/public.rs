@@ -25,6 +25,7 @@ use crate::conditional::{etag_header, is_fresh};
 use crate::db::schema::{session_speakers, sessions, tracks, venues};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::{Event, EventStatus};
+use crate::extract::Query;
 use crate::openapi::EventErrors;
 use crate::registrations::counts::{self, SessionCounts};
 use crate::state::State;
@@ -410,7 +411,7 @@ async fn programme(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    params: web::Query<ProgrammeParams>,
+    params: Query<ProgrammeParams>,
 ) -> ApiResult<HttpResponse> {
     serve(state, caller, req, &path, params.into_inner(), Format::Json).await
 }
@@ -441,7 +442,7 @@ async fn programme_ics(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    params: web::Query<ProgrammeParams>,
+    params: Query<ProgrammeParams>,
 ) -> ApiResult<HttpResponse> {
     serve(
         state,

@@ -14,6 +14,7 @@ use crate::conditional::{IfMatch, etag_header, is_fresh};
 use crate::db::schema::{sessions, tracks, venues};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::Event;
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::patch;
@@ -375,7 +376,7 @@ async fn list_sessions(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: web::Query<SessionListParams>,
+    params: Query<SessionListParams>,
 ) -> ApiResult<web::Json<Page<SessionView>>> {
     let limit = check_limit(params.limit)?;
     let after: Option<(DateTime<Utc>, Uuid)> =
@@ -473,7 +474,7 @@ async fn create_session(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<NewSession>,
+    body: Body<NewSession>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
@@ -598,7 +599,7 @@ async fn update_session(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<(String, Uuid)>,
-    body: web::Json<SessionPatch>,
+    body: Body<SessionPatch>,
 ) -> ApiResult<HttpResponse> {
     let (event_ref, session_id) = path.into_inner();
     let body = body.into_inner();

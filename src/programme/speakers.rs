@@ -12,6 +12,7 @@ use crate::access::{self, EventAction, EventContext};
 use crate::auth::Caller;
 use crate::db::schema::{session_speakers, sessions, speakers};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, PageParams};
 use crate::patch;
@@ -230,7 +231,7 @@ async fn list_speakers(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> ApiResult<web::Json<Page<SpeakerView>>> {
     let limit = page.limit()?;
     let after: Option<Uuid> = page.after()?;
@@ -291,7 +292,7 @@ async fn create_speaker(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<NewSpeaker>,
+    body: Body<NewSpeaker>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
@@ -358,7 +359,7 @@ async fn update_speaker(
     state: State,
     caller: Caller,
     path: web::Path<(String, Uuid)>,
-    body: web::Json<SpeakerPatch>,
+    body: Body<SpeakerPatch>,
 ) -> ApiResult<web::Json<SpeakerView>> {
     let (event_ref, id) = path.into_inner();
     let mut conn = state.conn().await?;
@@ -558,7 +559,7 @@ async fn put_session_speaker(
     state: State,
     caller: Caller,
     path: web::Path<(String, Uuid, Uuid)>,
-    body: web::Json<SessionSpeakerBody>,
+    body: Body<SessionSpeakerBody>,
 ) -> ApiResult<web::Json<Vec<SessionSpeakerView>>> {
     let (event_ref, session_id, speaker_id) = path.into_inner();
     let mut conn = state.conn().await?;

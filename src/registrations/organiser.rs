@@ -19,6 +19,7 @@ use crate::access::{self, EventAction, RegistrationAction};
 use crate::auth::Caller;
 use crate::db::schema::{registration_sessions, registrations, sessions};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{OptionalBody, Query};
 use crate::openapi::{BodyErrors, EventErrors, RegistrationErrors};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::programme::sessions::visible;
@@ -76,7 +77,7 @@ async fn list_registrations(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: web::Query<RegistrationListParams>,
+    params: Query<RegistrationListParams>,
 ) -> ApiResult<web::Json<Page<RegistrationView>>> {
     let limit = check_limit(params.limit)?;
     let after: Option<Uuid> = params.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -182,10 +183,10 @@ async fn promote(
     state: State,
     caller: Caller,
     path: web::Path<(Uuid, Uuid)>,
-    body: Option<web::Json<PromoteBody>>,
+    body: OptionalBody<PromoteBody>,
 ) -> ApiResult<web::Json<RegistrationView>> {
     let (id, session_id) = path.into_inner();
-    let over_capacity = body.map(|b| b.over_capacity).unwrap_or(false);
+    let over_capacity = body.into_inner().is_some_and(|b| b.over_capacity);
     let mut conn = state.conn().await?;
     let ctx = access::registration(&mut conn, &caller, id, RegistrationAction::Manage).await?;
     let session: Session = sessions::table

@@ -13,6 +13,7 @@ use crate::auth::{Caller, password};
 use crate::db::schema::{auth_sessions, users};
 use crate::db::{self, sql::lower};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Query};
 use crate::openapi::{AdminOnly, BodyErrors};
 use crate::pagination::{Page, PageParams};
 use crate::patch;
@@ -118,11 +119,7 @@ async fn insert_user(
     security(("bearer" = []))
 )]
 #[post("/users")]
-async fn create_user(
-    state: State,
-    caller: Caller,
-    body: web::Json<NewUser>,
-) -> ApiResult<HttpResponse> {
+async fn create_user(state: State, caller: Caller, body: Body<NewUser>) -> ApiResult<HttpResponse> {
     access::require_admin(&caller)?;
     let body = body.into_inner();
     let mut v = Validator::new();
@@ -160,7 +157,7 @@ async fn create_user(
 async fn list_users(
     state: State,
     caller: Caller,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> ApiResult<web::Json<Page<UserView>>> {
     access::require_admin(&caller)?;
     let limit = page.limit()?;
@@ -230,7 +227,7 @@ async fn update_user(
     state: State,
     caller: Caller,
     id: web::Path<Uuid>,
-    body: web::Json<UserPatch>,
+    body: Body<UserPatch>,
 ) -> ApiResult<web::Json<UserView>> {
     let admin = access::require_admin(&caller)?;
     let id = id.into_inner();

@@ -400,10 +400,27 @@ async fn only_speakers_of_published_sessions_are_public() {
             json!({"title": "Отменена", "status": "cancelled"}),
         )
         .await;
-    let on_stage = speaker(&app, &admin.access, "mmdn", json!({"full_name": "На сцене"})).await;
-    let in_draft = speaker(&app, &admin.access, "mmdn", json!({"full_name": "В черновике"})).await;
-    let in_cancelled =
-        speaker(&app, &admin.access, "mmdn", json!({"full_name": "В отменённой"})).await;
+    let on_stage = speaker(
+        &app,
+        &admin.access,
+        "mmdn",
+        json!({"full_name": "На сцене"}),
+    )
+    .await;
+    let in_draft = speaker(
+        &app,
+        &admin.access,
+        "mmdn",
+        json!({"full_name": "В черновике"}),
+    )
+    .await;
+    let in_cancelled = speaker(
+        &app,
+        &admin.access,
+        "mmdn",
+        json!({"full_name": "В отменённой"}),
+    )
+    .await;
     let nowhere = speaker(&app, &admin.access, "mmdn", json!({"full_name": "Нигде"})).await;
     for (session, person) in [
         (&published, &on_stage),
@@ -411,9 +428,15 @@ async fn only_speakers_of_published_sessions_are_public() {
         (&draft, &on_stage),
         (&cancelled, &in_cancelled),
     ] {
-        put_speaker_on(&app, &admin.access, id(session), id(person), json!({"role": "speaker"}))
-            .await
-            .assert_status(200);
+        put_speaker_on(
+            &app,
+            &admin.access,
+            id(session),
+            id(person),
+            json!({"role": "speaker"}),
+        )
+        .await
+        .assert_status(200);
     }
     let names = |answer: &Answer| -> Vec<String> {
         items_of(answer)
@@ -431,9 +454,7 @@ async fn only_speakers_of_published_sessions_are_public() {
     assert_eq!(names(&organisers).len(), 4);
     for hidden in [&in_draft, &in_cancelled, &nowhere] {
         let path = format!("/api/v1/events/mmdn/speakers/{}", id(hidden));
-        app.get(&path, None)
-            .await
-            .assert_problem(404, "not_found");
+        app.get(&path, None).await.assert_problem(404, "not_found");
         app.get(&path, Some(&admin.access)).await.assert_status(200);
     }
     app.get(
