@@ -6,6 +6,7 @@ pub mod badges;
 pub mod cli;
 pub mod conditional;
 pub mod config;
+pub mod dates;
 pub mod db;
 pub mod demo;
 pub mod error;

@@ -8,6 +8,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{IntoResponses, OpenApi};
 use utoipa_actix_web::AppExt;
 
+use crate::dates::{Day, Timestamp};
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
 
 #[derive(OpenApi)]
@@ -20,7 +21,7 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
             check people in. Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
         license(name = "MIT", identifier = "MIT")
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, Day, Timestamp)),
     tags(
         (name = "auth", description = "Organiser login and tokens"),
         (name = "users", description = "Organiser accounts (admins only)"),

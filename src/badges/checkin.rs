@@ -16,6 +16,7 @@ use super::feed::{Attendee, AttendeeRow, attendees};
 use super::qr;
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
+use crate::dates::Timestamp;
 use crate::db::schema::{registration_sessions, registrations, sessions};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::Event;
@@ -43,7 +44,7 @@ pub struct Scan {
     pub session_id: Option<Uuid>,
     /// When the badge was scanned (offline desks); now when absent.
     #[serde(default)]
-    pub scanned_at: Option<DateTime<Utc>>,
+    pub scanned_at: Option<Timestamp>,
     /// The desk's id for this scan: uploading it again changes nothing.
     #[serde(default)]
     #[schema(max_length = 100)]
@@ -86,7 +87,7 @@ fn check_scan(v: &mut Validator, prefix: &str, scan: &Scan) {
             "must be 1 to 100 characters",
         );
     }
-    if let Some(at) = scan.scanned_at {
+    if let Some(at) = scan.scanned_at.map(Timestamp::utc) {
         v.check(
             at <= Utc::now() + Duration::minutes(5),
             &format!("{prefix}scanned_at"),
@@ -169,7 +170,7 @@ async fn record(
             .with("session_id", session_id));
         }
     }
-    let scanned_at = scan.scanned_at.unwrap_or_else(Utc::now);
+    let scanned_at = scan.scanned_at.map_or_else(Utc::now, Timestamp::utc);
     // One statement: insert, or find the check-in this repeats (same place, or same scan).
     let recorded: Option<Recorded> = diesel::sql_query(
         "WITH inserted AS ( \

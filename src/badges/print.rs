@@ -18,6 +18,7 @@ use super::feed::{Attendee, AttendeeRow, attendees};
 use super::qr;
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
+use crate::dates::Timestamp;
 use crate::db::schema::{print_jobs, registrations};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Body, OptionalBody, Query};
@@ -420,7 +421,7 @@ async fn list_jobs(
     params: Query<JobListParams>,
 ) -> ApiResult<web::Json<Page<JobView>>> {
     let limit = check_limit(params.limit)?;
-    let after: Option<(DateTime<Utc>, Uuid)> =
+    let after: Option<(Timestamp, Uuid)> =
         params.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::PrintBadges).await?;
@@ -434,6 +435,7 @@ async fn list_jobs(
         query = query.filter(print_jobs::status.eq(status));
     }
     if let Some((created_at, id)) = after {
+        let created_at = created_at.utc();
         query = query.filter(
             print_jobs::created_at
                 .gt(created_at)
@@ -444,7 +446,7 @@ async fn list_jobs(
     }
     let rows = query.load(&mut conn).await?;
     Ok(web::Json(
-        Page::from_rows(rows, limit, |j| (j.created_at, j.id)).map(JobView::from),
+        Page::from_rows(rows, limit, |j| (Timestamp::from(j.created_at), j.id)).map(JobView::from),
     ))
 }
 

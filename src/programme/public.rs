@@ -22,6 +22,7 @@ use super::{SessionKind, SessionStatus, start_of_day};
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::conditional::{etag_header, is_fresh};
+use crate::dates::Day;
 use crate::db::schema::{session_speakers, sessions, tracks, venues};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::{Event, EventStatus};
@@ -42,7 +43,7 @@ pub struct ProgrammeParams {
     /// Only sessions of this track.
     pub track: Option<Uuid>,
     /// Only sessions starting on this day (in the event's time zone).
-    pub day: Option<NaiveDate>,
+    pub day: Option<Day>,
     /// Only sessions in this venue.
     pub venue: Option<Uuid>,
     /// Only sessions this speaker takes part in.
@@ -163,7 +164,7 @@ async fn published_sessions(
     if let Some(kind) = params.kind {
         query = query.filter(sessions::kind.eq(kind));
     }
-    if let Some(day) = params.day {
+    if let Some(day) = params.day.map(Day::get) {
         let tz = event.tz();
         let next = day.checked_add_days(Days::new(1)).unwrap_or(day);
         query = query

@@ -380,3 +380,156 @@ fn fill_path(template: &str) -> String {
     }
     path
 }
+
+// ---- dates: 0001-01-01 to 9999-12-31 wherever they enter ------------------------------------
+
+const FAR_DAYS: [&str; 3] = ["-262143-01-01", "+262142-12-31", "10000-01-01"];
+const FAR_TIMES: [&str; 4] = [
+    "-262143-04-24T11:00:00+03:00",
+    "+262142-04-24T11:00:00Z",
+    "0000-12-31T23:00:00Z",
+    "9999-12-31T23:00:00-05:00",
+];
+
+#[tokio::test]
+async fn a_day_out_of_range_in_the_programme_query_is_an_invalid_query() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.event(&admin.access, "a", json!({})).await;
+    for day in FAR_DAYS {
+        for path in ["programme", "programme.ics"] {
+            let problem = app
+                .get(&format!("/api/v1/events/a/{path}?day={day}"), None)
+                .await
+                .assert_problem(400, "invalid_query");
+
+            assert_eq!(field_errors(&problem)[0].0, "day", "{day}");
+        }
+    }
+    app.get("/api/v1/events/a/programme?day=9999-12-31", None)
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn an_event_with_a_date_out_of_range_is_refused_naming_it() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.event(&admin.access, "a", json!({})).await;
+    let new_event = |extra: Value| {
+        let mut body = json!({"slug": "far", "title": "Т", "time_zone": "Europe/Moscow",
+                              "starts_on": "2027-04-20", "ends_on": "2027-04-24"});
+        crate::helpers::merge(&mut body, extra);
+        body
+    };
+    for day in FAR_DAYS {
+        for field in ["starts_on", "ends_on"] {
+            let problem = app
+                .post(
+                    "/api/v1/events",
+                    Some(&admin.access),
+                    &new_event(json!({field: day})),
+                )
+                .await
+                .assert_problem(422, "invalid_body");
+            assert_eq!(field_errors(&problem)[0].0, field, "{day}");
+            let problem = app
+                .patch(
+                    "/api/v1/events/a",
+                    Some(&admin.access),
+                    &json!({field: day}),
+                )
+                .await
+                .assert_problem(422, "invalid_body");
+            assert_eq!(field_errors(&problem)[0].0, field, "{day}");
+        }
+    }
+    for time in FAR_TIMES {
+        for field in ["registration_opens_at", "registration_closes_at"] {
+            let problem = app
+                .post(
+                    "/api/v1/events",
+                    Some(&admin.access),
+                    &new_event(json!({field: time})),
+                )
+                .await
+                .assert_problem(422, "invalid_body");
+            assert_eq!(field_errors(&problem)[0].0, field, "{time}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_or_scan_with_a_time_out_of_range_is_refused_naming_it() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.event(&admin.access, "a", json!({})).await;
+    let session = app.session(&admin.access, "a", json!({})).await;
+    let session = session["id"].as_str().unwrap();
+    for time in FAR_TIMES {
+        for field in [
+            "starts_at",
+            "ends_at",
+            "registration_opens_at",
+            "registration_closes_at",
+        ] {
+            let mut body = json!({"title": "С", "kind": "business_session",
+                "starts_at": "2027-04-24T11:00:00+03:00", "ends_at": "2027-04-24T13:00:00+03:00"});
+            body[field] = json!(time);
+            let problem = app
+                .post("/api/v1/events/a/sessions", Some(&admin.access), &body)
+                .await
+                .assert_problem(422, "invalid_body");
+            assert_eq!(field_errors(&problem)[0].0, field, "{time}");
+            let problem = app
+                .patch(
+                    &format!("/api/v1/events/a/sessions/{session}"),
+                    Some(&admin.access),
+                    &json!({field: time}),
+                )
+                .await
+                .assert_problem(422, "invalid_body");
+            assert_eq!(field_errors(&problem)[0].0, field, "{time}");
+        }
+        let problem = app
+            .post(
+                "/api/v1/events/a/checkins/batch",
+                Some(&admin.access),
+                &json!({"scans": [{"qr_code": "RG1.x", "client_nonce": "n", "scanned_at": time}]}),
+            )
+            .await
+            .assert_problem(422, "invalid_body");
+        assert_eq!(field_errors(&problem)[0].0, "scans[0].scanned_at", "{time}");
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_holding_a_date_out_of_range_is_refused() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.event(&admin.access, "a", json!({})).await;
+    let cursor =
+        |key: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_string());
+    let id = uuid::Uuid::now_v7().to_string();
+    for (path, key) in [
+        ("/api/v1/events", json!(["-262143-01-01", id])),
+        (
+            "/api/v1/events/a/sessions",
+            json!(["+262142-01-01T00:00:00Z", id]),
+        ),
+        (
+            "/api/v1/events/a/print-jobs",
+            json!(["-262143-01-01T00:00:00Z", id]),
+        ),
+    ] {
+        let problem = app
+            .get(
+                &format!("{path}?cursor={}", cursor(key)),
+                Some(&admin.access),
+            )
+            .await
+            .assert_problem(422, "validation_failed");
+        assert_eq!(field_errors(&problem)[0].0, "cursor", "{path}");
+    }
+}
