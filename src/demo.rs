@@ -26,7 +26,6 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db::schema::{events, idempotency_keys, users};
-use crate::db::sql::lower;
 use crate::db::{self, MigrationAction};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventStatus, NewEvent};
@@ -97,13 +96,14 @@ pub async fn load(config: &Config, options: &Options) -> anyhow::Result<Outcome>
     let url = config.database_url.expose_secret().to_owned();
     db::ensure_database(&url).await?;
     db::migrate(&url, MigrationAction::Run).await?;
+    crate::email::bring_to_rule(&url).await?;
     let mut conn = AsyncPgConnection::establish(&url)
         .await
         .context("connecting to the database")?;
     let owner = match &options.owner {
         Some(email) => Some(
             users::table
-                .filter(lower(users::email).eq(email.trim().to_lowercase()))
+                .filter(users::email_normalized.eq(crate::email::normalise(email)))
                 .select(users::id)
                 .first::<Uuid>(&mut conn)
                 .await

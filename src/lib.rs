@@ -9,6 +9,7 @@ pub mod config;
 pub mod dates;
 pub mod db;
 pub mod demo;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod extract;

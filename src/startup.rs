@@ -21,7 +21,7 @@ use crate::metrics::RecordMetrics;
 use crate::openapi::{self, OpenApiJson};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, events, maintenance, ops, programme, registrations, telemetry, users,
+    auth, badges, db, email, events, maintenance, ops, programme, registrations, telemetry, users,
 };
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
@@ -53,6 +53,7 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "database migrated");
         }
+        email::bring_to_rule(&url).await?;
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();

@@ -10,13 +10,12 @@ use uuid::Uuid;
 use super::{Caller, password, tokens};
 use crate::access;
 use crate::db::schema::{auth_sessions, refresh_tokens, users};
-use crate::db::sql::lower;
+use crate::email;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Body, OptionalBody};
 use crate::openapi::{BodyErrors, SignedIn};
 use crate::state::{AppState, State};
 use crate::users::{User, UserView};
-use crate::validation::normalise_email;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(login)
@@ -161,20 +160,29 @@ async fn login(
         password::verify(body.password, None).await?;
         return Err(invalid_credentials());
     }
-    let found: Option<(Uuid, String, bool)> = {
+    // One account per address, except for accounts whose addresses became the same when the
+    // comparison rule changed (`email_shared`): each of those keeps its own password.
+    let candidates: Vec<(Uuid, String, bool)> = {
         let mut conn = state.conn().await?;
         users::table
-            .filter(lower(users::email).eq(normalise_email(&body.email)))
+            .filter(users::email_normalized.eq(email::normalise(&body.email)))
+            .order((users::email_shared, users::created_at))
             .select((users::id, users::password_hash, users::disabled))
-            .first(&mut conn)
-            .await
-            .optional()?
+            .limit(10)
+            .load(&mut conn)
+            .await?
     };
-    let stored_hash = found.as_ref().map(|(_, hash, _)| hash.clone());
-    if !password::verify(body.password, stored_hash).await? {
-        return Err(invalid_credentials());
+    let mut found = None;
+    if candidates.is_empty() {
+        password::verify(body.password.clone(), None).await?;
     }
-    let (user_id, _, disabled) = found.ok_or_else(invalid_credentials)?;
+    for (id, hash, disabled) in candidates {
+        if password::verify(body.password.clone(), Some(hash)).await? {
+            found = Some((id, disabled));
+            break;
+        }
+    }
+    let (user_id, disabled) = found.ok_or_else(invalid_credentials)?;
     if disabled {
         return Err(ApiError::forbidden("this account is disabled").with_code("account_disabled"));
     }

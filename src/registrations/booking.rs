@@ -20,10 +20,10 @@ use super::{
     Category, Registration, RegistrationStatus, SessionOutcome, SessionRegistrationStatus, Source,
 };
 use crate::db::{self, schema::registration_sessions, schema::registrations, schema::sessions};
+use crate::email;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventStatus};
 use crate::programme::{Session, SessionStatus};
-use crate::validation::normalise_email;
 
 /// Transactions that lost a race (deadlock, serialisation) are run again this many times.
 const ATTEMPTS: usize = 3;
@@ -341,7 +341,7 @@ pub async fn register(
         .bind::<SqlUuid, _>(event.id)
         .bind::<Text, _>(&a.full_name)
         .bind::<Text, _>(a.email.trim())
-        .bind::<Text, _>(normalise_email(&a.email))
+        .bind::<Text, _>(email::normalise(&a.email))
         .bind::<Nullable<Text>, _>(&a.organisation)
         .bind::<Nullable<Text>, _>(&a.position)
         .bind::<Nullable<Text>, _>(&a.city)
@@ -587,7 +587,16 @@ pub async fn change(
                     changes
                         .email
                         .as_ref()
-                        .map(|v| registrations::email_normalized.eq(normalise_email(v))),
+                        .map(|v| registrations::email_normalized.eq(email::normalise(v))),
+                    changes
+                        .email
+                        .as_ref()
+                        .map(|_| registrations::email_rule.eq(email::RULE)),
+                    // A new address competes like any other.
+                    changes
+                        .email
+                        .as_ref()
+                        .map(|_| registrations::email_shared.eq(false)),
                     changes
                         .organisation
                         .as_ref()

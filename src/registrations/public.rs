@@ -30,7 +30,8 @@ pub const MAX_SESSIONS: usize = 50;
 pub struct NewRegistrationBody {
     #[schema(example = "Анна Сергеевна Иванова", max_length = 200)]
     pub full_name: String,
-    /// One active registration per address and event (compared case-insensitively).
+    /// One active registration per address and event (addresses compared regardless of case,
+    /// Unicode compatibility forms and IDNA spelling of the domain).
     #[schema(example = "anna@example.org", max_length = 254)]
     pub email: String,
     #[serde(default)]
@@ -61,7 +62,8 @@ pub struct NewRegistrationBody {
 pub struct ManualRegistrationBody {
     #[schema(example = "Анна Сергеевна Иванова", max_length = 200)]
     pub full_name: String,
-    /// One active registration per address and event (compared case-insensitively).
+    /// One active registration per address and event (addresses compared regardless of case,
+    /// Unicode compatibility forms and IDNA spelling of the domain).
     #[schema(example = "anna@example.org", max_length = 254)]
     pub email: String,
     #[serde(default)]

@@ -10,8 +10,9 @@ use uuid::Uuid;
 use super::{Role, User, UserView};
 use crate::access;
 use crate::auth::{Caller, password};
+use crate::db;
 use crate::db::schema::{auth_sessions, users};
-use crate::db::{self, sql::lower};
+use crate::email;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
 use crate::openapi::{AdminOnly, BodyErrors};
@@ -34,7 +35,8 @@ const MAX_PASSWORD: usize = 1024;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    /// Login email; unique regardless of case.
+    /// Login email; unique, compared as `email::normalise` does (case, Unicode forms and
+    /// IDNA domains do not make another address).
     #[schema(example = "organiser@example.org", max_length = 254)]
     pub email: String,
     #[schema(example = "Анна Иванова", max_length = 200)]
@@ -92,6 +94,7 @@ async fn insert_user(
         .values((
             users::id.eq(Uuid::now_v7()),
             users::email.eq(email.trim()),
+            users::email_normalized.eq(email::normalise(email)),
             users::display_name.eq(display_name),
             users::role.eq(role),
             users::password_hash.eq(password_hash),
@@ -299,7 +302,7 @@ pub async fn create_admin(
     check_password(&mut v, "password", &password);
     v.finish().map_err(|error| anyhow::anyhow!("{error}"))?;
     let taken: bool = diesel::select(diesel::dsl::exists(
-        users::table.filter(lower(users::email).eq(email.trim().to_lowercase())),
+        users::table.filter(users::email_normalized.eq(email::normalise(email))),
     ))
     .get_result(conn)
     .await?;
