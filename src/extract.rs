@@ -6,7 +6,7 @@
 //! right types and ranges (422 `invalid_body`). A 422 names the offending member by its JSON
 //! path in `errors[]`, in the shape validation failures use, so that a frontend can put the
 //! message next to the right input. [`OptionalBody`] is the same, except that an empty body
-//! means "none" (actix-web's `Option<Json<T>>` would turn any bad body into "none").
+//! or `null` means "none" (actix-web's `Option<Json<T>>` turns any bad body into "none").
 //! A query string ([`Query`]) that does not fit answers 400 `invalid_query`, naming the
 //! parameter.
 //!
@@ -61,8 +61,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     }
 }
 
-/// A JSON request body that may be left out: an empty body is `None`; any other body follows
-/// the rules of [`Body`].
+/// A JSON request body that may be left out: an empty body (or JSON `null`, as the OpenAPI
+/// document's `oneOf [T, null]` allows) is `None`; any other body follows the rules of
+/// [`Body`].
 #[derive(Debug)]
 pub struct OptionalBody<T>(pub Option<T>);
 
@@ -85,7 +86,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
                 return Ok(OptionalBody(None));
             }
             content_type?;
-            Ok(OptionalBody(Some(from_slice(&bytes)?)))
+            Ok(OptionalBody(from_slice(&bytes)?))
         })
     }
 }
@@ -696,6 +697,65 @@ mod tests {
             }
             assert!(logged.contains("invalid_body"), "{logged}");
         }
+    }
+
+    /// What the request log records of a refused body, through the service's own span.
+    #[actix_web::test]
+    async fn the_request_log_names_the_member_and_not_the_value() {
+        use std::sync::{Arc, Mutex};
+
+        use actix_web::{App, HttpResponse, test, web};
+        use tracing_subscriber::fmt::format::FmtSpan;
+
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_span_events(FmtSpan::CLOSE)
+            .with_max_level(tracing::Level::TRACE)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = test::init_service(
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::<
+                    crate::telemetry::RequestSpan,
+                >::new())
+                .route(
+                    "/login",
+                    web::post().to(|_: Body<Login>| async { HttpResponse::NoContent() }),
+                ),
+        )
+        .await;
+
+        let answer = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri("/login")
+                .insert_header(("content-type", "application/json"))
+                .set_payload(r#"{"email": "a@b.c", "password": 735190066}"#)
+                .to_request(),
+        )
+        .await;
+
+        assert_eq!(answer.status(), 422);
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("invalid_body") && log.contains("password"),
+            "{log}"
+        );
+        assert!(!log.contains("735190066"), "{log}");
     }
 
     #[test]

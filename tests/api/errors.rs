@@ -283,6 +283,9 @@ async fn claiming_print_jobs_takes_no_lenient_body() {
     claim(Some(("application/json", "{}")))
         .await
         .assert_status(200);
+    claim(Some(("application/json", "null")))
+        .await
+        .assert_status(200);
     claim(Some(("application/json", r#"{"batch_size": 5}"#)))
         .await
         .assert_status(200);
