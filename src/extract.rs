@@ -734,7 +734,7 @@ mod tests {
                 >::new())
                 .route(
                     "/login",
-                    web::post().to(|_: Body<Login>| async { HttpResponse::NoContent() }),
+                    web::post().to(|_: Body<Login>| async { HttpResponse::NoContent().finish() }),
                 ),
         )
         .await;
