@@ -403,7 +403,7 @@ pub async fn another_instance(app: &TestApp) -> TestApp {
     let db = TestDb {
         name: app.db.name.clone(),
         url: app.db.url.clone(),
-        // The first instance's drops it.
+        // The first instance's handle drops it.
         owned: false,
     };
     let application = Application::build(test_config(&db))
