@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::Config;
 use crate::db::{self, MigrationAction};
 use crate::startup::Application;
-use crate::{demo, openapi, telemetry, users};
+use crate::{demo, email, openapi, telemetry, users};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,6 +99,9 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 _ => MigrationAction::Run,
             };
             let count = db::migrate(&url, action).await?;
+            if action != MigrationAction::RevertAll {
+                email::bring_to_rule(&url).await?;
+            }
             println!(
                 "{count} migration(s) {}",
                 if revert_all { "reverted" } else { "applied" }
@@ -107,6 +110,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::CreateAdmin { email, name } => {
             db::ensure_database(&url).await?;
             db::migrate(&url, MigrationAction::Run).await?;
+            email::bring_to_rule(&url).await?;
             let password = read_password()?;
             let mut conn = AsyncPgConnection::establish(&url)
                 .await

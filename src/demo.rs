@@ -26,7 +26,6 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db::schema::{events, idempotency_keys, users};
-use crate::db::sql::lower;
 use crate::db::{self, MigrationAction};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventStatus, NewEvent};
@@ -97,13 +96,14 @@ pub async fn load(config: &Config, options: &Options) -> anyhow::Result<Outcome>
     let url = config.database_url.expose_secret().to_owned();
     db::ensure_database(&url).await?;
     db::migrate(&url, MigrationAction::Run).await?;
+    crate::email::bring_to_rule(&url).await?;
     let mut conn = AsyncPgConnection::establish(&url)
         .await
         .context("connecting to the database")?;
     let owner = match &options.owner {
         Some(email) => Some(
             users::table
-                .filter(lower(users::email).eq(email.trim().to_lowercase()))
+                .filter(users::email_normalized.eq(crate::email::normalise(email)))
                 .select(users::id)
                 .first::<Uuid>(&mut conn)
                 .await
@@ -253,8 +253,8 @@ async fn create_programme(
                  остальные сессии, площадки и имена ключевых спикеров придуманы.",
             ),
             time_zone: "Europe/Moscow".to_owned(),
-            starts_on: first_day,
-            ends_on: last_day(first_day),
+            starts_on: first_day.into(),
+            ends_on: last_day(first_day).into(),
             city: text("Мурманск"),
             status: Some(EventStatus::Published),
             registration_opens_at: None,
@@ -512,8 +512,8 @@ async fn create_programme(
                 title: plan.title.to_owned(),
                 description: text(plan.description),
                 kind: plan.kind,
-                starts_at: at(first_day, plan.day, plan.from),
-                ends_at: at(first_day, plan.day, plan.to),
+                starts_at: at(first_day, plan.day, plan.from).into(),
+                ends_at: at(first_day, plan.day, plan.to).into(),
                 venue_id: Some(plan.venue),
                 track_id: plan.track,
                 capacity: plan.capacity,

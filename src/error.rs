@@ -149,6 +149,12 @@ impl ApiError {
         error
     }
 
+    /// The fields the failure is about (as for validation failures).
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.0.errors = errors;
+        self
+    }
+
     /// Adds a member to the problem document (`session_id`, `sessions`, ...).
     pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
         let value = serde_json::to_value(value).unwrap_or(Value::Null);
@@ -202,12 +208,15 @@ fn title_of(code: &str) -> String {
     }
 }
 
+// What logs see of an error (the request log records both forms): the status, the code
+// and the paths of the fields at fault, never `detail`, which may quote what was sent.
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields: Vec<&str> = self.0.errors.iter().map(|e| e.field.as_str()).collect();
         f.debug_struct("ApiError")
             .field("status", &self.0.status)
             .field("code", &self.0.code)
-            .field("detail", &self.0.detail)
+            .field("fields", &fields)
             .field("source", &self.0.source)
             .finish()
     }
@@ -215,13 +224,11 @@ impl fmt::Debug for ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.0.status.as_u16(),
-            self.0.code,
-            self.0.detail
-        )?;
+        write!(f, "{} {}", self.0.status.as_u16(), self.0.code)?;
+        if !self.0.errors.is_empty() {
+            let fields: Vec<&str> = self.0.errors.iter().map(|e| e.field.as_str()).collect();
+            write!(f, " ({})", fields.join(", "))?;
+        }
         if let Some(source) = &self.0.source {
             write!(f, ": {source:#}")?;
         }
@@ -309,43 +316,14 @@ impl From<tokio::task::JoinError> for ApiError {
     }
 }
 
-/// Problem answers for what actix-web rejects before a handler runs.
+/// Problem answers for what actix-web rejects before a handler runs (bodies and queries are
+/// read by `crate::extract`).
 pub mod extractors {
-    use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+    use actix_web::error::PathError;
     use actix_web::http::StatusCode;
     use actix_web::{Error, HttpRequest};
 
     use super::ApiError;
-
-    pub fn json(error: JsonPayloadError, _req: &HttpRequest) -> Error {
-        let api_error = match &error {
-            JsonPayloadError::ContentType => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the request body must be JSON (Content-Type: application/json)",
-            ),
-            JsonPayloadError::OverflowKnownLength { limit, .. }
-            | JsonPayloadError::Overflow { limit } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body is larger than {limit} bytes"),
-            ),
-            JsonPayloadError::Deserialize(inner) if inner.is_data() => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                inner.to_string(),
-            ),
-            JsonPayloadError::Deserialize(inner) => ApiError::bad_request(
-                "malformed_json",
-                format!("the request body is not valid JSON: {inner}"),
-            ),
-            JsonPayloadError::Payload(_) => {
-                ApiError::bad_request("bad_request", "the request body could not be read")
-            }
-            _ => ApiError::bad_request("malformed_json", error.to_string()),
-        };
-        api_error.into()
-    }
 
     pub fn path(error: PathError, _req: &HttpRequest) -> Error {
         let PathError::Deserialize(inner) = &error else {
@@ -357,14 +335,6 @@ pub mod extractors {
             format!("no such resource: {inner}"),
         )
         .into()
-    }
-
-    pub fn query(error: QueryPayloadError, _req: &HttpRequest) -> Error {
-        let detail = match &error {
-            QueryPayloadError::Deserialize(inner) => inner.to_string(),
-            other => other.to_string(),
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail).into()
     }
 }
 

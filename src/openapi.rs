@@ -8,6 +8,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{IntoResponses, OpenApi};
 use utoipa_actix_web::AppExt;
 
+use crate::dates::{Day, Timestamp};
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
 
 #[derive(OpenApi)]
@@ -20,7 +21,7 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
             check people in. Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
         license(name = "MIT", identifier = "MIT")
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, Day, Timestamp)),
     tags(
         (name = "auth", description = "Organiser login and tokens"),
         (name = "users", description = "Organiser accounts (admins only)"),
@@ -88,7 +89,7 @@ pub enum RegistrationErrors {
 /// The answers to a request body that cannot be accepted.
 #[derive(IntoResponses)]
 pub enum BodyErrors {
-    /// `malformed_json`: the body is not JSON.
+    /// `malformed_json`: the body is not JSON (or is empty where a body is required).
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
     /// `payload_too_large`: the body is larger than the limit.
@@ -98,7 +99,9 @@ pub enum BodyErrors {
     #[response(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Problem),
     /// `validation_failed`: fields are invalid (see `errors`). `invalid_body`: the JSON does
-    /// not have the expected shape.
+    /// not have the expected shape: a member of the wrong type or out of its type's range, a
+    /// member missing, unknown or given twice; `errors` names it by its JSON path
+    /// (`scans[1].scanned_at`).
     #[response(status = 422, content_type = "application/problem+json")]
     Invalid(Problem),
 }
@@ -185,7 +188,7 @@ fn add_shared_parts(doc: &mut Document) {
             let responses = &mut operation.responses.responses;
             if !query.is_empty() {
                 responses.entry("400".into()).or_insert_with(|| {
-                    problem("`invalid_query`: a query parameter is not of its type, or unknown.")
+                    problem("`invalid_query`: a query parameter is not of its type, or unknown; `errors` names it.")
                 });
             }
             if query.iter().any(|name| name == "limit") {

@@ -24,7 +24,7 @@ use crate::runner::Runner;
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, events, maintenance, ops, programme, registrations, telemetry, users,
+    auth, badges, db, email, events, maintenance, ops, programme, registrations, telemetry, users,
 };
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
@@ -90,6 +90,7 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "database migrated");
         }
+        email::bring_to_rule(&url).await?;
         prepare_sealed_secrets(&url, &sealing).await?;
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
@@ -223,13 +224,7 @@ fn serve(
         app.app_data(state.clone())
             .app_data(openapi_json.clone())
             .app_data(route_table.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(state.config.max_body_bytes)
-                    .error_handler(extractors::json),
-            )
             .app_data(web::PathConfig::default().error_handler(extractors::path))
-            .app_data(web::QueryConfig::default().error_handler(extractors::query))
             .app_data(web::PayloadConfig::default().limit(state.config.max_body_bytes))
             .service(
                 SwaggerUi::new("/docs/{_:.*}")

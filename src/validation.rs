@@ -98,7 +98,8 @@ impl Validator {
 }
 
 /// A deliberately permissive check (internationalised addresses are fine): one `@`, a
-/// non-empty local part, a domain with a dot, no white space, at most 254 characters.
+/// non-empty local part, a domain with a dot that IDNA accepts, no white space, at most 254
+/// characters.
 pub fn is_email(value: &str) -> bool {
     let Some((local, domain)) = value.split_once('@') else {
         return false;
@@ -111,11 +112,7 @@ pub fn is_email(value: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !value.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// The form of an email address used to compare two of them.
-pub fn normalise_email(value: &str) -> String {
-    value.trim().to_lowercase()
+        && crate::email::domain_to_ascii(domain).is_some()
 }
 
 #[cfg(test)]
@@ -134,10 +131,11 @@ mod tests {
             "an na@example.org",
             "a@b",
             "a@@b.c",
+            "anna@exa_mple.org",
+            "anna@-example-.org",
         ] {
             assert!(!is_email(bad), "{bad}");
         }
-        assert_eq!(normalise_email("  Anna@Example.ORG "), "anna@example.org");
     }
 
     #[test]

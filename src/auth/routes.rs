@@ -10,12 +10,12 @@ use uuid::Uuid;
 use super::{Caller, password, tokens};
 use crate::access;
 use crate::db::schema::{auth_sessions, refresh_tokens, users};
-use crate::db::sql::lower;
+use crate::email;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, OptionalBody};
 use crate::openapi::{BodyErrors, SignedIn};
 use crate::state::{AppState, State};
 use crate::users::{User, UserView};
-use crate::validation::normalise_email;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(login)
@@ -166,7 +166,7 @@ fn token_response(
 async fn login(
     state: State,
     req: actix_web::HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: Body<LoginRequest>,
 ) -> ApiResult<web::Json<TokenResponse>> {
     let body = body.into_inner();
     state.rate_limits.check_login(&state, &req).await?;
@@ -175,22 +175,33 @@ async fn login(
         password::verify(body.password, None).await?;
         return Err(invalid_credentials());
     }
-    let email = normalise_email(&body.email);
+    let email = email::normalise(&body.email);
     let attempt = state.rate_limits.login_attempt(&state, &email).await?;
-    let found: Option<(Uuid, String, bool)> = {
+    // One account per address, except for accounts whose addresses became the same when the
+    // comparison rule changed (`email_shared`): each of those keeps its own password.
+    let candidates: Vec<(Uuid, String, bool)> = {
         let mut conn = state.conn().await?;
         users::table
-            .filter(lower(users::email).eq(&email))
+            .filter(users::email_normalized.eq(&email))
+            .order((users::email_shared, users::created_at))
             .select((users::id, users::password_hash, users::disabled))
-            .first(&mut conn)
-            .await
-            .optional()?
+            .limit(10)
+            .load(&mut conn)
+            .await?
     };
-    let stored_hash = found.as_ref().map(|(_, hash, _)| hash.clone());
-    let verified = password::verify(body.password, stored_hash).await?;
+    let mut found = None;
+    if candidates.is_empty() {
+        password::verify(body.password.clone(), None).await?;
+    }
+    for (id, hash, disabled) in candidates {
+        if password::verify(body.password.clone(), Some(hash.clone())).await? {
+            found = Some((id, hash, disabled));
+            break;
+        }
+    }
     // A disabled account is answered like a wrong password: the answer tells nothing about
     // the account to someone who does not already control it.
-    let Some((user_id, hash, false)) = found.filter(|_| verified) else {
+    let Some((user_id, hash, false)) = found else {
         return Err(invalid_credentials());
     };
     // None: the password changed or the account was disabled while this login was checked.
@@ -226,10 +237,7 @@ enum Rotation {
     )
 )]
 #[post("/auth/refresh")]
-async fn refresh(
-    state: State,
-    body: web::Json<RefreshRequest>,
-) -> ApiResult<web::Json<TokenResponse>> {
+async fn refresh(state: State, body: Body<RefreshRequest>) -> ApiResult<web::Json<TokenResponse>> {
     let token = body.into_inner().refresh_token;
     if token.len() > MAX_TOKEN_LEN || !tokens::has_shape(&token, tokens::REFRESH_PREFIX) {
         return Err(invalid_refresh_token());
@@ -291,7 +299,7 @@ async fn refresh(
 /// Log out: end a login, so its refresh and access tokens stop working.
 #[utoipa::path(
     tag = "auth",
-    request_body(content = LogoutRequest, description = "Optional when an access token is sent."),
+    request_body(content = Option<LogoutRequest>, description = "Optional when an access token is sent."),
     responses(
         (status = 204, description = "The login has ended."),
         (status = 401, description = "`authentication_required`: neither an access token nor a refresh token was given. \
@@ -305,9 +313,9 @@ async fn refresh(
 async fn logout(
     state: State,
     caller: Caller,
-    body: Option<web::Json<LogoutRequest>>,
+    body: OptionalBody<LogoutRequest>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body = body.into_inner().unwrap_or_default();
     let from_header = caller.user().map(|user| user.auth_session_id);
     if from_header.is_none() && body.refresh_token.is_none() {
         return Err(ApiError::unauthorized(

@@ -16,9 +16,11 @@ use super::feed::{Attendee, AttendeeRow, attendees};
 use super::qr;
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
+use crate::dates::Timestamp;
 use crate::db::schema::{registration_sessions, registrations, sessions};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::Event;
+use crate::extract::Body;
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::registrations::{RegistrationStatus, SessionRegistrationStatus};
 use crate::state::State;
@@ -42,7 +44,7 @@ pub struct Scan {
     pub session_id: Option<Uuid>,
     /// When the badge was scanned (offline desks); now when absent.
     #[serde(default)]
-    pub scanned_at: Option<DateTime<Utc>>,
+    pub scanned_at: Option<Timestamp>,
     /// The desk's id for this scan: uploading it again changes nothing.
     #[serde(default)]
     #[schema(max_length = 100)]
@@ -85,7 +87,7 @@ fn check_scan(v: &mut Validator, prefix: &str, scan: &Scan) {
             "must be 1 to 100 characters",
         );
     }
-    if let Some(at) = scan.scanned_at {
+    if let Some(at) = scan.scanned_at.map(Timestamp::utc) {
         v.check(
             at <= Utc::now() + Duration::minutes(5),
             &format!("{prefix}scanned_at"),
@@ -168,7 +170,7 @@ async fn record(
             .with("session_id", session_id));
         }
     }
-    let scanned_at = scan.scanned_at.unwrap_or_else(Utc::now);
+    let scanned_at = scan.scanned_at.map_or_else(Utc::now, Timestamp::utc);
     // One statement: insert (with its entry in the change log), or find the check-in this
     // repeats (same place, or same scan).
     let recorded: Option<Recorded> = diesel::sql_query(
@@ -284,7 +286,7 @@ async fn check_in(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<Scan>,
+    body: Body<Scan>,
 ) -> ApiResult<HttpResponse> {
     let scan = body.into_inner();
     let mut v = Validator::new();
@@ -353,7 +355,7 @@ async fn upload_scans(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<ScanBatch>,
+    body: Body<ScanBatch>,
 ) -> ApiResult<web::Json<ScanBatchResult>> {
     let batch = body.into_inner();
     let mut v = Validator::new();

@@ -12,6 +12,7 @@ use crate::access::{self, EventAction};
 use crate::auth::{Caller, Scope, tokens};
 use crate::db::schema::api_keys;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, PageParams};
 use crate::state::State;
@@ -74,7 +75,7 @@ async fn create_api_key(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<NewApiKey>,
+    body: Body<NewApiKey>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let mut v = Validator::new();
@@ -119,7 +120,7 @@ async fn list_api_keys(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> ApiResult<web::Json<Page<ApiKeyView>>> {
     let limit = page.limit()?;
     let after: Option<Uuid> = page.after()?;

@@ -6,6 +6,7 @@ mod feed;
 mod keys;
 pub mod print;
 pub mod qr;
+mod spreadsheet;
 mod stats;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

@@ -18,8 +18,10 @@ use super::feed::{Attendee, AttendeeRow, attendees};
 use super::qr;
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
+use crate::dates::Timestamp;
 use crate::db::schema::{print_jobs, registrations};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, OptionalBody, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::state::State;
@@ -164,9 +166,9 @@ async fn claim_jobs(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: Option<web::Json<ClaimRequest>>,
+    body: OptionalBody<ClaimRequest>,
 ) -> ApiResult<web::Json<ClaimResponse>> {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body = body.into_inner().unwrap_or_default();
     let batch = body.batch_size.unwrap_or(10);
     let lease = body.lease_seconds.unwrap_or(120);
     let mut v = Validator::new();
@@ -318,7 +320,7 @@ async fn request_reprint(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<ReprintRequest>,
+    body: Body<ReprintRequest>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
@@ -416,10 +418,10 @@ async fn list_jobs(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: web::Query<JobListParams>,
+    params: Query<JobListParams>,
 ) -> ApiResult<web::Json<Page<JobView>>> {
     let limit = check_limit(params.limit)?;
-    let after: Option<(DateTime<Utc>, Uuid)> =
+    let after: Option<(Timestamp, Uuid)> =
         params.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::PrintBadges).await?;
@@ -433,6 +435,7 @@ async fn list_jobs(
         query = query.filter(print_jobs::status.eq(status));
     }
     if let Some((created_at, id)) = after {
+        let created_at = created_at.utc();
         query = query.filter(
             print_jobs::created_at
                 .gt(created_at)
@@ -443,6 +446,6 @@ async fn list_jobs(
     }
     let rows = query.load(&mut conn).await?;
     Ok(web::Json(
-        Page::from_rows(rows, limit, |j| (j.created_at, j.id)).map(JobView::from),
+        Page::from_rows(rows, limit, |j| (Timestamp::from(j.created_at), j.id)).map(JobView::from),
     ))
 }

@@ -117,6 +117,26 @@ pub async fn migrate(url: &str, action: MigrationAction) -> anyhow::Result<usize
     .await?
 }
 
+/// Runs `work` holding the migration lock: start-up work on stored data that must follow the
+/// migrations and must not run twice at once (several instances may start together).
+pub async fn with_migration_lock<T>(
+    url: &str,
+    work: impl AsyncFnOnce(&mut AsyncPgConnection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .context("connecting to the database")?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)
+        .await?;
+    let result = work(&mut conn).await;
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)
+        .await?;
+    result
+}
+
 fn apply(
     conn: &mut AsyncConnectionWrapper<AsyncPgConnection>,
     action: MigrationAction,

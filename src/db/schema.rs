@@ -183,6 +183,8 @@ diesel::table! {
         change_xid -> Int8,
         badge_printed_at -> Nullable<Timestamptz>,
         checked_in_at -> Nullable<Timestamptz>,
+        email_rule -> Int2,
+        email_shared -> Bool,
     }
 }
 
@@ -275,6 +277,9 @@ diesel::table! {
         disabled -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        email_normalized -> Text,
+        email_rule -> Int2,
+        email_shared -> Bool,
     }
 }
 

@@ -1,11 +1,6 @@
 //! SQL functions diesel does not know about.
 
-use diesel::sql_types::{BigInt, Bytea, Nullable, Text};
-
-diesel::define_sql_function! {
-    /// `lower(text)`, as used by the case-insensitive unique indexes.
-    fn lower(x: Text) -> Text;
-}
+use diesel::sql_types::{BigInt, Bytea, Nullable};
 
 diesel::define_sql_function! {
     /// Takes a transaction-scoped advisory lock, shared with other holders of the same key.

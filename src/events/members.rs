@@ -13,6 +13,7 @@ use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::db::schema::{event_members, events, users};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, PageParams};
 use crate::state::State;
@@ -72,7 +73,7 @@ async fn list_members(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> ApiResult<web::Json<Page<MemberView>>> {
     let limit = page.limit()?;
     let after: Option<Uuid> = page.after()?;
@@ -123,7 +124,7 @@ async fn put_member(
     state: State,
     caller: Caller,
     path: web::Path<(String, Uuid)>,
-    body: web::Json<MemberRoleBody>,
+    body: Body<MemberRoleBody>,
 ) -> ApiResult<HttpResponse> {
     let (event_ref, user_id) = path.into_inner();
     let role = body.into_inner().role;

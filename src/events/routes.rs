@@ -1,5 +1,5 @@
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -11,9 +11,11 @@ use super::{Event, EventStatus, EventView, MemberRole, members};
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::conditional::{IfMatch, etag_header, is_fresh};
+use crate::dates::{Day, Timestamp};
 use crate::db::schema::{event_members, events, sessions};
 use crate::db::{self};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors, SignedIn};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::patch;
@@ -51,17 +53,17 @@ pub struct NewEvent {
     /// IANA time zone.
     #[schema(example = "Europe/Moscow", max_length = 64)]
     pub time_zone: String,
-    pub starts_on: NaiveDate,
-    pub ends_on: NaiveDate,
+    pub starts_on: Day,
+    pub ends_on: Day,
     #[serde(default)]
     #[schema(example = "Мурманск", max_length = 200)]
     pub city: Option<String>,
     #[serde(default)]
     pub status: Option<EventStatus>,
     #[serde(default)]
-    pub registration_opens_at: Option<DateTime<Utc>>,
+    pub registration_opens_at: Option<Timestamp>,
     #[serde(default)]
-    pub registration_closes_at: Option<DateTime<Utc>>,
+    pub registration_closes_at: Option<Timestamp>,
     /// Most active registrations the event takes; absent or null: no limit.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000000)]
@@ -87,20 +89,20 @@ pub struct EventPatch {
     #[schema(max_length = 64)]
     pub time_zone: Option<String>,
     #[serde(default, deserialize_with = "patch::non_null")]
-    pub starts_on: Option<NaiveDate>,
+    pub starts_on: Option<Day>,
     #[serde(default, deserialize_with = "patch::non_null")]
-    pub ends_on: Option<NaiveDate>,
+    pub ends_on: Option<Day>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<String>, max_length = 200)]
     pub city: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch::non_null")]
     pub status: Option<EventStatus>,
     #[serde(default, deserialize_with = "patch::nullable")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
-    pub registration_opens_at: Option<Option<DateTime<Utc>>>,
+    #[schema(value_type = Option<Timestamp>)]
+    pub registration_opens_at: Option<Option<Timestamp>>,
     #[serde(default, deserialize_with = "patch::nullable")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
-    pub registration_closes_at: Option<Option<DateTime<Utc>>>,
+    #[schema(value_type = Option<Timestamp>)]
+    pub registration_closes_at: Option<Option<Timestamp>>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<i32>, minimum = 0, maximum = 1000000)]
     pub capacity: Option<Option<i32>>,
@@ -116,16 +118,16 @@ impl EventPatch {
             title: self.title.unwrap_or_else(|| e.title.clone()),
             description: self.description.unwrap_or_else(|| e.description.clone()),
             time_zone: self.time_zone.unwrap_or_else(|| e.time_zone.clone()),
-            starts_on: self.starts_on.unwrap_or(e.starts_on),
-            ends_on: self.ends_on.unwrap_or(e.ends_on),
+            starts_on: self.starts_on.unwrap_or(e.starts_on.into()),
+            ends_on: self.ends_on.unwrap_or(e.ends_on.into()),
             city: self.city.unwrap_or_else(|| e.city.clone()),
             status: Some(self.status.unwrap_or(e.status)),
             registration_opens_at: self
                 .registration_opens_at
-                .unwrap_or(e.registration_opens_at),
+                .unwrap_or(e.registration_opens_at.map(Timestamp::from)),
             registration_closes_at: self
                 .registration_closes_at
-                .unwrap_or(e.registration_closes_at),
+                .unwrap_or(e.registration_closes_at.map(Timestamp::from)),
             capacity: self.capacity.unwrap_or(e.capacity),
             allow_overlapping_sessions: Some(
                 self.allow_overlapping_sessions
@@ -167,7 +169,7 @@ fn validate(event: &NewEvent) -> ApiResult<()> {
     v.opt_line("city", event.city.as_deref(), 200);
     if event.ends_on < event.starts_on {
         v.error("ends_on", "must not be before starts_on");
-    } else if event.ends_on - event.starts_on > Duration::days(366) {
+    } else if event.ends_on.get() - event.starts_on.get() > Duration::days(366) {
         v.error("ends_on", "an event lasts at most a year");
     }
     if let (Some(opens), Some(closes)) = (event.registration_opens_at, event.registration_closes_at)
@@ -218,12 +220,12 @@ pub async fn create(
                 events::title.eq(&body.title),
                 events::description.eq(&body.description),
                 events::time_zone.eq(&body.time_zone),
-                events::starts_on.eq(body.starts_on),
-                events::ends_on.eq(body.ends_on),
+                events::starts_on.eq(body.starts_on.get()),
+                events::ends_on.eq(body.ends_on.get()),
                 events::city.eq(&body.city),
                 events::status.eq(body.status.unwrap_or(EventStatus::Draft)),
-                events::registration_opens_at.eq(body.registration_opens_at),
-                events::registration_closes_at.eq(body.registration_closes_at),
+                events::registration_opens_at.eq(body.registration_opens_at.map(Timestamp::utc)),
+                events::registration_closes_at.eq(body.registration_closes_at.map(Timestamp::utc)),
                 events::capacity.eq(body.capacity),
                 events::allow_overlapping_sessions
                     .eq(body.allow_overlapping_sessions.unwrap_or(false)),
@@ -266,7 +268,7 @@ pub async fn create(
 async fn create_event(
     state: State,
     caller: Caller,
-    body: web::Json<NewEvent>,
+    body: Body<NewEvent>,
 ) -> ApiResult<HttpResponse> {
     let user = access::require_user(&caller)?.clone();
     let mut conn = state.conn().await?;
@@ -293,7 +295,7 @@ pub struct EventListParams {
 }
 
 #[derive(Serialize, Deserialize)]
-struct EventCursor(NaiveDate, Uuid);
+struct EventCursor(Day, Uuid);
 
 /// List events, by start date: published ones, and for organisers also their own.
 #[utoipa::path(
@@ -312,7 +314,7 @@ struct EventCursor(NaiveDate, Uuid);
 async fn list_events(
     state: State,
     caller: Caller,
-    params: web::Query<EventListParams>,
+    params: Query<EventListParams>,
 ) -> ApiResult<web::Json<Page<EventView>>> {
     let limit = check_limit(params.limit)?;
     let after: Option<EventCursor> = params.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -339,6 +341,7 @@ async fn list_events(
         query = query.filter(events::status.eq(status));
     }
     if let Some(EventCursor(date, id)) = after {
+        let date = date.get();
         query = query.filter(
             events::starts_on
                 .gt(date)
@@ -348,7 +351,8 @@ async fn list_events(
     let mut conn = state.conn().await?;
     let rows = query.load(&mut conn).await?;
     Ok(web::Json(
-        Page::from_rows(rows, limit, |e| EventCursor(e.starts_on, e.id)).map(EventView::from),
+        Page::from_rows(rows, limit, |e| EventCursor(e.starts_on.into(), e.id))
+            .map(EventView::from),
     ))
 }
 
@@ -410,7 +414,7 @@ async fn update_event(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<EventPatch>,
+    body: Body<EventPatch>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
@@ -446,12 +450,14 @@ async fn update_event(
                     events::title.eq(&next.title),
                     events::description.eq(&next.description),
                     events::time_zone.eq(&next.time_zone),
-                    events::starts_on.eq(next.starts_on),
-                    events::ends_on.eq(next.ends_on),
+                    events::starts_on.eq(next.starts_on.get()),
+                    events::ends_on.eq(next.ends_on.get()),
                     events::city.eq(&next.city),
                     events::status.eq(next.status.unwrap_or(current.status)),
-                    events::registration_opens_at.eq(next.registration_opens_at),
-                    events::registration_closes_at.eq(next.registration_closes_at),
+                    events::registration_opens_at
+                        .eq(next.registration_opens_at.map(Timestamp::utc)),
+                    events::registration_closes_at
+                        .eq(next.registration_closes_at.map(Timestamp::utc)),
                     events::capacity.eq(next.capacity),
                     events::allow_overlapping_sessions
                         .eq(next.allow_overlapping_sessions.unwrap_or(false)),
@@ -497,7 +503,8 @@ async fn check_sessions_fit(
         .await
         .optional()?;
     if let Some((Some(first), Some(last))) = span {
-        let (start, end) = crate::programme::event_bounds(tz, next.starts_on, next.ends_on);
+        let (start, end) =
+            crate::programme::event_bounds(tz, next.starts_on.get(), next.ends_on.get());
         if first < start {
             return Err(ApiError::invalid(
                 "starts_on",

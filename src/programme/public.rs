@@ -22,9 +22,11 @@ use super::{SessionKind, SessionStatus, start_of_day};
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::conditional::{etag_header, is_fresh};
+use crate::dates::Day;
 use crate::db::schema::{session_speakers, sessions, tracks, venues};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::{Event, EventStatus};
+use crate::extract::Query;
 use crate::openapi::EventErrors;
 use crate::registrations::counts::{self, SessionCounts};
 use crate::state::State;
@@ -41,7 +43,7 @@ pub struct ProgrammeParams {
     /// Only sessions of this track.
     pub track: Option<Uuid>,
     /// Only sessions starting on this day (in the event's time zone).
-    pub day: Option<NaiveDate>,
+    pub day: Option<Day>,
     /// Only sessions in this venue.
     pub venue: Option<Uuid>,
     /// Only sessions this speaker takes part in.
@@ -162,7 +164,7 @@ async fn published_sessions(
     if let Some(kind) = params.kind {
         query = query.filter(sessions::kind.eq(kind));
     }
-    if let Some(day) = params.day {
+    if let Some(day) = params.day.map(Day::get) {
         let tz = event.tz();
         let next = day.checked_add_days(Days::new(1)).unwrap_or(day);
         query = query
@@ -410,7 +412,7 @@ async fn programme(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    params: web::Query<ProgrammeParams>,
+    params: Query<ProgrammeParams>,
 ) -> ApiResult<HttpResponse> {
     serve(state, caller, req, &path, params.into_inner(), Format::Json).await
 }
@@ -441,7 +443,7 @@ async fn programme_ics(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    params: web::Query<ProgrammeParams>,
+    params: Query<ProgrammeParams>,
 ) -> ApiResult<HttpResponse> {
     serve(
         state,

@@ -11,9 +11,11 @@ use uuid::Uuid;
 use crate::access::{self, EventAction, EventContext};
 use crate::auth::Caller;
 use crate::conditional::{IfMatch, etag_header, is_fresh};
+use crate::dates::Timestamp;
 use crate::db::schema::{sessions, tracks, venues};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::Event;
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::patch;
@@ -158,8 +160,8 @@ pub struct NewSession {
     pub description: Option<String>,
     pub kind: SessionKind,
     /// With a UTC offset, e.g. `2026-04-24T11:00:00+03:00`.
-    pub starts_at: DateTime<FixedOffset>,
-    pub ends_at: DateTime<FixedOffset>,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
     #[serde(default)]
     pub venue_id: Option<Uuid>,
     #[serde(default)]
@@ -172,9 +174,9 @@ pub struct NewSession {
     #[serde(default)]
     pub waitlist_enabled: Option<bool>,
     #[serde(default)]
-    pub registration_opens_at: Option<DateTime<Utc>>,
+    pub registration_opens_at: Option<Timestamp>,
     #[serde(default)]
-    pub registration_closes_at: Option<DateTime<Utc>>,
+    pub registration_closes_at: Option<Timestamp>,
     #[serde(default)]
     pub status: Option<SessionStatus>,
     #[serde(default)]
@@ -198,9 +200,9 @@ pub struct SessionPatch {
     #[serde(default, deserialize_with = "patch::non_null")]
     pub kind: Option<SessionKind>,
     #[serde(default, deserialize_with = "patch::non_null")]
-    pub starts_at: Option<DateTime<FixedOffset>>,
+    pub starts_at: Option<Timestamp>,
     #[serde(default, deserialize_with = "patch::non_null")]
-    pub ends_at: Option<DateTime<FixedOffset>>,
+    pub ends_at: Option<Timestamp>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<Uuid>)]
     pub venue_id: Option<Option<Uuid>>,
@@ -215,11 +217,11 @@ pub struct SessionPatch {
     #[serde(default, deserialize_with = "patch::non_null")]
     pub waitlist_enabled: Option<bool>,
     #[serde(default, deserialize_with = "patch::nullable")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
-    pub registration_opens_at: Option<Option<DateTime<Utc>>>,
+    #[schema(value_type = Option<Timestamp>)]
+    pub registration_opens_at: Option<Option<Timestamp>>,
     #[serde(default, deserialize_with = "patch::nullable")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
-    pub registration_closes_at: Option<Option<DateTime<Utc>>>,
+    #[schema(value_type = Option<Timestamp>)]
+    pub registration_closes_at: Option<Option<Timestamp>>,
     #[serde(default, deserialize_with = "patch::non_null")]
     pub status: Option<SessionStatus>,
     #[serde(default, deserialize_with = "patch::nullable")]
@@ -238,20 +240,20 @@ impl SessionPatch {
             kind: self.kind.unwrap_or(s.kind),
             starts_at: self
                 .starts_at
-                .unwrap_or_else(|| s.starts_at.with_timezone(&tz).fixed_offset()),
+                .unwrap_or_else(|| s.starts_at.with_timezone(&tz).fixed_offset().into()),
             ends_at: self
                 .ends_at
-                .unwrap_or_else(|| s.ends_at.with_timezone(&tz).fixed_offset()),
+                .unwrap_or_else(|| s.ends_at.with_timezone(&tz).fixed_offset().into()),
             venue_id: self.venue_id.unwrap_or(s.venue_id),
             track_id: self.track_id.unwrap_or(s.track_id),
             capacity: self.capacity.unwrap_or(s.capacity),
             waitlist_enabled: Some(self.waitlist_enabled.unwrap_or(s.waitlist_enabled)),
             registration_opens_at: self
                 .registration_opens_at
-                .unwrap_or(s.registration_opens_at),
+                .unwrap_or(s.registration_opens_at.map(Timestamp::from)),
             registration_closes_at: self
                 .registration_closes_at
-                .unwrap_or(s.registration_closes_at),
+                .unwrap_or(s.registration_closes_at.map(Timestamp::from)),
             status: Some(self.status.unwrap_or(s.status)),
             language: self.language.unwrap_or_else(|| s.language.clone()),
             tags: Some(
@@ -278,13 +280,14 @@ async fn validate(conn: &mut AsyncPgConnection, event: &Event, s: &NewSession) -
     let mut v = Validator::new();
     v.line("title", &s.title, 300);
     v.opt_text("description", s.description.as_deref(), 20000);
-    if s.ends_at <= s.starts_at {
+    let (starts_at, ends_at) = (s.starts_at.utc(), s.ends_at.utc());
+    if ends_at <= starts_at {
         v.error("ends_at", "must be after starts_at");
-    } else if s.ends_at - s.starts_at > chrono::Duration::days(7) {
+    } else if ends_at - starts_at > chrono::Duration::days(7) {
         v.error("ends_at", "a session lasts at most 7 days");
     }
     let (first, last) = super::event_bounds(event.tz(), event.starts_on, event.ends_on);
-    if s.starts_at < first || s.starts_at >= last {
+    if starts_at < first || starts_at >= last {
         v.error(
             "starts_at",
             format!(
@@ -293,7 +296,7 @@ async fn validate(conn: &mut AsyncPgConnection, event: &Event, s: &NewSession) -
             ),
         );
     }
-    if s.ends_at > last {
+    if ends_at > last {
         v.error(
             "ends_at",
             format!(
@@ -375,10 +378,10 @@ async fn list_sessions(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: web::Query<SessionListParams>,
+    params: Query<SessionListParams>,
 ) -> ApiResult<web::Json<Page<SessionView>>> {
     let limit = check_limit(params.limit)?;
-    let after: Option<(DateTime<Utc>, Uuid)> =
+    let after: Option<(Timestamp, Uuid)> =
         params.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::View).await?;
@@ -401,6 +404,7 @@ async fn list_sessions(
         query = query.filter(sessions::venue_id.eq(venue_id));
     }
     if let Some((starts_at, id)) = after {
+        let starts_at = starts_at.utc();
         query = query.filter(
             sessions::starts_at
                 .gt(starts_at)
@@ -409,7 +413,7 @@ async fn list_sessions(
     }
     let rows = query.load(&mut conn).await?;
     Ok(web::Json(
-        Page::from_rows(rows, limit, |s| (s.starts_at, s.id))
+        Page::from_rows(rows, limit, |s| (Timestamp::from(s.starts_at), s.id))
             .map(|s| SessionView::new(s, &ctx.event)),
     ))
 }
@@ -436,14 +440,14 @@ pub async fn create(
                 sessions::title.eq(&s.title),
                 sessions::description.eq(&s.description),
                 sessions::kind.eq(s.kind),
-                sessions::starts_at.eq(s.starts_at.with_timezone(&Utc)),
-                sessions::ends_at.eq(s.ends_at.with_timezone(&Utc)),
+                sessions::starts_at.eq(s.starts_at.utc()),
+                sessions::ends_at.eq(s.ends_at.utc()),
                 sessions::venue_id.eq(s.venue_id),
                 sessions::track_id.eq(s.track_id),
                 sessions::capacity.eq(s.capacity),
                 sessions::waitlist_enabled.eq(s.waitlist_enabled.unwrap_or(true)),
-                sessions::registration_opens_at.eq(s.registration_opens_at),
-                sessions::registration_closes_at.eq(s.registration_closes_at),
+                sessions::registration_opens_at.eq(s.registration_opens_at.map(Timestamp::utc)),
+                sessions::registration_closes_at.eq(s.registration_closes_at.map(Timestamp::utc)),
                 sessions::status.eq(s.status.unwrap_or(SessionStatus::Draft)),
                 sessions::language.eq(&s.language),
                 sessions::tags.eq(s.tags.clone().unwrap_or_default()),
@@ -473,7 +477,7 @@ async fn create_session(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<NewSession>,
+    body: Body<NewSession>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
@@ -598,7 +602,7 @@ async fn update_session(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<(String, Uuid)>,
-    body: web::Json<SessionPatch>,
+    body: Body<SessionPatch>,
 ) -> ApiResult<HttpResponse> {
     let (event_ref, session_id) = path.into_inner();
     let body = body.into_inner();
@@ -630,14 +634,16 @@ async fn update_session(
                     sessions::title.eq(&next.title),
                     sessions::description.eq(&next.description),
                     sessions::kind.eq(next.kind),
-                    sessions::starts_at.eq(next.starts_at.with_timezone(&Utc)),
-                    sessions::ends_at.eq(next.ends_at.with_timezone(&Utc)),
+                    sessions::starts_at.eq(next.starts_at.utc()),
+                    sessions::ends_at.eq(next.ends_at.utc()),
                     sessions::venue_id.eq(next.venue_id),
                     sessions::track_id.eq(next.track_id),
                     sessions::capacity.eq(next.capacity),
                     sessions::waitlist_enabled.eq(next.waitlist_enabled.unwrap_or(true)),
-                    sessions::registration_opens_at.eq(next.registration_opens_at),
-                    sessions::registration_closes_at.eq(next.registration_closes_at),
+                    sessions::registration_opens_at
+                        .eq(next.registration_opens_at.map(Timestamp::utc)),
+                    sessions::registration_closes_at
+                        .eq(next.registration_closes_at.map(Timestamp::utc)),
                     sessions::status.eq(next.status.unwrap_or(current.status)),
                     sessions::language.eq(&next.language),
                     sessions::tags.eq(next.tags.clone().unwrap_or_default()),

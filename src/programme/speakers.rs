@@ -12,6 +12,7 @@ use crate::access::{self, EventAction, EventContext};
 use crate::auth::Caller;
 use crate::db::schema::{session_speakers, sessions, speakers};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, PageParams};
 use crate::patch;
@@ -193,7 +194,27 @@ fn validate(s: &NewSpeaker) -> ApiResult<()> {
     v.finish()
 }
 
-/// The event's speakers; contact details only for its organisers.
+/// Ids of the event's speakers who take part in one of its published sessions: the only
+/// speakers the public sees (a speaker of draft sessions only is not announced yet).
+fn public_speaker_ids<'a>(
+    event_id: Uuid,
+) -> session_speakers::BoxedQuery<'a, diesel::pg::Pg, diesel::sql_types::Uuid> {
+    session_speakers::table
+        .filter(session_speakers::event_id.eq(event_id))
+        .filter(
+            session_speakers::session_id.eq_any(
+                sessions::table
+                    .filter(sessions::event_id.eq(event_id))
+                    .filter(sessions::status.eq(super::SessionStatus::Published))
+                    .select(sessions::id),
+            ),
+        )
+        .select(session_speakers::speaker_id)
+        .into_boxed()
+}
+
+/// The event's speakers; contact details only for its organisers. The public sees the
+/// speakers of published sessions only.
 #[utoipa::path(
     tag = "programme",
     params(("event" = String, Path, description = "Event slug or id"), PageParams),
@@ -210,7 +231,7 @@ async fn list_speakers(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> ApiResult<web::Json<Page<SpeakerView>>> {
     let limit = page.limit()?;
     let after: Option<Uuid> = page.after()?;
@@ -222,6 +243,9 @@ async fn list_speakers(
         .order(speakers::id)
         .limit(limit + 1)
         .into_boxed();
+    if !ctx.sees_private() {
+        query = query.filter(speakers::id.eq_any(public_speaker_ids(ctx.event.id)));
+    }
     if let Some(after) = after {
         query = query.filter(speakers::id.gt(after));
     }
@@ -268,7 +292,7 @@ async fn create_speaker(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<NewSpeaker>,
+    body: Body<NewSpeaker>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
@@ -292,7 +316,7 @@ async fn find(
         .ok_or_else(|| ApiError::not_found("speaker"))
 }
 
-/// One speaker.
+/// One speaker (for the public: only a speaker of a published session).
 #[utoipa::path(
     tag = "programme",
     params(("event" = String, Path, description = "Event slug or id"), ("speaker_id" = Uuid, Path)),
@@ -308,6 +332,16 @@ async fn get_speaker(
     let (event_ref, id) = path.into_inner();
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &event_ref, EventAction::View).await?;
+    if !ctx.sees_private() {
+        let public: bool = diesel::select(diesel::dsl::exists(
+            public_speaker_ids(ctx.event.id).filter(session_speakers::speaker_id.eq(id)),
+        ))
+        .get_result(&mut conn)
+        .await?;
+        if !public {
+            return Err(ApiError::not_found("speaker"));
+        }
+    }
     let speaker = find(&mut conn, ctx.event.id, id).await?;
     Ok(web::Json(SpeakerView::new(speaker, &ctx)))
 }
@@ -325,7 +359,7 @@ async fn update_speaker(
     state: State,
     caller: Caller,
     path: web::Path<(String, Uuid)>,
-    body: web::Json<SpeakerPatch>,
+    body: Body<SpeakerPatch>,
 ) -> ApiResult<web::Json<SpeakerView>> {
     let (event_ref, id) = path.into_inner();
     let mut conn = state.conn().await?;
@@ -525,7 +559,7 @@ async fn put_session_speaker(
     state: State,
     caller: Caller,
     path: web::Path<(String, Uuid, Uuid)>,
-    body: web::Json<SessionSpeakerBody>,
+    body: Body<SessionSpeakerBody>,
 ) -> ApiResult<web::Json<Vec<SessionSpeakerView>>> {
     let (event_ref, session_id, speaker_id) = path.into_inner();
     let mut conn = state.conn().await?;

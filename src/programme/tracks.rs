@@ -12,6 +12,7 @@ use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::db::{self, schema::tracks};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::patch;
@@ -154,7 +155,7 @@ async fn list_tracks(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: web::Query<TrackListParams>,
+    params: Query<TrackListParams>,
 ) -> ApiResult<web::Json<Page<TrackView>>> {
     let limit = check_limit(params.limit)?;
     let after: Option<(i32, Uuid)> = params.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -219,7 +220,7 @@ async fn create_track(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<NewTrack>,
+    body: Body<NewTrack>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
@@ -275,7 +276,7 @@ async fn update_track(
     state: State,
     caller: Caller,
     path: web::Path<(String, Uuid)>,
-    body: web::Json<TrackPatch>,
+    body: Body<TrackPatch>,
 ) -> ApiResult<web::Json<TrackView>> {
     let (event_ref, id) = path.into_inner();
     let body = body.into_inner();

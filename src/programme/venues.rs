@@ -12,6 +12,7 @@ use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::db::{self, schema::venues};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Body, Query};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::pagination::{Page, PageParams};
 use crate::patch;
@@ -109,7 +110,7 @@ async fn list_venues(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> ApiResult<web::Json<Page<Venue>>> {
     let limit = page.limit()?;
     let after: Option<Uuid> = page.after()?;
@@ -167,7 +168,7 @@ async fn create_venue(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<NewVenue>,
+    body: Body<NewVenue>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
@@ -223,7 +224,7 @@ async fn update_venue(
     state: State,
     caller: Caller,
     path: web::Path<(String, Uuid)>,
-    body: web::Json<VenuePatch>,
+    body: Body<VenuePatch>,
 ) -> ApiResult<web::Json<Venue>> {
     let (event_ref, id) = path.into_inner();
     let body = body.into_inner();

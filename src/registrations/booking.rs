@@ -19,10 +19,10 @@ use super::{
 };
 use crate::changes::{self as change_log, Actor, ActorKind, ChangeKind, NewChange};
 use crate::db::{self, schema::registration_sessions, schema::registrations, schema::sessions};
+use crate::email;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventStatus};
 use crate::programme::{Session, SessionStatus};
-use crate::validation::normalise_email;
 
 /// Transactions that lost a race (deadlock, serialisation) are run again this many times.
 const ATTEMPTS: usize = 3;
@@ -345,7 +345,7 @@ pub async fn register(
         .bind::<SqlUuid, _>(event.id)
         .bind::<Text, _>(&a.full_name)
         .bind::<Text, _>(a.email.trim())
-        .bind::<Text, _>(normalise_email(&a.email))
+        .bind::<Text, _>(email::normalise(&a.email))
         .bind::<Nullable<Text>, _>(&a.organisation)
         .bind::<Nullable<Text>, _>(&a.position)
         .bind::<Nullable<Text>, _>(&a.city)
@@ -612,7 +612,16 @@ pub async fn change(
                     changes
                         .email
                         .as_ref()
-                        .map(|v| registrations::email_normalized.eq(normalise_email(v))),
+                        .map(|v| registrations::email_normalized.eq(email::normalise(v))),
+                    changes
+                        .email
+                        .as_ref()
+                        .map(|_| registrations::email_rule.eq(email::RULE)),
+                    // A new address competes like any other.
+                    changes
+                        .email
+                        .as_ref()
+                        .map(|_| registrations::email_shared.eq(false)),
                     changes
                         .organisation
                         .as_ref()

@@ -18,7 +18,9 @@ use super::{
 use crate::access::{self, EventAction, RegistrationAction};
 use crate::auth::Caller;
 use crate::db::schema::{registration_sessions, registrations, sessions};
+use crate::email;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{OptionalBody, Query};
 use crate::openapi::{BodyErrors, EventErrors, RegistrationErrors};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::programme::sessions::visible;
@@ -46,7 +48,8 @@ pub struct RegistrationListParams {
     /// With `session_id`: only those with this status in it.
     pub session_status: Option<SessionRegistrationStatus>,
     pub category: Option<Category>,
-    /// Text in the name, email or organisation (case-insensitive).
+    /// Text in the name, email or organisation (case-insensitive; an address also in any of
+    /// the forms that compare equal to it).
     #[param(max_length = 200)]
     pub q: Option<String>,
     /// Items per page, 1 to 200; 50 when absent.
@@ -76,7 +79,7 @@ async fn list_registrations(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: web::Query<RegistrationListParams>,
+    params: Query<RegistrationListParams>,
 ) -> ApiResult<web::Json<Page<RegistrationView>>> {
     let limit = check_limit(params.limit)?;
     let after: Option<Uuid> = params.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -109,13 +112,17 @@ async fn list_registrations(
         };
         query = query.filter(registrations::id.eq_any(holders));
     }
-    if let Some(q) = params.q.as_deref().filter(|q| !q.trim().is_empty()) {
-        let pattern = like_pattern(q.trim());
+    if let Some(q) = params.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let pattern = like_pattern(q);
         query = query.filter(
             registrations::full_name
                 .ilike(pattern.clone())
                 .or(registrations::email.ilike(pattern.clone()))
-                .or(registrations::organisation.ilike(pattern)),
+                .or(registrations::organisation.ilike(pattern))
+                // An address in any of its forms (`STRASSE` finds `Straße@…`, an IDNA domain
+                // finds its Unicode spelling), as addresses are compared.
+                .or(registrations::email_normalized.like(like_pattern(&email::fold(q))))
+                .or(registrations::email_normalized.eq(email::normalise(q))),
         );
     }
     if let Some(after) = after {
@@ -182,10 +189,10 @@ async fn promote(
     state: State,
     caller: Caller,
     path: web::Path<(Uuid, Uuid)>,
-    body: Option<web::Json<PromoteBody>>,
+    body: OptionalBody<PromoteBody>,
 ) -> ApiResult<web::Json<RegistrationView>> {
     let (id, session_id) = path.into_inner();
-    let over_capacity = body.map(|b| b.over_capacity).unwrap_or(false);
+    let over_capacity = body.into_inner().is_some_and(|b| b.over_capacity);
     let mut conn = state.conn().await?;
     let ctx = access::registration(&mut conn, &caller, id, RegistrationAction::Manage).await?;
     let session: Session = sessions::table

@@ -12,6 +12,7 @@ use super::{Category, RegistrationView, view_of};
 use crate::access::{self, RegistrationAction};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::Body;
 use crate::openapi::{BodyErrors, RegistrationErrors};
 use crate::patch;
 use crate::state::State;
@@ -125,7 +126,7 @@ async fn update_registration(
     state: State,
     caller: Caller,
     id: web::Path<Uuid>,
-    body: web::Json<RegistrationPatch>,
+    body: Body<RegistrationPatch>,
 ) -> ApiResult<web::Json<RegistrationView>> {
     let body = body.into_inner();
     validate(&body)?;

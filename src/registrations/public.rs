@@ -12,7 +12,8 @@ use super::idempotency::IdempotencyRequest;
 use super::{Category, RegistrationStatus, SessionOutcome};
 use crate::access::{self, EventAction, EventContext};
 use crate::auth::{Caller, tokens};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiResult, Problem};
+use crate::extract::{self, Body};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::state::{AppState, State};
 use crate::validation::Validator;
@@ -29,7 +30,8 @@ pub const MAX_SESSIONS: usize = 50;
 pub struct NewRegistrationBody {
     #[schema(example = "Анна Сергеевна Иванова", max_length = 200)]
     pub full_name: String,
-    /// One active registration per address and event (compared case-insensitively).
+    /// One active registration per address and event (addresses compared regardless of case,
+    /// Unicode compatibility forms and IDNA spelling of the domain).
     #[schema(example = "anna@example.org", max_length = 254)]
     pub email: String,
     #[serde(default)]
@@ -53,16 +55,61 @@ pub struct NewRegistrationBody {
     pub session_ids: Vec<Uuid>,
 }
 
-/// A participant added by an organiser.
+/// A participant added by an organiser: the fields of a participant's registration, and
+/// `over_capacity`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualRegistrationBody {
-    #[serde(flatten)]
-    pub registration: NewRegistrationBody,
+    #[schema(example = "Анна Сергеевна Иванова", max_length = 200)]
+    pub full_name: String,
+    /// One active registration per address and event (addresses compared regardless of case,
+    /// Unicode compatibility forms and IDNA spelling of the domain).
+    #[schema(example = "anna@example.org", max_length = 254)]
+    pub email: String,
+    #[serde(default)]
+    #[schema(example = "АНО «Городские события»", max_length = 300)]
+    pub organisation: Option<String>,
+    #[serde(default)]
+    #[schema(example = "Координатор волонтёров", max_length = 300)]
+    pub position: Option<String>,
+    #[serde(default)]
+    #[schema(example = "Мончегорск", max_length = 200)]
+    pub city: Option<String>,
+    #[serde(default)]
+    #[schema(example = "+7 815 365-00-00", max_length = 50)]
+    pub phone: Option<String>,
+    pub category: Category,
+    /// Consent to the processing of personal data; must be true.
+    pub consent: bool,
+    /// Sessions to register for (none: the event only).
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub session_ids: Vec<Uuid>,
     /// Confirm in full sessions beyond their capacity (and beyond the event's). Recorded in
     /// the registration's history.
     #[serde(default)]
     pub over_capacity: bool,
+}
+
+impl ManualRegistrationBody {
+    /// The registration, and `over_capacity`. (Not `#[serde(flatten)]`: serde then loses the
+    /// path of a member in error, and the strictness of `deny_unknown_fields`.)
+    fn split(self) -> (NewRegistrationBody, bool) {
+        (
+            NewRegistrationBody {
+                full_name: self.full_name,
+                email: self.email,
+                organisation: self.organisation,
+                position: self.position,
+                city: self.city,
+                phone: self.phone,
+                category: self.category,
+                consent: self.consent,
+                session_ids: self.session_ids,
+            },
+            self.over_capacity,
+        )
+    }
 }
 
 /// The new registration.
@@ -274,14 +321,15 @@ async fn register(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<Value>,
+    body: Body<Value>,
 ) -> ApiResult<HttpResponse> {
     let raw = body.into_inner();
     let idempotency = match req.headers().get("idempotency-key") {
         Some(key) => Some(IdempotencyRequest::new(key.to_str().unwrap_or(""), &raw)?),
         None => None,
     };
-    let body: NewRegistrationBody = parse(raw)?;
+    // Read as a value first: the idempotency digest is of the JSON, whatever its shape.
+    let body: NewRegistrationBody = extract::from_value(raw)?;
     validate(&body)?;
     state.rate_limits.check_registration(&state, &req).await?;
     run(
@@ -295,17 +343,6 @@ async fn register(
         },
     )
     .await
-}
-
-/// Parses a JSON body the extractor accepted as JSON but not yet as this shape.
-pub fn parse<T: serde::de::DeserializeOwned>(raw: Value) -> ApiResult<T> {
-    serde_json::from_value(raw).map_err(|error| {
-        ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            error.to_string(),
-        )
-    })
 }
 
 /// Add a participant as an organiser: registration windows do not apply, and with
@@ -329,19 +366,17 @@ async fn register_manually(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<ManualRegistrationBody>,
+    body: Body<ManualRegistrationBody>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
-    validate(&body.registration)?;
+    let (body, over_capacity) = body.into_inner().split();
+    validate(&body)?;
     run(
         &state,
         &caller,
         Request {
             event_ref: &path,
-            body: &body.registration,
-            mode: Mode::Organiser {
-                over_capacity: body.over_capacity,
-            },
+            body: &body,
+            mode: Mode::Organiser { over_capacity },
             idempotency: None,
         },
     )

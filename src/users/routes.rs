@@ -10,14 +10,16 @@ use uuid::Uuid;
 use super::{Role, User, UserView};
 use crate::access;
 use crate::auth::{Caller, password};
+use crate::db;
 use crate::db::schema::{auth_sessions, users};
-use crate::db::{self, sql::lower};
+use crate::email;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Query};
 use crate::openapi::{AdminOnly, BodyErrors, SignedIn};
 use crate::pagination::{Page, PageParams};
 use crate::patch;
 use crate::state::State;
-use crate::validation::{Validator, normalise_email};
+use crate::validation::Validator;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(create_user)
@@ -34,7 +36,8 @@ const MAX_PASSWORD: usize = 1024;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    /// Login email; unique regardless of case.
+    /// Login email; unique, compared as `email::normalise` does (case, Unicode forms and
+    /// IDNA domains do not make another address).
     #[schema(example = "organiser@example.org", max_length = 254)]
     pub email: String,
     #[schema(example = "Анна Иванова", max_length = 200)]
@@ -105,6 +108,7 @@ async fn insert_user(
         .values((
             users::id.eq(Uuid::now_v7()),
             users::email.eq(email.trim()),
+            users::email_normalized.eq(email::normalise(email)),
             users::display_name.eq(display_name),
             users::role.eq(role),
             users::password_hash.eq(password_hash),
@@ -132,11 +136,7 @@ async fn insert_user(
     security(("bearer" = []))
 )]
 #[post("/users")]
-async fn create_user(
-    state: State,
-    caller: Caller,
-    body: web::Json<NewUser>,
-) -> ApiResult<HttpResponse> {
+async fn create_user(state: State, caller: Caller, body: Body<NewUser>) -> ApiResult<HttpResponse> {
     access::require_admin(&caller)?;
     let body = body.into_inner();
     let mut v = Validator::new();
@@ -174,7 +174,7 @@ async fn create_user(
 async fn list_users(
     state: State,
     caller: Caller,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> ApiResult<web::Json<Page<UserView>>> {
     access::require_admin(&caller)?;
     let limit = page.limit()?;
@@ -244,7 +244,7 @@ async fn update_user(
     state: State,
     caller: Caller,
     id: web::Path<Uuid>,
-    body: web::Json<UserPatch>,
+    body: Body<UserPatch>,
 ) -> ApiResult<web::Json<UserView>> {
     let admin = access::require_admin(&caller)?;
     let id = id.into_inner();
@@ -341,7 +341,7 @@ async fn end_sessions(
 async fn change_own_password(
     state: State,
     caller: Caller,
-    body: web::Json<PasswordChange>,
+    body: Body<PasswordChange>,
 ) -> ApiResult<HttpResponse> {
     let me = access::require_user(&caller)?.clone();
     let body = body.into_inner();
@@ -358,7 +358,7 @@ async fn change_own_password(
     };
     let attempt = state
         .rate_limits
-        .login_attempt(&state, &normalise_email(&email))
+        .login_attempt(&state, &crate::email::normalise(&email))
         .await?;
     if !password::verify(body.current_password, Some(current_hash.clone())).await? {
         return Err(ApiError::invalid(
@@ -404,7 +404,7 @@ pub async fn create_admin(
     check_password(&mut v, "password", &password);
     v.finish().map_err(|error| anyhow::anyhow!("{error}"))?;
     let taken: bool = diesel::select(diesel::dsl::exists(
-        users::table.filter(lower(users::email).eq(email.trim().to_lowercase())),
+        users::table.filter(users::email_normalized.eq(email::normalise(email))),
     ))
     .get_result(conn)
     .await?;

@@ -352,6 +352,7 @@ async fn the_csv_export_neutralises_formulas_and_keeps_cyrillic() {
     body["full_name"] = json!("=HYPERLINK(\"http://x\",\"Ёлкин\")");
     body["organisation"] = json!("@Администрация города Мончегорска");
     body["phone"] = json!("+7 815 365-00-00");
+    body["city"] = json!("\u{200b}\u{ff1d}HYPERLINK(\"http://x\")");
     app.post("/api/v1/events/a/registrations", None, &body)
         .await
         .assert_status(201);
@@ -390,6 +391,7 @@ async fn the_csv_export_neutralises_formulas_and_keeps_cyrillic() {
     assert_eq!(&evil[1], "'=HYPERLINK(\"http://x\",\"Ёлкин\")");
     assert_eq!(&evil[3], "'+7 815 365-00-00");
     assert_eq!(&evil[4], "'@Администрация города Мончегорска");
+    assert_eq!(&evil[6], "'\u{200b}\u{ff1d}HYPERLINK(\"http://x\")");
     let anna = rows.iter().find(|r| &r[2] == "anna@example.org").unwrap();
     assert_eq!(&anna[1], "Анна Сергеевна Иванова");
     assert_eq!(&anna[6], "Мончегорск");
@@ -411,7 +413,7 @@ async fn devices_get_the_csv_without_contact_details() {
     answer.assert_status(200);
     let first_line = answer.text.lines().next().unwrap();
     assert!(
-        first_line.starts_with("registration_id,full_name,organisation"),
+        first_line.starts_with("\"registration_id\",\"full_name\",\"organisation\""),
         "{first_line}"
     );
     assert!(!answer.text.contains("anna@example.org"));

@@ -113,6 +113,8 @@ async fn template() -> &'static str {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// Dropped with this value (false for a second handle on another's database).
+    owned: bool,
 }
 
 impl TestDb {
@@ -125,7 +127,11 @@ impl TestDb {
             .await
             .expect("creating a test database");
         let url = format!("{}/{name}", server_url());
-        TestDb { name, url }
+        TestDb {
+            name,
+            url,
+            owned: true,
+        }
     }
 
     /// A plain connection, for arranging or inspecting state behind the API.
@@ -140,6 +146,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let name = self.name.clone();
         // Drop runs inside the test's runtime; use a thread of its own to block on.
         let _ = std::thread::spawn(move || {
@@ -387,6 +396,26 @@ impl TestApp {
         let id = created.json()["id"].as_str().unwrap().parse().unwrap();
         let tokens = Tokens::from(self.login(email, PASSWORD).await.assert_status(200));
         (id, tokens)
+    }
+}
+
+/// Another instance of the service on the test's database (it runs the start-up steps again).
+pub async fn another_instance(app: &TestApp) -> TestApp {
+    let db = TestDb {
+        name: app.db.name.clone(),
+        url: app.db.url.clone(),
+        // The first instance's handle drops it.
+        owned: false,
+    };
+    let application = Application::build(test_config(&db))
+        .await
+        .expect("building another instance");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        client: app.client.clone(),
+        db,
     }
 }
 

@@ -336,6 +336,14 @@ async fn world(app: &TestApp) -> World {
             &json!({"full_name": "Роман Дурягин"}),
         )
         .await);
+    // On the published session, so that the public may see the speaker.
+    app.put(
+        &format!("/api/v1/events/a/sessions/{session}/speakers/{speaker}"),
+        Some(&owner.access),
+        &json!({"role": "speaker"}),
+    )
+    .await
+    .assert_status(200);
     let r1 = app
         .register("a", "r1@example.org", &[&session])
         .await

@@ -309,6 +309,22 @@ async fn a_track_sessions_belong_to_cannot_be_deleted() {
 
 // ---- speakers --------------------------------------------------------------------------
 
+/// Роман Дурягин as the guest of honour of a published session, so that the public sees him.
+async fn duryagin_on_stage(app: &TestApp, token: &str) -> Value {
+    let person = duryagin(app, token).await;
+    let session = app.session(token, "mmdn", json!({})).await;
+    put_speaker_on(
+        app,
+        token,
+        id(&session),
+        id(&person),
+        json!({"role": "guest_of_honour"}),
+    )
+    .await
+    .assert_status(200);
+    person
+}
+
 async fn duryagin(app: &TestApp, token: &str) -> Value {
     speaker(
         app,
@@ -347,7 +363,7 @@ async fn organisers_see_a_speakers_contact_details() {
 #[tokio::test]
 async fn anonymous_callers_do_not_see_a_speakers_contact_details() {
     let (app, admin) = with_event().await;
-    let person = duryagin(&app, &admin.access).await;
+    let person = duryagin_on_stage(&app, &admin.access).await;
 
     let one = app
         .get(
@@ -367,9 +383,92 @@ async fn anonymous_callers_do_not_see_a_speakers_contact_details() {
 }
 
 #[tokio::test]
+async fn only_speakers_of_published_sessions_are_public() {
+    let (app, admin) = with_event().await;
+    let published = app.session(&admin.access, "mmdn", json!({})).await;
+    let draft = app
+        .session(
+            &admin.access,
+            "mmdn",
+            json!({"title": "Черновик", "status": "draft"}),
+        )
+        .await;
+    let cancelled = app
+        .session(
+            &admin.access,
+            "mmdn",
+            json!({"title": "Отменена", "status": "cancelled"}),
+        )
+        .await;
+    let on_stage = speaker(
+        &app,
+        &admin.access,
+        "mmdn",
+        json!({"full_name": "На сцене"}),
+    )
+    .await;
+    let in_draft = speaker(
+        &app,
+        &admin.access,
+        "mmdn",
+        json!({"full_name": "В черновике"}),
+    )
+    .await;
+    let in_cancelled = speaker(
+        &app,
+        &admin.access,
+        "mmdn",
+        json!({"full_name": "В отменённой"}),
+    )
+    .await;
+    let nowhere = speaker(&app, &admin.access, "mmdn", json!({"full_name": "Нигде"})).await;
+    for (session, person) in [
+        (&published, &on_stage),
+        (&draft, &in_draft),
+        (&draft, &on_stage),
+        (&cancelled, &in_cancelled),
+    ] {
+        put_speaker_on(
+            &app,
+            &admin.access,
+            id(session),
+            id(person),
+            json!({"role": "speaker"}),
+        )
+        .await
+        .assert_status(200);
+    }
+    let names = |answer: &Answer| -> Vec<String> {
+        items_of(answer)
+            .iter()
+            .map(|s| s["full_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let public = app.get("/api/v1/events/mmdn/speakers", None).await;
+    let organisers = app
+        .get("/api/v1/events/mmdn/speakers", Some(&admin.access))
+        .await;
+
+    assert_eq!(names(&public), ["На сцене"]);
+    assert_eq!(names(&organisers).len(), 4);
+    for hidden in [&in_draft, &in_cancelled, &nowhere] {
+        let path = format!("/api/v1/events/mmdn/speakers/{}", id(hidden));
+        app.get(&path, None).await.assert_problem(404, "not_found");
+        app.get(&path, Some(&admin.access)).await.assert_status(200);
+    }
+    app.get(
+        &format!("/api/v1/events/mmdn/speakers/{}", id(&on_stage)),
+        None,
+    )
+    .await
+    .assert_status(200);
+}
+
+#[tokio::test]
 async fn another_organiser_does_not_see_a_speakers_contact_details() {
     let (app, admin) = with_event().await;
-    let person = duryagin(&app, &admin.access).await;
+    let person = duryagin_on_stage(&app, &admin.access).await;
     let (_, other) = app.organiser(&admin, "ivan@example.org").await;
 
     let answer = app
@@ -1041,12 +1140,14 @@ async fn speakers_are_listed_page_by_page() {
         speaker(&app, &admin.access, "mmdn", json!({"full_name": name})).await;
     }
 
-    let first = app.get("/api/v1/events/mmdn/speakers?limit=2", None).await;
+    let first = app
+        .get("/api/v1/events/mmdn/speakers?limit=2", Some(&admin.access))
+        .await;
     let cursor = first.json()["next_cursor"].as_str().unwrap().to_owned();
     let second = app
         .get(
             &format!("/api/v1/events/mmdn/speakers?limit=2&cursor={cursor}"),
-            None,
+            Some(&admin.access),
         )
         .await;
 

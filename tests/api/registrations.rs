@@ -647,6 +647,227 @@ async fn draft_sessions_cannot_be_booked_and_cancelled_ones_are_refused() {
 }
 
 #[tokio::test]
+async fn one_active_registration_per_address_whatever_its_unicode_form() {
+    let (app, _) = app_with_event(json!({})).await;
+    for (first, again) in [
+        // K: the Kelvin sign (U+212A).
+        ("kate@example.org", "\u{212a}ate@example.org"),
+        ("kim@example.org", "ｋｉｍ@example.org"),
+        ("straße@example.org", "STRASSE@example.org"),
+        ("anna@пример.рф", "anna@xn--e1afmkfd.xn--p1ai"),
+        ("boris@xn--e1afmkfd.xn--p1ai", "Boris@Пример.РФ"),
+    ] {
+        let (id, manage, _) = registered(&app, first, &[]).await;
+
+        let problem = app
+            .register("mmdn", again, &[])
+            .await
+            .assert_problem(409, "already_registered");
+
+        assert_eq!(problem["field"], "email", "{again}");
+        // The address stays as it was written.
+        assert_eq!(view(&app, &manage, &id).await["email"], first);
+    }
+}
+
+#[tokio::test]
+async fn organisers_find_a_registration_by_any_form_of_its_address() {
+    let (app, token) = app_with_event(json!({})).await;
+    registered(&app, "anna@пример.рф", &[]).await;
+    registered(&app, "Straße@example.org", &[]).await;
+    registered(&app, "boris@example.org", &[]).await;
+
+    for (q, expected) in [
+        ("anna@xn--e1afmkfd.xn--p1ai", "anna@пример.рф"),
+        ("ANNA@ПРИМЕР.РФ", "anna@пример.рф"),
+        ("strasse", "Straße@example.org"),
+    ] {
+        let answer = app
+            .get(
+                &format!("/api/v1/events/mmdn/registrations?q={}", urlencoding(q)),
+                Some(&token),
+            )
+            .await;
+        answer.assert_status(200);
+        let found: Vec<&str> = answer.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["email"].as_str().unwrap())
+            .map(|e| if e == expected { expected } else { "another" })
+            .collect();
+        assert_eq!(found, [expected], "{q}");
+    }
+}
+
+fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Registrations and accounts stored before the addresses' comparison rule: their keys are
+/// brought to the rule when the service starts, and rows whose addresses turn out to be the
+/// same are all kept.
+#[tokio::test]
+async fn stored_addresses_are_brought_to_the_comparison_rule_at_start() {
+    let (app, token) = app_with_event(json!({})).await;
+    let (strasse, _, _) = registered(&app, "strasse@example.org", &[]).await;
+    let (strasse_too, strasse_manage, _) = registered(&app, "second@example.org", &[]).await;
+    let (anna, _, _) = registered(&app, "third@example.org", &[]).await;
+    let (cancelled, cancelled_manage, _) = registered(&app, "fourth@example.org", &[]).await;
+    app.delete(
+        &format!("/api/v1/registrations/{cancelled}"),
+        Some(&cancelled_manage),
+    )
+    .await
+    .assert_status(200);
+    let olga = account(&app, &token, "olga@example.org", "first password 1").await;
+    let olga_too = account(&app, &token, "olga2@example.org", "second password 2").await;
+    // As an earlier version stored them: keys lowercased only, under rule 0.
+    let db = app.db.client().await;
+    for (id, email) in [
+        (&strasse_too, "Straße@example.org"),
+        (&anna, "Anna@Пример.РФ"),
+        (&cancelled, "anna@xn--e1afmkfd.xn--p1ai"),
+    ] {
+        db.execute(
+            "UPDATE registrations SET email = $2, email_normalized = lower($2), email_rule = 0 \
+             WHERE id::text = $1",
+            &[id, &email],
+        )
+        .await
+        .unwrap();
+    }
+    db.execute(
+        "UPDATE registrations SET email_normalized = lower(email), email_rule = 0",
+        &[],
+    )
+    .await
+    .unwrap();
+    for (id, email) in [
+        (&olga, "olga@пример.рф"),
+        (&olga_too, "OLGA@xn--e1afmkfd.xn--p1ai"),
+    ] {
+        db.execute(
+            "UPDATE users SET email = $2, email_normalized = lower($2), email_rule = 0 \
+             WHERE id::text = $1",
+            &[id, &email],
+        )
+        .await
+        .unwrap();
+    }
+
+    // A new instance starts on the same database.
+    let restarted = crate::helpers::another_instance(&app).await;
+
+    let rows = db
+        .query(
+            "SELECT id::text, email, email_normalized, email_rule, email_shared, status \
+             FROM registrations ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let state: Vec<(String, String, String, i16, bool, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    let active = |email: &str, key: &str, shared: bool| {
+        (
+            email.to_owned(),
+            key.to_owned(),
+            1_i16,
+            shared,
+            "active".to_owned(),
+        )
+    };
+    let of = |id: &str| {
+        let (_, email, key, rule, shared, status) =
+            state.iter().find(|row| row.0 == id).unwrap().clone();
+        (email, key, rule, shared, status)
+    };
+    assert_eq!(
+        of(&strasse),
+        active("strasse@example.org", "strasse@example.org", false)
+    );
+    // The second address of the same mailbox is kept, active, and exempt from the rule.
+    assert_eq!(
+        of(&strasse_too),
+        active("Straße@example.org", "strasse@example.org", true)
+    );
+    assert_eq!(
+        of(&anna),
+        active("Anna@Пример.РФ", "anna@xn--e1afmkfd.xn--p1ai", false)
+    );
+    // A cancelled registration competes with nothing.
+    assert_eq!(
+        of(&cancelled),
+        (
+            "anna@xn--e1afmkfd.xn--p1ai".to_owned(),
+            "anna@xn--e1afmkfd.xn--p1ai".to_owned(),
+            1,
+            false,
+            "cancelled".to_owned()
+        )
+    );
+    // The rule holds from now on, through either instance.
+    for app in [&app, &restarted] {
+        app.register("mmdn", "STRASSE@example.org", &[])
+            .await
+            .assert_problem(409, "already_registered");
+        app.register("mmdn", "anna@пример.рф", &[])
+            .await
+            .assert_problem(409, "already_registered");
+    }
+    // The participant of the kept duplicate still manages it.
+    app.get(
+        &format!("/api/v1/registrations/{strasse_too}"),
+        Some(&strasse_manage),
+    )
+    .await
+    .assert_status(200);
+    // Both accounts of one mailbox still log in, each with its own password.
+    let users = db
+        .query("SELECT email_normalized, email_shared FROM users WHERE id::text = ANY($1) ORDER BY email_shared", &[&vec![olga.clone(), olga_too.clone()]])
+        .await
+        .unwrap();
+    let users: Vec<(String, bool)> = users.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        users,
+        [
+            ("olga@xn--e1afmkfd.xn--p1ai".to_owned(), false),
+            ("olga@xn--e1afmkfd.xn--p1ai".to_owned(), true)
+        ]
+    );
+    for password in ["first password 1", "second password 2"] {
+        restarted
+            .login("olga@пример.рф", password)
+            .await
+            .assert_status(200);
+    }
+    restarted
+        .login("olga@пример.рф", "a third password")
+        .await
+        .assert_problem(401, "invalid_credentials");
+}
+
+async fn account(app: &TestApp, admin: &str, email: &str, password: &str) -> String {
+    let answer = app
+        .post(
+            "/api/v1/users",
+            Some(admin),
+            &json!({"email": email, "display_name": "Ольга", "password": password}),
+        )
+        .await;
+    answer.assert_status(201);
+    answer.json()["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
 async fn one_active_registration_per_email_compared_case_insensitively_after_trimming() {
     let (app, _) = app_with_event(json!({})).await;
     registered(&app, "Anna.Ivanova@Example.org", &[]).await;

@@ -48,6 +48,37 @@ async fn emails_are_unique_regardless_of_case() {
 }
 
 #[tokio::test]
+async fn an_account_is_one_address_whatever_its_unicode_form() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.organiser(&admin, "olga@пример.рф").await;
+    app.organiser(&admin, "kate@example.org").await;
+    app.organiser(&admin, "straße@example.org").await;
+
+    for taken in [
+        "OLGA@xn--e1afmkfd.xn--p1ai",
+        "\u{212a}ate@example.org",
+        "ｋａｔｅ@example.org",
+        "STRASSE@example.org",
+    ] {
+        app.post(
+            "/api/v1/users",
+            Some(&admin.access),
+            &json!({"email": taken, "display_name": "Другая", "password": PASSWORD}),
+        )
+        .await
+        .assert_problem(409, "email_taken");
+    }
+    for (written, password) in [
+        ("olga@XN--E1AFMKFD.xn--p1ai", PASSWORD),
+        ("\u{212a}ATE@example.org", PASSWORD),
+        ("strasse@example.org", PASSWORD),
+    ] {
+        app.login(written, password).await.assert_status(200);
+    }
+}
+
+#[tokio::test]
 async fn new_accounts_are_validated_field_by_field() {
     let app = spawn_app().await;
     let admin = app.admin().await;
