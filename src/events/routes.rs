@@ -284,6 +284,13 @@ fn validate(event: &NewEvent, allow_http: bool) -> ApiResult<()> {
     {
         v.error("manage_url_template", problem);
     }
+    if event.require_email_confirmation == Some(true) && event.manage_url_template.is_none() {
+        v.error(
+            "manage_url_template",
+            "is required when require_email_confirmation is true: the mail asking participants \
+             to confirm their address links to it",
+        );
+    }
     if let Some(hours) = event.email_confirmation_hours {
         v.range("email_confirmation_hours", hours, 1, 720);
     }
