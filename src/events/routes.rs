@@ -78,7 +78,10 @@ pub struct NewEvent {
     /// URL (http in development) with `{token}` and usually `{id}`, which mail fills in with
     /// the manage token and the registration's id. Without it, mail carries no link.
     #[serde(default)]
-    #[schema(example = "https://portal.example.org/r/{id}?t={token}", max_length = 2000)]
+    #[schema(
+        example = "https://portal.example.org/r/{id}?t={token}",
+        max_length = 2000
+    )]
     pub manage_url_template: Option<String>,
     /// Participants registering themselves must confirm their address (false when absent).
     #[serde(default)]

@@ -731,7 +731,9 @@ pub async fn cancel_unconfirmed(
     registration: &Registration,
 ) -> ApiResult<bool> {
     cancel_when(conn, event, registration, Actor::SYSTEM, |current| {
-        current.confirm_by.is_some_and(|deadline| deadline <= Utc::now())
+        current
+            .confirm_by
+            .is_some_and(|deadline| deadline <= Utc::now())
     })
     .await
 }

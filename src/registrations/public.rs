@@ -204,10 +204,7 @@ fn created(state: &AppState, outcome: Registered) -> HttpResponse {
         )
     });
     let mut response = HttpResponse::Created();
-    response.insert_header((
-        "Location",
-        format!("/api/v1/registrations/{}", outcome.id),
-    ));
+    response.insert_header(("Location", format!("/api/v1/registrations/{}", outcome.id)));
     if outcome.replayed {
         response.insert_header(("Idempotent-Replayed", "true"));
     }

@@ -187,6 +187,8 @@ pub fn test_config(db: &TestDb) -> Config {
     config.login_rate_limit = 0;
     config.login_account_limit = 0;
     config.registration_rate_limit = 0;
+    config.resend_rate_limit = 0;
+    config.resend_email_limit = 0;
     config.cors_origins = vec!["https://portal.example.org".into()];
     config
 }

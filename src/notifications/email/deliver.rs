@@ -55,8 +55,8 @@ impl Mailer {
             return Ok(None);
         };
         // The URL carries a password: errors never repeat it.
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-            .map_err(|_| {
+        let builder =
+            AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret()).map_err(|_| {
                 anyhow::anyhow!(
                     "REGISTRAR_SMTP_URL is not an SMTP URL such as \
                      smtps://user:password@smtp.example.org:465 or \
@@ -101,7 +101,11 @@ pub async fn round(
         let outcome = compose(&mut conn, state, mailer, templates, &mail)
             .await
             .unwrap_or_else(|error| {
-                tracing::warn!(mail = mail.id, error = format!("{error:#}"), "composing a mail failed");
+                tracing::warn!(
+                    mail = mail.id,
+                    error = format!("{error:#}"),
+                    "composing a mail failed"
+                );
                 Composed::Settle(Settled::Retry(format!("composing failed: {error:#}")))
             });
         composed.push((mail, outcome));
@@ -170,11 +174,8 @@ fn describe(error: &lettre::transport::smtp::Error) -> String {
         return "TLS with the SMTP server failed".into();
     }
     match error.source() {
-        Some(source) if error.is_client() || error.is_transport_shutdown() => {
-            format!("SMTP connection failed: {source}")
-        }
-        Some(source) => format!("SMTP failed: {source}"),
-        None => "SMTP failed".into(),
+        Some(source) => format!("SMTP connection failed: {source}"),
+        None => "SMTP connection failed".into(),
     }
 }
 
@@ -242,8 +243,8 @@ async fn compose(
         .into_iter()
         .map(|s| (s.id, s))
         .collect();
-    let info = |entry: &ProgrammeSession, status: &'static str, position: Option<i64>| {
-        SessionInfo {
+    let info =
+        |entry: &ProgrammeSession, status: &'static str, position: Option<i64>| SessionInfo {
             title: entry.title.clone(),
             when: render::span(
                 language,
@@ -252,23 +253,31 @@ async fn compose(
                 entry.ends_at.with_timezone(&chrono::Utc),
             ),
             venue: entry.venue.as_ref().map(|v| {
-                [Some(v.name.as_str()), v.address.as_deref(), v.city.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                [
+                    Some(v.name.as_str()),
+                    v.address.as_deref(),
+                    v.city.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
             }),
             status,
             waitlist_position: position,
             cancelled: entry.status == SessionStatus::Cancelled,
-        }
-    };
+        };
     let status_of = |status: &str| match status {
         "confirmed" => "confirmed",
         "waitlisted" => "waitlisted",
         _ => "cancelled",
     };
-    let mut held: Vec<(Uuid, chrono::DateTime<chrono::FixedOffset>, bool, SessionInfo)> = places
+    let mut held: Vec<(
+        Uuid,
+        chrono::DateTime<chrono::FixedOffset>,
+        bool,
+        SessionInfo,
+    )> = places
         .iter()
         .filter(|p| p.status != "cancelled")
         .filter_map(|p| {
@@ -301,7 +310,7 @@ async fn compose(
 
     let starts = match mail.kind {
         MailKind::Reminder => {
-            let first = match confirmed.iter().next() {
+            let first = match <[_]>::first(&confirmed) {
                 Some((_, starts_at)) => *starts_at,
                 None if held.is_empty() => crate::programme::start_of_day(tz, event.starts_on),
                 None => {
@@ -409,7 +418,10 @@ async fn compose(
     };
     let body = match calendar {
         Some(ics) => MultiPart::mixed().multipart(body).singlepart(
-            Attachment::new("sessions.ics".to_owned()).body(ics, ContentType::parse("text/calendar; charset=utf-8; method=PUBLISH")?),
+            Attachment::new("sessions.ics".to_owned()).body(
+                ics,
+                ContentType::parse("text/calendar; charset=utf-8; method=PUBLISH")?,
+            ),
         ),
         None => body,
     };

@@ -50,9 +50,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 /// Starts email's background work: the change-log consumer, delivery (when SMTP is
 /// configured), reminders, address confirmation deadlines and the queue's figures.
 pub fn start(runner: &mut Runner, state: &AppState) -> anyhow::Result<()> {
-    let templates = std::sync::Arc::new(Templates::load(
-        state.config.email_templates.as_deref(),
-    )?);
+    let templates = std::sync::Arc::new(Templates::load(state.config.email_templates.as_deref())?);
     let mailer = deliver::Mailer::from_config(&state.config)?;
     let poll = Duration::from_millis(state.config.email_poll_ms.max(10));
     // Wakes delivery when mails were queued.

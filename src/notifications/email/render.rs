@@ -299,7 +299,11 @@ pub fn span(language: Language, tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>) 
             end.format("%H:%M")
         )
     } else {
-        format!("{} – {}", moment(language, tz, from), moment(language, tz, to))
+        format!(
+            "{} – {}",
+            moment(language, tz, from),
+            moment(language, tz, to)
+        )
     }
 }
 
@@ -381,7 +385,11 @@ mod tests {
         let mail = templates
             .render(Language::Ru, MailKind::Registered, &context)
             .unwrap();
-        assert!(mail.html.contains("&lt;b&gt;Анна&lt;&#x2f;b&gt; &amp; Co"), "{}", mail.html);
+        assert!(
+            mail.html.contains("&lt;b&gt;Анна&lt;&#x2f;b&gt; &amp; Co"),
+            "{}",
+            mail.html
+        );
         assert!(mail.text.contains("<b>Анна</b> & Co"));
     }
 
