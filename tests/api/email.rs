@@ -10,7 +10,7 @@ use registrar::config::Config;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{TestApp, registration_body, spawn_app_with};
+use crate::helpers::{TestApp, another_instance_with, registration_body, spawn_app_with};
 use crate::python::{python, support_dir};
 use crate::registrations::{count, id_of};
 
@@ -220,13 +220,17 @@ impl Mail {
 
 pub const LINK_TEMPLATE: &str = "https://portal.example.org/r/{id}?t={token}";
 
-/// An app sending mail to `smtp`, with the mail rounds polling often.
+/// Configuration sending mail to `smtp`, with the mail rounds polling often.
+fn sending_to(smtp: &SmtpServer, config: &mut Config) {
+    config.smtp_url = Some(smtp.url().into());
+    config.email_from = Some("Деловая неделя <noreply@mmdn.example.org>".into());
+    config.email_poll_ms = 100;
+}
+
+/// An app sending mail to `smtp`.
 pub async fn mail_app(smtp: &SmtpServer, configure: impl FnOnce(&mut Config)) -> TestApp {
-    let url = smtp.url();
-    spawn_app_with(move |config| {
-        config.smtp_url = Some(url.into());
-        config.email_from = Some("Деловая неделя <noreply@mmdn.example.org>".into());
-        config.email_poll_ms = 100;
+    spawn_app_with(|config| {
+        sending_to(smtp, config);
         configure(config);
     })
     .await
@@ -889,9 +893,20 @@ async fn following_the_link_in_time_keeps_the_registration_and_mails_it() {
     let smtp = SmtpServer::start().await;
     let app = mail_app(&smtp, |_| {}).await;
     let (_, session) = confirming_event(&app, 1).await;
-    let anna = app.register("mmdn", "anna@example.org", &[&session]).await;
-    let id = id_of(&anna.json());
+    let anna = register_as(
+        &app,
+        "mmdn",
+        registration_body("anna@example.org", &[&session]),
+        "en-GB",
+    )
+    .await;
+    let id = id_of(&anna);
     let confirm = smtp.next_to("anna@example.org", 0).await;
+    assert_eq!(
+        confirm.subject,
+        "Please confirm your email address: VII Мурманская международная деловая неделя"
+    );
+    assert!(confirm.html.contains("Confirm my address"));
 
     let confirmed = app
         .post(
@@ -903,7 +918,7 @@ async fn following_the_link_in_time_keeps_the_registration_and_mails_it() {
     confirmed.assert_status(200);
     assert_eq!(confirmed.json()["confirm_by"], Value::Null);
     let registered = smtp.next_to("anna@example.org", 1).await;
-    assert!(registered.subject.starts_with("Вы зарегистрированы"));
+    assert!(registered.subject.starts_with("You are registered"));
     assert!(registered.inline.is_some() && registered.calendar.is_some());
     // Again: nothing changes, nothing is mailed.
     app.post(
@@ -1047,11 +1062,16 @@ async fn a_reminder_goes_out_once_before_the_first_session() {
     let anna = app.register("soon", "anna@example.org", &[&session]).await;
     anna.assert_status(201);
     assert_eq!(anna.json()["language"], "en", "the event's default");
-    smtp.wait_for(1).await;
+    let mut body = registration_body("boris@example.org", &[&session]);
+    body["language"] = json!("ru");
+    app.post("/api/v1/events/soon/registrations", None, &body)
+        .await
+        .assert_status(201);
+    smtp.wait_for(2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         smtp.messages().len(),
-        1,
+        2,
         "registered within the reminder's time: no reminder"
     );
 
@@ -1065,15 +1085,20 @@ async fn a_reminder_goes_out_once_before_the_first_session() {
         )
         .await
         .unwrap();
-    let reminder = smtp.next_to("anna@example.org", 1).await;
+    let reminder = smtp.with_subject("anna@example.org", "Reminder: ").await;
     assert!(
         reminder.subject.starts_with("Reminder: VII Мурманская"),
         "{}",
         reminder.subject
     );
+    assert!(reminder.text.contains("your first session starts on"));
     assert!(reminder.inline.is_some());
+    let russian = smtp
+        .with_subject("boris@example.org", "Напоминание: ")
+        .await;
+    assert!(russian.text.contains("Ваша первая сессия начинается"));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(smtp.messages().len(), 2, "reminded once");
+    assert_eq!(smtp.messages().len(), 4, "reminded once");
 }
 
 #[tokio::test]
@@ -1265,4 +1290,83 @@ async fn production_takes_https_manage_links_only() {
         .await;
     let problem = answer.assert_problem(422, "validation_failed");
     assert_eq!(problem["errors"][0]["message"], "must be an https URL");
+}
+
+#[tokio::test]
+async fn two_instances_send_each_mail_once() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, |_| {}).await;
+    let other = another_instance_with(&app, |config| sending_to(&smtp, config)).await;
+    let token = app.admin().await.access;
+    app.event(&token, "mmdn", json!({})).await;
+
+    let registrations = (0..30).map(|i| {
+        let instance = if i % 2 == 0 { &app } else { &other };
+        async move {
+            instance
+                .register("mmdn", &format!("p{i}@example.org"), &[])
+                .await
+                .assert_status(201);
+        }
+    });
+    futures_util::future::join_all(registrations).await;
+
+    let mails = smtp.wait_for(30).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(smtp.messages().len(), 30, "each mail once");
+    let mut to: Vec<&str> = mails.iter().map(|m| m.to.as_str()).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), 30);
+}
+
+#[tokio::test]
+async fn a_mail_an_instance_died_sending_is_sent_once_its_lease_expires() {
+    // The first instance has no SMTP: its mail stays queued.
+    let app = spawn_app_with(|config| config.email_poll_ms = 100).await;
+    let token = app.admin().await.access;
+    app.event(&token, "mmdn", json!({})).await;
+    app.register("mmdn", "anna@example.org", &[])
+        .await
+        .assert_status(201);
+    for _ in 0..200 {
+        if count(&app, "SELECT count(*) FROM email_messages").await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // As an instance killed while sending leaves it: leased, its lease running.
+    let client = app.db.client().await;
+    client
+        .execute(
+            "UPDATE email_messages SET attempts = 1, first_attempt_at = now(), \
+                    leased_until = now() + interval '1 hour'",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let smtp = SmtpServer::start().await;
+    let _restarted = another_instance_with(&app, |config| sending_to(&smtp, config)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(smtp.messages().is_empty(), "not while the lease runs");
+    client
+        .execute("UPDATE email_messages SET leased_until = now()", &[])
+        .await
+        .unwrap();
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].to, "anna@example.org");
+    assert!(
+        mails[0].message_id.starts_with("<mail-1."),
+        "{}",
+        mails[0].message_id
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM email_messages WHERE status = 'sent' AND attempts = 2"
+        )
+        .await,
+        1
+    );
 }
