@@ -56,21 +56,35 @@ pub fn start(runner: &mut Runner, state: &AppState) -> anyhow::Result<()> {
     // Wakes delivery when mails were queued.
     let (queued, wake_delivery) = watch::channel(0u64);
 
-    let consumer_state = state.clone();
-    let queued_by_consumer = queued.clone();
+    // The change log's consumer, and now and then the scheduled work, in one task: each
+    // task of an instance may hold a connection of the few kept for background work.
+    let round_state = state.clone();
+    let queued_by_rounds = queued.clone();
+    let mut scheduled_at: Option<std::time::Instant> = None;
     runner.repeat(
-        "email: changes",
+        "email: changes and schedule",
         poll,
         Some(state.signals.subscribe()),
         move || {
-            let state = consumer_state.clone();
-            let queued = queued_by_consumer.clone();
+            let state = round_state.clone();
+            let queued = queued_by_rounds.clone();
+            let schedule = scheduled_at.is_none_or(|at| at.elapsed() >= poll);
+            if schedule {
+                scheduled_at = Some(std::time::Instant::now());
+            }
             async move {
                 let round = queue::consume(&state).await?;
-                if round.queued > 0 {
+                let mut more = round.more;
+                let mut queued_now = round.queued;
+                if schedule {
+                    more |= confirm::cancel_expired(&state).await?;
+                    queued_now += queue::remind(&state).await?;
+                    queue::observe(&state).await?;
+                }
+                if queued_now > 0 {
                     queued.send_modify(|n| *n = n.wrapping_add(1));
                 }
-                Ok(round.more)
+                Ok(more)
             }
         },
     );
@@ -92,18 +106,5 @@ pub fn start(runner: &mut Runner, state: &AppState) -> anyhow::Result<()> {
         ),
     }
 
-    let periodic_state = state.clone();
-    runner.repeat("email: schedule", poll, None, move || {
-        let state = periodic_state.clone();
-        let queued = queued.clone();
-        async move {
-            let more = confirm::cancel_expired(&state).await?;
-            if queue::remind(&state).await? > 0 {
-                queued.send_modify(|n| *n = n.wrapping_add(1));
-            }
-            queue::observe(&state).await?;
-            Ok(more)
-        }
-    });
     Ok(())
 }
