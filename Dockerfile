@@ -1,14 +1,15 @@
 # Build stage: compile the release binary.
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo .cargo
 COPY src src
 COPY migrations migrations
+COPY templates templates
 COPY openapi openapi
 RUN cargo build --release --locked && strip target/release/registrar
 
-# Runtime stage: the binary alone (migrations and Swagger UI are embedded in it).
+# Runtime stage: the binary alone (migrations, mail templates and Swagger UI are embedded in it).
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \

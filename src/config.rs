@@ -146,6 +146,43 @@ pub struct Config {
     #[arg(long, env = "REGISTRAR_BODY_TIMEOUT_MS", default_value_t = 30_000)]
     pub body_timeout_ms: u64,
 
+    /// The SMTP server mail to participants goes through, as a URL:
+    /// `smtps://user:password@host:465` (TLS), `smtp://user:password@host:587?tls=required`
+    /// (STARTTLS), `smtp://host:25` (unencrypted: local relays and mail catchers only).
+    /// Unset: email is off; mails are kept and sent once it is set.
+    #[arg(long, env = "REGISTRAR_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+
+    /// The sender of mail to participants, e.g. `Деловая неделя <noreply@example.org>`;
+    /// required with `REGISTRAR_SMTP_URL`.
+    #[arg(long, env = "REGISTRAR_EMAIL_FROM")]
+    pub email_from: Option<String>,
+
+    /// A directory of mail templates (`ru/registered.txt`, `en/layout.html`, ...) that
+    /// replace the built-in ones of the same name.
+    #[arg(long, env = "REGISTRAR_EMAIL_TEMPLATES")]
+    pub email_templates: Option<std::path::PathBuf>,
+
+    /// How many hours before a participant's first session the reminder goes out, for
+    /// events that set no time of their own (0: no reminders).
+    #[arg(long, env = "REGISTRAR_EMAIL_REMINDER_HOURS", default_value_t = 24)]
+    pub email_reminder_hours: u32,
+
+    /// How often, in ms, the mail rounds look for work nobody woke them for: mails due for
+    /// another attempt, reminders, addresses not confirmed in time, queue figures.
+    #[arg(long, env = "REGISTRAR_EMAIL_POLL_MS", default_value_t = 15_000)]
+    pub email_poll_ms: u64,
+
+    /// Requests to send a registration's link again, per client address per hour (0: no
+    /// limit).
+    #[arg(long, env = "REGISTRAR_RESEND_RATE_LIMIT", default_value_t = 10)]
+    pub resend_rate_limit: u32,
+
+    /// Requests to send a registration's link again, per email address per hour, from any
+    /// client (0: no limit).
+    #[arg(long, env = "REGISTRAR_RESEND_EMAIL_LIMIT", default_value_t = 3)]
+    pub resend_email_limit: u32,
+
     /// How long an answer may wait for the client to read it, in ms. A client that stops
     /// reading for longer is disconnected, and a streamed export stops and frees its database
     /// connection.

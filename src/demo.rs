@@ -261,8 +261,14 @@ async fn create_programme(
             registration_closes_at: None,
             capacity: None,
             allow_overlapping_sessions: Some(false),
+            default_language: None,
+            manage_url_template: None,
+            require_email_confirmation: None,
+            email_confirmation_hours: None,
+            reminder_hours: None,
         },
         owner,
+        false,
     )
     .await?;
 

@@ -1,7 +1,8 @@
 //! Rate limits, kept in PostgreSQL so that they hold across instances.
 //!
 //! Per client address (see `client_address`): logins and public registrations, each
-//! "N per minute, bursts of up to N". Per account: failed logins, "N per hour, bursts of up
+//! "N per minute, bursts of up to N"; requests to mail a registration's link again, "N per
+//! hour", also per email address. Per account: failed logins, "N per hour, bursts of up
 //! to N", from whatever addresses they come. All are enforced with the generic cell rate
 //! algorithm in a single statement.
 //!
@@ -33,6 +34,8 @@ pub struct RateLimits {
     login_per_minute: u32,
     registrations_per_minute: u32,
     failed_logins_per_account_hour: u32,
+    resend_per_client_hour: u32,
+    resend_per_address_hour: u32,
     proxies: TrustedProxies,
 }
 
@@ -69,12 +72,15 @@ impl RateLimits {
         login_per_minute: u32,
         registrations_per_minute: u32,
         failed_logins_per_account_hour: u32,
+        resend: (u32, u32),
         proxies: TrustedProxies,
     ) -> Self {
         RateLimits {
             login_per_minute,
             registrations_per_minute,
             failed_logins_per_account_hour,
+            resend_per_client_hour: resend.0,
+            resend_per_address_hour: resend.1,
             proxies,
         }
     }
@@ -108,6 +114,42 @@ impl RateLimits {
             .await?
         {
             Some(seconds) => Err(limited(seconds, "too many requests from this address")),
+            None => Ok(()),
+        }
+    }
+
+    /// Requests to mail a registration's link again: per client address, and per email
+    /// address (normalised) from any client, so that nobody can flood one inbox.
+    pub async fn check_resend(
+        &self,
+        state: &AppState,
+        req: &HttpRequest,
+        email: &str,
+    ) -> ApiResult<()> {
+        let per_client = Rate {
+            count: self.resend_per_client_hour,
+            period: HOUR,
+        };
+        if let Some(seconds) = self
+            .check(state, "resend", per_client, &self.client(req))
+            .await?
+        {
+            return Err(limited(seconds, "too many requests from this address"));
+        }
+        let per_address = Rate {
+            count: self.resend_per_address_hour,
+            period: HOUR,
+        };
+        // A digest: the table of limits holds no email addresses.
+        let address = hex::encode(Sha256::digest(email.as_bytes()));
+        match self
+            .check(state, "resend-address", per_address, &address)
+            .await?
+        {
+            Some(seconds) => Err(limited(
+                seconds,
+                "the link was sent to this email address several times already",
+            )),
             None => Ok(()),
         }
     }

@@ -24,7 +24,8 @@ use crate::runner::Runner;
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, email, events, maintenance, ops, programme, registrations, telemetry, users,
+    auth, badges, db, email, events, maintenance, notifications, ops, programme, registrations,
+    telemetry, users,
 };
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
@@ -38,7 +39,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(events::routes)
                 .configure(programme::routes)
                 .configure(registrations::routes)
-                .configure(badges::routes),
+                .configure(badges::routes)
+                .configure(notifications::routes),
         );
 }
 
@@ -209,6 +211,7 @@ fn serve(
         runner.stopping(),
     ));
     maintenance::start(&mut runner, shared.clone());
+    notifications::start(&mut runner, &shared)?;
 
     let server = HttpServer::new(move || {
         let state = web::Data::new(

@@ -59,6 +59,7 @@ impl AppState {
                 config.login_rate_limit,
                 config.registration_rate_limit,
                 config.login_account_limit,
+                (config.resend_rate_limit, config.resend_email_limit),
                 config.trusted_proxies.clone(),
             ),
             signals: Signals::new(),

@@ -218,7 +218,7 @@ async fn qr_png(state: State, caller: Caller, id: web::Path<Uuid>) -> ApiResult<
 }
 
 /// A black-on-white greyscale PNG, 8 pixels a module, with the standard 4-module quiet zone.
-fn png_of(code: &QrCode) -> anyhow::Result<Vec<u8>> {
+pub fn png_of(code: &QrCode) -> anyhow::Result<Vec<u8>> {
     const SCALE: usize = 8;
     const QUIET: usize = 4;
     let modules = code.width();

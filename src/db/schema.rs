@@ -63,6 +63,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    email_messages (id) {
+        id -> Int8,
+        registration_id -> Uuid,
+        event_id -> Uuid,
+        kind -> Text,
+        change_id -> Nullable<Int8>,
+        session_id -> Nullable<Uuid>,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        leased_until -> Nullable<Timestamptz>,
+        first_attempt_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        changed_at -> Timestamptz,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     event_members (event_id, user_id) {
         event_id -> Uuid,
         user_id -> Uuid,
@@ -100,6 +120,11 @@ diesel::table! {
         updated_at -> Timestamptz,
         checkin_key_seed -> Nullable<Bytea>,
         checkin_key_sealed -> Nullable<Bytea>,
+        default_language -> Text,
+        manage_url_template -> Nullable<Text>,
+        require_email_confirmation -> Bool,
+        email_confirmation_hours -> Int4,
+        reminder_hours -> Nullable<Int4>,
     }
 }
 
@@ -110,7 +135,7 @@ diesel::table! {
         request_hash -> Bytea,
         registration_id -> Uuid,
         response -> Jsonb,
-        token_nonce -> Bytea,
+        token_nonce -> Nullable<Bytea>,
         created_at -> Timestamptz,
     }
 }
@@ -185,6 +210,9 @@ diesel::table! {
         checked_in_at -> Nullable<Timestamptz>,
         email_rule -> Int2,
         email_shared -> Bool,
+        language -> Text,
+        token_nonce -> Nullable<Bytea>,
+        confirm_by -> Nullable<Timestamptz>,
     }
 }
 
@@ -304,6 +332,8 @@ diesel::joinable!(changes -> registrations (registration_id));
 diesel::joinable!(checkins -> events (event_id));
 diesel::joinable!(checkins -> registrations (registration_id));
 diesel::joinable!(checkins -> sessions (session_id));
+diesel::joinable!(email_messages -> events (event_id));
+diesel::joinable!(email_messages -> registrations (registration_id));
 diesel::joinable!(event_members -> events (event_id));
 diesel::joinable!(event_members -> users (user_id));
 diesel::joinable!(event_seats -> events (event_id));
@@ -326,6 +356,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     change_consumers,
     changes,
     checkins,
+    email_messages,
     event_members,
     event_seats,
     events,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::db::schema::events;
 
-pub use routes::{NewEvent, create, routes};
+pub use routes::{NewEvent, create, manage_url, routes};
 
 crate::text_enum! {
     /// `draft` events are visible to their organisers only; `published` ones to everyone;
@@ -21,6 +21,28 @@ crate::text_enum! {
         Draft => "draft",
         Published => "published",
         Archived => "archived",
+    }
+}
+
+crate::text_enum! {
+    /// The language of mail to a participant: an event's default, a registration's own.
+    pub enum Language {
+        Ru => "ru",
+        En => "en",
+    }
+}
+
+impl Language {
+    /// The first of our languages a client accepts (`Accept-Language`, RFC 9110: by quality,
+    /// then in the order given; `q=0` refuses), by the primary subtag (`en-GB` is `en`).
+    pub fn from_accept_language(header: &str) -> Option<Language> {
+        accept_language::parse_with_quality(header)
+            .into_iter()
+            .filter(|(_, quality)| *quality > 0.0)
+            .find_map(|(tag, _)| {
+                let primary = tag.split('-').next()?.to_ascii_lowercase();
+                primary.parse().ok()
+            })
     }
 }
 
@@ -54,6 +76,11 @@ pub struct Event {
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub default_language: Language,
+    pub manage_url_template: Option<String>,
+    pub require_email_confirmation: bool,
+    pub email_confirmation_hours: i32,
+    pub reminder_hours: Option<i32>,
 }
 
 impl Event {
@@ -111,6 +138,22 @@ pub struct EventView {
     pub capacity: Option<i32>,
     /// Whether one participant may register for sessions that overlap in time.
     pub allow_overlapping_sessions: bool,
+    /// The language of mail to participants who chose none (neither in their registration
+    /// nor through `Accept-Language`).
+    pub default_language: Language,
+    /// Where participants manage their registration, on the organiser's frontend:
+    /// `{id}` and `{token}` are replaced with the registration's id and manage token. Mail
+    /// carries no link without it.
+    #[schema(example = "https://portal.example.org/r/{id}?t={token}")]
+    pub manage_url_template: Option<String>,
+    /// Participants registering themselves must confirm their address by following the link
+    /// mailed to them; until then the registration holds its places for
+    /// `email_confirmation_hours`, and is cancelled if it is not confirmed in time.
+    pub require_email_confirmation: bool,
+    pub email_confirmation_hours: i32,
+    /// Hours before a participant's first session that the reminder is mailed; null: the
+    /// service's default; 0: no reminders.
+    pub reminder_hours: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -131,6 +174,11 @@ impl From<Event> for EventView {
             registration_closes_at: e.registration_closes_at,
             capacity: e.capacity,
             allow_overlapping_sessions: e.allow_overlapping_sessions,
+            default_language: e.default_language,
+            manage_url_template: e.manage_url_template,
+            require_email_confirmation: e.require_email_confirmation,
+            email_confirmation_hours: e.email_confirmation_hours,
+            reminder_hours: e.reminder_hours,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }

@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{Event, EventStatus, EventView, MemberRole, members};
+use super::{Event, EventStatus, EventView, Language, MemberRole, members};
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::conditional::{IfMatch, etag_header, is_fresh};
+use crate::config::Environment;
 use crate::dates::{Day, Timestamp};
 use crate::db::schema::{event_members, events, sessions};
 use crate::db::{self};
@@ -70,6 +71,31 @@ pub struct NewEvent {
     pub capacity: Option<i32>,
     #[serde(default)]
     pub allow_overlapping_sessions: Option<bool>,
+    /// The language of mail to participants who chose none; `ru` when absent.
+    #[serde(default)]
+    pub default_language: Option<Language>,
+    /// Where participants manage their registration on the organiser's frontend: an https
+    /// URL (http in development) with `{token}` and usually `{id}`, which mail fills in with
+    /// the manage token and the registration's id. Without it, mail carries no link.
+    #[serde(default)]
+    #[schema(
+        example = "https://portal.example.org/r/{id}?t={token}",
+        max_length = 2000
+    )]
+    pub manage_url_template: Option<String>,
+    /// Participants registering themselves must confirm their address (false when absent).
+    #[serde(default)]
+    pub require_email_confirmation: Option<bool>,
+    /// How long a registration waiting for its address to be confirmed holds its places, in
+    /// hours; 48 when absent.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 720)]
+    pub email_confirmation_hours: Option<i32>,
+    /// Hours before a participant's first session that the reminder is mailed; absent or
+    /// null: the service's default; 0: none.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 720)]
+    pub reminder_hours: Option<i32>,
 }
 
 /// Changes to an event (JSON merge patch: absent = unchanged, null = cleared).
@@ -108,6 +134,19 @@ pub struct EventPatch {
     pub capacity: Option<Option<i32>>,
     #[serde(default, deserialize_with = "patch::non_null")]
     pub allow_overlapping_sessions: Option<bool>,
+    #[serde(default, deserialize_with = "patch::non_null")]
+    pub default_language: Option<Language>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(value_type = Option<String>, max_length = 2000)]
+    pub manage_url_template: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::non_null")]
+    pub require_email_confirmation: Option<bool>,
+    #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(minimum = 1, maximum = 720)]
+    pub email_confirmation_hours: Option<i32>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(value_type = Option<i32>, minimum = 0, maximum = 720)]
+    pub reminder_hours: Option<Option<i32>>,
 }
 
 impl EventPatch {
@@ -133,6 +172,19 @@ impl EventPatch {
                 self.allow_overlapping_sessions
                     .unwrap_or(e.allow_overlapping_sessions),
             ),
+            default_language: Some(self.default_language.unwrap_or(e.default_language)),
+            manage_url_template: self
+                .manage_url_template
+                .unwrap_or_else(|| e.manage_url_template.clone()),
+            require_email_confirmation: Some(
+                self.require_email_confirmation
+                    .unwrap_or(e.require_email_confirmation),
+            ),
+            email_confirmation_hours: Some(
+                self.email_confirmation_hours
+                    .unwrap_or(e.email_confirmation_hours),
+            ),
+            reminder_hours: self.reminder_hours.unwrap_or(e.reminder_hours),
         }
     }
 }
@@ -148,7 +200,52 @@ pub fn is_slug(value: &str) -> bool {
         })
 }
 
-fn validate(event: &NewEvent) -> ApiResult<()> {
+/// The link to a registration's page on the organiser's frontend, from the event's template.
+pub fn manage_url(template: &str, registration_id: Uuid, token: &str) -> String {
+    // Both are URL-safe as they are (a UUID; base64url).
+    template
+        .replace("{id}", &registration_id.to_string())
+        .replace("{token}", token)
+}
+
+pub const MAX_MANAGE_URL_TEMPLATE: usize = 2000;
+
+/// What is wrong with a manage link template, if anything: it must become an https URL
+/// (http too when `allow_http`) once its placeholders are filled, and carry the token.
+fn manage_url_problem(template: &str, allow_http: bool) -> Option<&'static str> {
+    if template.chars().count() > MAX_MANAGE_URL_TEMPLATE {
+        return Some("must be at most 2000 characters");
+    }
+    if !template.contains("{token}") {
+        return Some("must contain {token}, where the manage token goes");
+    }
+    let filled = manage_url(
+        template,
+        Uuid::nil(),
+        "rgm_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    );
+    if filled.contains(['{', '}']) {
+        return Some("may hold only the placeholders {id} and {token}");
+    }
+    let Ok(url) = url::Url::parse(&filled) else {
+        return Some("must be an absolute URL");
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        _ if allow_http => return Some("must be an http or https URL"),
+        _ => return Some("must be an https URL"),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Some("must name a host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("must not carry credentials");
+    }
+    None
+}
+
+fn validate(event: &NewEvent, allow_http: bool) -> ApiResult<()> {
     let mut v = Validator::new();
     if !is_slug(&event.slug) {
         v.error(
@@ -183,6 +280,26 @@ fn validate(event: &NewEvent) -> ApiResult<()> {
     if let Some(capacity) = event.capacity {
         v.range("capacity", capacity, 0, 1_000_000);
     }
+    if let Some(problem) = event
+        .manage_url_template
+        .as_deref()
+        .and_then(|template| manage_url_problem(template, allow_http))
+    {
+        v.error("manage_url_template", problem);
+    }
+    if event.require_email_confirmation == Some(true) && event.manage_url_template.is_none() {
+        v.error(
+            "manage_url_template",
+            "is required when require_email_confirmation is true: the mail asking participants \
+             to confirm their address links to it",
+        );
+    }
+    if let Some(hours) = event.email_confirmation_hours {
+        v.range("email_confirmation_hours", hours, 1, 720);
+    }
+    if let Some(hours) = event.reminder_hours {
+        v.range("reminder_hours", hours, 0, 720);
+    }
     v.finish()
 }
 
@@ -205,13 +322,15 @@ fn with_etag(event: Event, status: actix_web::http::StatusCode) -> HttpResponse 
 }
 
 /// Validates and creates an event, with `owner` (if any) as its first owner; admins may
-/// manage an event without members.
+/// manage an event without members. `allow_http`: a manage link may be plain http
+/// (development).
 pub async fn create(
     conn: &mut AsyncPgConnection,
     body: &NewEvent,
     owner: Option<Uuid>,
+    allow_http: bool,
 ) -> ApiResult<Event> {
-    validate(body)?;
+    validate(body, allow_http)?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         let event: Event = diesel::insert_into(events::table)
             .values((
@@ -229,6 +348,12 @@ pub async fn create(
                 events::capacity.eq(body.capacity),
                 events::allow_overlapping_sessions
                     .eq(body.allow_overlapping_sessions.unwrap_or(false)),
+                events::default_language.eq(body.default_language.unwrap_or(Language::Ru)),
+                events::manage_url_template.eq(&body.manage_url_template),
+                events::require_email_confirmation
+                    .eq(body.require_email_confirmation.unwrap_or(false)),
+                events::email_confirmation_hours.eq(body.email_confirmation_hours.unwrap_or(48)),
+                events::reminder_hours.eq(body.reminder_hours),
                 events::created_by.eq(owner),
             ))
             .returning(Event::as_returning())
@@ -272,7 +397,8 @@ async fn create_event(
 ) -> ApiResult<HttpResponse> {
     let user = access::require_user(&caller)?.clone();
     let mut conn = state.conn().await?;
-    let event = create(&mut conn, &body, Some(user.id)).await?;
+    let allow_http = state.config.environment == Environment::Development;
+    let event = create(&mut conn, &body, Some(user.id), allow_http).await?;
     let location = format!("/api/v1/events/{}", event.slug);
     let mut response = with_etag(event, actix_web::http::StatusCode::CREATED);
     response.headers_mut().insert(
@@ -421,6 +547,7 @@ async fn update_event(
     let event_id = ctx.event.id;
     let body = body.into_inner();
     let if_match = IfMatch::of(&req);
+    let allow_http = state.config.environment == Environment::Development;
     let event = conn
         .transaction::<_, ApiError, _>(async |conn| {
             // A capacity change rebuilds the event's places under its lock; take it before
@@ -442,7 +569,7 @@ async fn update_event(
                 .await?;
             if_match.check(&current.etag())?;
             let next = body.apply(&current);
-            validate(&next)?;
+            validate(&next, allow_http)?;
             check_sessions_fit(conn, event_id, &next).await?;
             let updated: Event = diesel::update(events::table.find(event_id))
                 .set((
@@ -461,6 +588,13 @@ async fn update_event(
                     events::capacity.eq(next.capacity),
                     events::allow_overlapping_sessions
                         .eq(next.allow_overlapping_sessions.unwrap_or(false)),
+                    events::default_language.eq(next.default_language.unwrap_or(Language::Ru)),
+                    events::manage_url_template.eq(&next.manage_url_template),
+                    events::require_email_confirmation
+                        .eq(next.require_email_confirmation.unwrap_or(false)),
+                    events::email_confirmation_hours
+                        .eq(next.email_confirmation_hours.unwrap_or(48)),
+                    events::reminder_hours.eq(next.reminder_hours),
                     events::version.eq(events::version + 1),
                     events::updated_at.eq(Utc::now()),
                 ))

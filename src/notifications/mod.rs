@@ -5,4 +5,18 @@
 //! rolled back sends nothing and one that committed is delivered at least once, whatever the
 //! receiver does meanwhile.
 
+pub mod email;
 pub mod retry;
+
+use crate::runner::Runner;
+use crate::state::AppState;
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.configure(email::routes);
+}
+
+/// Starts the background work of every channel.
+pub fn start(runner: &mut Runner, state: &AppState) -> anyhow::Result<()> {
+    email::start(runner, state)?;
+    Ok(())
+}

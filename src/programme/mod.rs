@@ -2,7 +2,7 @@
 //! that third-party frontends read (JSON and iCalendar).
 
 mod cache;
-mod ics;
+pub mod ics;
 mod public;
 pub mod sessions;
 pub mod speakers;
@@ -13,6 +13,7 @@ use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 pub use cache::ProgrammeCache;
+pub use public::{ProgrammeSession, entries_for};
 pub use sessions::{Session, SessionKind, SessionStatus};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::capacity::{self, event_lock_key, session_lock_key};
-use super::idempotency::{self, IdempotencyRequest};
+use super::idempotency::IdempotencyRequest;
 use super::{
     Category, Registration, RegistrationStatus, SessionOutcome, SessionRegistrationStatus, Source,
 };
@@ -21,7 +21,7 @@ use crate::changes::{self as change_log, Actor, ActorKind, ChangeKind, NewChange
 use crate::db::{self, schema::registration_sessions, schema::registrations, schema::sessions};
 use crate::email;
 use crate::error::{ApiError, ApiResult};
-use crate::events::{Event, EventStatus};
+use crate::events::{Event, EventStatus, Language};
 use crate::programme::{Session, SessionStatus};
 
 /// Transactions that lost a race (deadlock, serialisation) are run again this many times.
@@ -294,17 +294,27 @@ pub struct NewRegistration<'a> {
     pub sessions: &'a [Session],
     pub mode: Mode,
     pub actor_user: Option<Uuid>,
+    /// The manage token's digest, and the nonce it is derived from (kept with the
+    /// registration, so that mail can carry the token without it being stored).
     pub token_hash: Vec<u8>,
-    pub idempotency: Option<(&'a IdempotencyRequest, &'a [u8])>,
+    pub token_nonce: &'a [u8],
+    /// The participant's language; `None`: the event's default.
+    pub language: Option<Language>,
+    pub idempotency: Option<&'a IdempotencyRequest>,
 }
 
-pub enum Registered {
-    Created {
-        id: Uuid,
-        sessions: Vec<SessionOutcome>,
-    },
-    /// The same request was made before with this Idempotency-Key.
-    Replayed(idempotency::Stored),
+/// A registration made, or the answer to the same request made before with its
+/// Idempotency-Key (`replayed`).
+pub struct Registered {
+    pub replayed: bool,
+    pub id: Uuid,
+    pub sessions: Vec<SessionOutcome>,
+    pub language: Language,
+    /// Until when the address must be confirmed, when the event asks for it.
+    pub confirm_by: Option<DateTime<Utc>>,
+    /// The nonce of the manage token to answer with; `None` when the answer carries no
+    /// token (the address must be confirmed first, or a new link was mailed since).
+    pub token_nonce: Option<Vec<u8>>,
 }
 
 /// Registers a participant: one transaction, all or nothing.
@@ -335,11 +345,11 @@ pub async fn register(
         None => (ActorKind::Participant, id),
     };
     let a = new.applicant;
-    let key = new.idempotency.map(|(request, _)| request);
+    let key = new.idempotency;
     let call = || {
         diesel::sql_query(
             "SELECT register_participant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                    $14, $15, $16, $17, $18, $19, $20, $21) AS answer",
+                    $14, $15, $16, $17, $18, $19, $20, $21, $22) AS answer",
         )
         .bind::<SqlUuid, _>(id)
         .bind::<SqlUuid, _>(event.id)
@@ -364,7 +374,8 @@ pub async fn register(
         .bind::<Nullable<Text>, _>(key.map(|k| k.key.as_str()))
         .bind::<Nullable<Bytea>, _>(key.map(|k| k.request_hash.as_slice()))
         .bind::<Nullable<BigInt>, _>(key.map(|k| k.lock_key(event.id)))
-        .bind::<Nullable<Bytea>, _>(new.idempotency.map(|(_, nonce)| nonce))
+        .bind::<Bytea, _>(new.token_nonce)
+        .bind::<Nullable<Text>, _>(new.language.map(Language::as_str))
     };
     let mut attempt = 1;
     let answer: Answer = loop {
@@ -376,16 +387,25 @@ pub async fn register(
     let outcome: Outcome = serde_json::from_value(answer.answer).map_err(ApiError::internal)?;
     let mut sessions = outcome.sessions;
     sessions.sort_by_key(|o| new.sessions.iter().position(|s| s.id == o.session_id));
-    Ok(match outcome.token_nonce {
-        Some(nonce) if outcome.replayed => Registered::Replayed(idempotency::Stored {
-            registration_id: outcome.id,
-            sessions,
-            token_nonce: hex::decode(nonce).map_err(ApiError::internal)?,
-        }),
-        _ => Registered::Created {
-            id: outcome.id,
-            sessions,
-        },
+    let token_nonce = if outcome.replayed {
+        outcome
+            .token_nonce
+            .map(|nonce| hex::decode(nonce).map_err(ApiError::internal))
+            .transpose()?
+    } else {
+        // The token goes to the address alone while it is to be confirmed.
+        outcome
+            .confirm_by
+            .is_none()
+            .then(|| new.token_nonce.to_vec())
+    };
+    Ok(Registered {
+        replayed: outcome.replayed,
+        id: outcome.id,
+        sessions,
+        language: outcome.language,
+        confirm_by: outcome.confirm_by,
+        token_nonce,
     })
 }
 
@@ -401,6 +421,9 @@ struct Outcome {
     replayed: bool,
     id: Uuid,
     sessions: Vec<SessionOutcome>,
+    language: Language,
+    confirm_by: Option<DateTime<Utc>>,
+    #[serde(default)]
     token_nonce: Option<String>,
 }
 
@@ -452,6 +475,7 @@ pub struct Changes {
     pub city: Option<Option<String>>,
     pub phone: Option<Option<String>>,
     pub category: Option<Category>,
+    pub language: Option<Language>,
     /// The complete set of sessions wanted.
     pub session_ids: Option<Vec<Uuid>>,
 }
@@ -486,6 +510,10 @@ impl Changes {
             (
                 "category",
                 differs(self.category.as_ref(), &current.category),
+            ),
+            (
+                "language",
+                differs(self.language.as_ref(), &current.language),
             ),
         ]
         .into_iter()
@@ -633,6 +661,7 @@ pub async fn change(
                     changes.city.as_ref().map(|v| registrations::city.eq(v)),
                     changes.phone.as_ref().map(|v| registrations::phone.eq(v)),
                     changes.category.map(|v| registrations::category.eq(v)),
+                    changes.language.map(|v| registrations::language.eq(v)),
                 ))
                 .execute(conn)
                 .await
@@ -688,8 +717,37 @@ pub async fn cancel(
     registration: &Registration,
     actor: Actor,
 ) -> ApiResult<()> {
+    cancel_when(conn, event, registration, actor, |_| true)
+        .await
+        .map(|_| ())
+}
+
+/// Cancels a registration whose address was not confirmed by its deadline, as the service
+/// (`Actor::SYSTEM`). Decided on the locked row, so an address confirmed meanwhile keeps its
+/// registration: true when it was cancelled.
+pub async fn cancel_unconfirmed(
+    conn: &mut AsyncPgConnection,
+    event: &Event,
+    registration: &Registration,
+) -> ApiResult<bool> {
+    cancel_when(conn, event, registration, Actor::SYSTEM, |current| {
+        current
+            .confirm_by
+            .is_some_and(|deadline| deadline <= Utc::now())
+    })
+    .await
+}
+
+/// Cancels a registration if `still` holds for its locked row; true when it was cancelled.
+async fn cancel_when(
+    conn: &mut AsyncPgConnection,
+    event: &Event,
+    registration: &Registration,
+    actor: Actor,
+    still: impl Fn(&Registration) -> bool + Sync,
+) -> ApiResult<bool> {
     if registration.status == RegistrationStatus::Cancelled {
-        return Ok(());
+        return Ok(false);
     }
     let current = active_sessions(conn, registration.id).await?;
     let current_ids: HashSet<Uuid> = current.iter().map(|s| s.id).collect();
@@ -702,9 +760,10 @@ pub async fn cancel(
     retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
         capacity::lock(conn, &[], &exclusive).await?;
         match lock_registration(conn, registration.id, &current_ids).await {
+            Ok(locked) if !still(&locked) => return Ok(false),
             Ok(_) => {}
             // Cancelled meanwhile by someone else: the outcome is the one asked for.
-            Err(error) if error.code() == "registration_cancelled" => return Ok(()),
+            Err(error) if error.code() == "registration_cancelled" => return Ok(false),
             Err(error) => return Err(error),
         }
         for session in &current {
@@ -730,6 +789,7 @@ pub async fn cancel(
                 actor,
             )],
         )
-        .await
+        .await?;
+        Ok(true)
     }))
 }

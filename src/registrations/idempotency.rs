@@ -7,7 +7,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::SessionOutcome;
 use crate::error::{ApiError, ApiResult};
 
 pub const MAX_KEY_LEN: usize = 255;
@@ -65,14 +64,6 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         }
         other => out.extend(serde_json::to_vec(other).expect("JSON serialises")),
     }
-}
-
-/// The answer given the first time.
-#[derive(Debug)]
-pub struct Stored {
-    pub registration_id: Uuid,
-    pub sessions: Vec<SessionOutcome>,
-    pub token_nonce: Vec<u8>,
 }
 
 impl IdempotencyRequest {

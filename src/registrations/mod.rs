@@ -23,7 +23,9 @@ use uuid::Uuid;
 
 use crate::db::schema::registrations;
 use crate::error::ApiResult;
+use crate::events::Language;
 
+pub use booking::{cancel, cancel_unconfirmed};
 pub use capacity::delete_event_without_registrations;
 pub use catalog::Catalog;
 
@@ -85,6 +87,11 @@ pub struct Registration {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    pub language: Language,
+    /// The nonce the manage token is derived from (unknown for registrations made before
+    /// it was kept, without an Idempotency-Key).
+    pub token_nonce: Option<Vec<u8>>,
+    pub confirm_by: Option<DateTime<Utc>>,
 }
 
 /// The outcome for one session.
@@ -158,6 +165,11 @@ pub struct RegistrationView {
     pub source: Source,
     /// Every session the registration has had, cancelled places included.
     pub sessions: Vec<SessionPlace>,
+    /// The language of mail to the participant.
+    pub language: Language,
+    /// Set while the address waits to be confirmed (through the link mailed to it): the
+    /// registration is cancelled, and its places given to the waitlists, after this.
+    pub confirm_by: Option<DateTime<Utc>>,
     pub consent_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -179,6 +191,8 @@ impl RegistrationView {
             category: r.category,
             source: r.source,
             sessions,
+            language: r.language,
+            confirm_by: r.confirm_by,
             consent_at: r.consent_at,
             created_at: r.created_at,
             updated_at: r.updated_at,

@@ -12,6 +12,7 @@ use super::{Category, RegistrationView, view_of};
 use crate::access::{self, RegistrationAction};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::events::Language;
 use crate::extract::Body;
 use crate::openapi::{BodyErrors, RegistrationErrors};
 use crate::patch;
@@ -49,6 +50,9 @@ pub struct RegistrationPatch {
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch::non_null")]
     pub category: Option<Category>,
+    /// The language of mail to the participant.
+    #[serde(default, deserialize_with = "patch::non_null")]
+    pub language: Option<Language>,
     #[serde(default, deserialize_with = "patch::non_null")]
     #[schema(max_items = 50)]
     pub session_ids: Option<Vec<Uuid>>,
@@ -152,6 +156,7 @@ async fn update_registration(
         city: body.city,
         phone: body.phone,
         category: body.category,
+        language: body.language,
         session_ids: body.session_ids,
     };
     booking::change(

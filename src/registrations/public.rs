@@ -1,7 +1,7 @@
 //! Public registration, as third-party frontends call it.
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -13,6 +13,7 @@ use super::{Category, RegistrationStatus, SessionOutcome};
 use crate::access::{self, EventAction, EventContext};
 use crate::auth::{Caller, tokens};
 use crate::error::{ApiResult, Problem};
+use crate::events::Language;
 use crate::extract::{self, Body};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::state::{AppState, State};
@@ -53,6 +54,10 @@ pub struct NewRegistrationBody {
     #[serde(default)]
     #[schema(max_items = 50)]
     pub session_ids: Vec<Uuid>,
+    /// The language of mail to the participant; absent: the first of `ru`, `en` the request's
+    /// `Accept-Language` accepts, else the event's `default_language`.
+    #[serde(default)]
+    pub language: Option<Language>,
 }
 
 /// A participant added by an organiser: the fields of a participant's registration, and
@@ -85,6 +90,10 @@ pub struct ManualRegistrationBody {
     #[serde(default)]
     #[schema(max_items = 50)]
     pub session_ids: Vec<Uuid>,
+    /// The language of mail to the participant; absent: the first of `ru`, `en` the request's
+    /// `Accept-Language` accepts, else the event's `default_language`.
+    #[serde(default)]
+    pub language: Option<Language>,
     /// Confirm in full sessions beyond their capacity (and beyond the event's). Recorded in
     /// the registration's history.
     #[serde(default)]
@@ -106,6 +115,7 @@ impl ManualRegistrationBody {
                 category: self.category,
                 consent: self.consent,
                 session_ids: self.session_ids,
+                language: self.language,
             },
             self.over_capacity,
         )
@@ -117,12 +127,20 @@ impl ManualRegistrationBody {
 pub struct RegistrationCreated {
     pub id: Uuid,
     /// Shown once: send as `Authorization: Bearer rgm_…` to view, change or cancel the
-    /// registration at `/api/v1/registrations/{id}`.
+    /// registration at `/api/v1/registrations/{id}`. Null when the event requires the
+    /// address to be confirmed (the token is mailed to the address, in the link that
+    /// confirms it), and in a replayed answer once a new link was mailed to the address
+    /// (`…/registrations/resend`): that token went to the address alone.
     #[schema(example = "rgm_3q2l7kRj0cXx9nqAq1QvYh0s4m1b2x3y4z5a6b7c8d9")]
-    pub manage_token: String,
+    pub manage_token: Option<String>,
     pub status: RegistrationStatus,
     /// The outcome for each session asked for, in the order asked.
     pub sessions: Vec<SessionOutcome>,
+    /// The language of mail to the participant.
+    pub language: Language,
+    /// Set when the address must be confirmed: the registration holds its places until
+    /// then, and is cancelled if the link mailed to the address is not followed in time.
+    pub confirm_by: Option<DateTime<Utc>>,
 }
 
 pub fn validate_applicant(v: &mut Validator, body: &NewRegistrationBody) {
@@ -177,28 +195,26 @@ fn applicant(body: &NewRegistrationBody) -> Applicant {
     }
 }
 
-fn created(
-    state: &AppState,
-    id: Uuid,
-    sessions: Vec<SessionOutcome>,
-    nonce: &[u8],
-    replayed: bool,
-) -> HttpResponse {
-    let token = tokens::derived(
-        tokens::MANAGE_PREFIX,
-        &state.keys.derive("manage-token"),
-        nonce,
-    );
+fn created(state: &AppState, outcome: Registered) -> HttpResponse {
+    let token = outcome.token_nonce.map(|nonce| {
+        tokens::derived(
+            tokens::MANAGE_PREFIX,
+            &state.keys.derive("manage-token"),
+            &nonce,
+        )
+    });
     let mut response = HttpResponse::Created();
-    response.insert_header(("Location", format!("/api/v1/registrations/{id}")));
-    if replayed {
+    response.insert_header(("Location", format!("/api/v1/registrations/{}", outcome.id)));
+    if outcome.replayed {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     response.json(RegistrationCreated {
-        id,
+        id: outcome.id,
         manage_token: token,
         status: RegistrationStatus::Active,
-        sessions,
+        sessions: outcome.sessions,
+        language: outcome.language,
+        confirm_by: outcome.confirm_by,
     })
 }
 
@@ -207,6 +223,8 @@ struct Request<'a> {
     body: &'a NewRegistrationBody,
     mode: Mode,
     idempotency: Option<IdempotencyRequest>,
+    /// The language `Accept-Language` asks for, if it names one of ours.
+    accepted_language: Option<Language>,
 }
 
 async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResult<HttpResponse> {
@@ -267,32 +285,35 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
             mode: request.mode,
             actor_user: caller.user().map(|u| u.id),
             token_hash: tokens::digest(&token),
-            idempotency: request.idempotency.as_ref().map(|r| (r, nonce.as_slice())),
+            token_nonce: &nonce,
+            language: request.body.language.or(request.accepted_language),
+            idempotency: request.idempotency.as_ref(),
         },
     )
     .await?;
-    Ok(match outcome {
-        Registered::Created { id, sessions } => created(state, id, sessions, &nonce, false),
-        Registered::Replayed(stored) => created(
-            state,
-            stored.registration_id,
-            stored.sessions,
-            &stored.token_nonce,
-            true,
-        ),
-    })
+    Ok(created(state, outcome))
+}
+
+/// The language a request's `Accept-Language` asks for, if it names one of ours.
+fn accepted_language(req: &HttpRequest) -> Option<Language> {
+    req.headers()
+        .get(actix_web::http::header::ACCEPT_LANGUAGE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(Language::from_accept_language)
 }
 
 /// Register for an event and some of its sessions.
 ///
 /// All or nothing: either every session gets an outcome (confirmed, or waitlisted with a
 /// position) or nothing is created. Send an `Idempotency-Key` to make retries safe: the same
-/// key and body within 24 hours get the original answer (with the same manage token).
+/// key and body within 24 hours get the original answer (with the same manage token, while it
+/// is the one in force).
 #[utoipa::path(
     tag = "registrations",
     params(
         ("event" = String, Path, description = "Event slug or id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: 1 to 255 visible ASCII characters"),
+        ("Accept-Language" = Option<String>, Header, description = "Chooses the language of mail (`ru` or `en`) when the body names none"),
     ),
     request_body = NewRegistrationBody,
     responses(
@@ -340,6 +361,7 @@ async fn register(
             body: &body,
             mode: Mode::Public,
             idempotency,
+            accepted_language: accepted_language(&req),
         },
     )
     .await
@@ -349,7 +371,10 @@ async fn register(
 /// `over_capacity` full sessions confirm anyway (recorded in the history).
 #[utoipa::path(
     tag = "registrations",
-    params(("event" = String, Path, description = "Event slug or id")),
+    params(
+        ("event" = String, Path, description = "Event slug or id"),
+        ("Accept-Language" = Option<String>, Header, description = "Chooses the language of mail (`ru` or `en`) when the body names none"),
+    ),
     request_body = ManualRegistrationBody,
     responses(
         (status = 201, description = "Registered; pass the manage token on to the participant.",
@@ -365,6 +390,7 @@ async fn register(
 async fn register_manually(
     state: State,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<String>,
     body: Body<ManualRegistrationBody>,
 ) -> ApiResult<HttpResponse> {
@@ -378,6 +404,7 @@ async fn register_manually(
             body: &body,
             mode: Mode::Organiser { over_capacity },
             idempotency: None,
+            accepted_language: accepted_language(&req),
         },
     )
     .await

@@ -187,6 +187,8 @@ pub fn test_config(db: &TestDb) -> Config {
     config.login_rate_limit = 0;
     config.login_account_limit = 0;
     config.registration_rate_limit = 0;
+    config.resend_rate_limit = 0;
+    config.resend_email_limit = 0;
     config.cors_origins = vec!["https://portal.example.org".into()];
     config
 }
@@ -401,13 +403,20 @@ impl TestApp {
 
 /// Another instance of the service on the test's database (it runs the start-up steps again).
 pub async fn another_instance(app: &TestApp) -> TestApp {
+    another_instance_with(app, |_| {}).await
+}
+
+/// Another instance, configured further by `configure`.
+pub async fn another_instance_with(app: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb {
         name: app.db.name.clone(),
         url: app.db.url.clone(),
         // The first instance's handle drops it.
         owned: false,
     };
-    let application = Application::build(test_config(&db))
+    let mut config = test_config(&db);
+    configure(&mut config);
+    let application = Application::build(config)
         .await
         .expect("building another instance");
     let address = format!("http://127.0.0.1:{}", application.port());

@@ -8,6 +8,7 @@ mod badges;
 mod changes;
 mod concurrency;
 mod demo;
+mod email;
 mod errors;
 mod events;
 mod faults;

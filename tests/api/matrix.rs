@@ -51,7 +51,9 @@ fn policy(route: &str) -> Option<Policy> {
         | "POST /api/v1/users"
         | "GET /api/v1/users/{id}"
         | "PATCH /api/v1/users/{id}" => AdminOnly,
-        "GET /api/v1/events" | "POST /api/v1/events/{event}/registrations" => Public,
+        "GET /api/v1/events"
+        | "POST /api/v1/events/{event}/registrations"
+        | "POST /api/v1/events/{event}/registrations/resend" => Public,
         "GET /api/v1/events/{event}"
         | "GET /api/v1/events/{event}/programme"
         | "GET /api/v1/events/{event}/programme.ics"
@@ -107,9 +109,9 @@ fn policy(route: &str) -> Option<Policy> {
         "GET /api/v1/registrations/{id}"
         | "GET /api/v1/registrations/{id}/qr.png"
         | "GET /api/v1/registrations/{id}/qr.svg" => RegistrationView,
-        "PATCH /api/v1/registrations/{id}" | "DELETE /api/v1/registrations/{id}" => {
-            RegistrationChange
-        }
+        "PATCH /api/v1/registrations/{id}"
+        | "DELETE /api/v1/registrations/{id}"
+        | "POST /api/v1/registrations/{id}/confirm-email" => RegistrationChange,
         "GET /api/v1/registrations/{id}/history" => RegistrationHistory,
         "POST /api/v1/registrations/{id}/sessions/{session_id}/promote" => RegistrationManage,
         _ => return None,
@@ -578,6 +580,7 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
             Some(json!({"role": "moderator"}))
         }
         ("POST", "/api/v1/events/{event}/registrations") => Some(registration_body(&email, &[])),
+        ("POST", "/api/v1/events/{event}/registrations/resend") => Some(json!({"email": email})),
         ("POST", "/api/v1/events/{event}/registrations/manual") => {
             Some(registration_body(&email, &[]))
         }
