@@ -24,7 +24,8 @@ use crate::runner::Runner;
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, email, events, maintenance, ops, programme, registrations, telemetry, users,
+    auth, badges, db, email, events, maintenance, notifications, ops, programme, registrations,
+    telemetry, users,
 };
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
@@ -38,13 +39,23 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(events::routes)
                 .configure(programme::routes)
                 .configure(registrations::routes)
-                .configure(badges::routes),
+                .configure(badges::routes)
+                .configure(notifications::routes),
         );
+}
+
+/// What the service sends on its own, for the OpenAPI document: the webhooks' messages.
+pub fn describe_outgoing(doc: &mut utoipa::openapi::OpenApi) {
+    notifications::webhooks::payloads::describe(doc);
 }
 
 /// Every column of secrets sealed at rest (see `secrets`): checked at start and sealed again
 /// by `registrar reseal`.
-pub const SEALED_COLUMNS: &[&SealedColumn] = &[&badges::qr::CHECKIN_KEY];
+pub const SEALED_COLUMNS: &[&SealedColumn] = &[
+    &badges::qr::CHECKIN_KEY,
+    &notifications::webhooks::signing::SECRET,
+    &notifications::webhooks::signing::PREVIOUS_SECRET,
+];
 
 /// At start: seals secrets still stored in plain text, and checks that the configured keys
 /// open what is stored.
@@ -72,6 +83,12 @@ pub async fn reseal_secrets(config: &Config) -> anyhow::Result<usize> {
     secrets::reseal(&mut conn, &sealing, SEALED_COLUMNS).await
 }
 
+/// Makes `ring` the process's TLS crypto provider: the only one compiled in (see the webhooks'
+/// sender), and the one any HTTP client of the process then uses. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -81,6 +98,7 @@ pub struct Application {
 impl Application {
     /// Creates the database if needed, applies migrations, and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        install_tls_provider();
         // Before anything else, so that a configuration refused does not touch the database.
         let secret = jwt_secret(&config)?;
         let sealing = KeyRing::from_config(&config)?;
@@ -209,6 +227,7 @@ fn serve(
         runner.stopping(),
     ));
     maintenance::start(&mut runner, shared.clone());
+    notifications::start(&mut runner, &shared)?;
 
     let server = HttpServer::new(move || {
         let state = web::Data::new(

@@ -6,3 +6,17 @@
 //! receiver does meanwhile.
 
 pub mod retry;
+pub mod webhooks;
+
+use crate::runner::Runner;
+use crate::state::AppState;
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.configure(webhooks::routes);
+}
+
+/// Starts the instance's delivery work.
+pub fn start(runner: &mut Runner, state: &AppState) -> anyhow::Result<()> {
+    webhooks::start(runner, state)?;
+    Ok(())
+}
