@@ -20,3 +20,4 @@ mod programme;
 mod python;
 mod registrations;
 mod users;
+mod webhooks;
