@@ -58,6 +58,13 @@ pub enum EventAction {
     PrintBadges,
     /// Check attendees in: owners and editors, and device keys with `checkin:write`.
     CheckIn,
+    /// See the event's webhook endpoints and what was delivered to them (participants'
+    /// details included): organisers, viewers too. Never device keys.
+    ViewWebhooks,
+    /// Add, change, delete webhook endpoints, rotate their secrets, send messages again:
+    /// owners and editors, as an endpoint receives participants' details, like a device key
+    /// with `attendees:read` (which they may also make). Never device keys.
+    ManageWebhooks,
 }
 
 impl EventAction {
@@ -138,9 +145,16 @@ pub fn decide(caller: &Caller, context: &EventContext, action: EventAction) -> A
             (EventAction::View, _, _) => true,
             (_, _, Some(device)) => action.scope().is_some_and(|s| device.scopes.contains(&s)),
             (_, None, None) => false,
-            (EventAction::ViewPrivate | EventAction::ReadAttendees, Some(_), _) => true,
             (
-                EventAction::Edit | EventAction::PrintBadges | EventAction::CheckIn,
+                EventAction::ViewPrivate | EventAction::ReadAttendees | EventAction::ViewWebhooks,
+                Some(_),
+                _,
+            ) => true,
+            (
+                EventAction::Edit
+                | EventAction::PrintBadges
+                | EventAction::CheckIn
+                | EventAction::ManageWebhooks,
                 Some(role),
                 _,
             ) => role != MemberRole::Viewer,
@@ -158,7 +172,9 @@ pub fn decide(caller: &Caller, context: &EventContext, action: EventAction) -> A
         })),
         (false, _) => Err(ApiError::forbidden(match action {
             EventAction::Manage => "only the event's owners may do this",
-            EventAction::Edit => "only the event's owners and editors may do this",
+            EventAction::Edit | EventAction::ManageWebhooks => {
+                "only the event's owners and editors may do this"
+            }
             _ => "only the event's organisers may see this",
         })),
     }
@@ -339,6 +355,38 @@ mod tests {
             status_of(decide(&organiser, &editor, EventAction::CheckIn)),
             200
         );
+    }
+
+    #[test]
+    fn organisers_see_webhooks_and_owners_and_editors_manage_them() {
+        let organiser = user(Role::Organiser);
+        for (role, view, manage) in [
+            (MemberRole::Viewer, 200, 403),
+            (MemberRole::Editor, 200, 200),
+            (MemberRole::Owner, 200, 200),
+        ] {
+            let ctx = context(EventStatus::Published, Some(role), false);
+            assert_eq!(
+                status_of(decide(&organiser, &ctx, EventAction::ViewWebhooks)),
+                view
+            );
+            assert_eq!(
+                status_of(decide(&organiser, &ctx, EventAction::ManageWebhooks)),
+                manage
+            );
+        }
+        let ctx = context(EventStatus::Published, None, false);
+        let all = vec![
+            Scope::AttendeesRead,
+            Scope::BadgesPrint,
+            Scope::CheckinWrite,
+        ];
+        let own_device = device(&ctx, all, true);
+        for action in [EventAction::ViewWebhooks, EventAction::ManageWebhooks] {
+            assert_eq!(status_of(decide(&own_device, &ctx, action)), 403);
+            assert_eq!(status_of(decide(&Caller::Anonymous, &ctx, action)), 401);
+            assert_eq!(status_of(decide(&organiser, &ctx, action)), 403);
+        }
     }
 
     #[test]

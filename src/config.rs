@@ -188,6 +188,29 @@ pub struct Config {
     /// connection.
     #[arg(long, env = "REGISTRAR_SEND_TIMEOUT_MS", default_value_t = 30_000)]
     pub send_timeout_ms: u64,
+
+    /// Let webhooks reach loopback, private, link-local and other non-public addresses, and
+    /// use plain `http://` URLs: for tests and local development only.
+    #[arg(long, env = "REGISTRAR_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
+    /// Longest one webhook request may take, connecting and reading the answer included, in
+    /// ms. A delivery's lease is twice this.
+    #[arg(long, env = "REGISTRAR_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// The wait after a webhook delivery's first failure, in ms; it doubles after each
+    /// further one, up to an hour. Lower it only for tests and trials.
+    #[arg(
+        long,
+        env = "REGISTRAR_WEBHOOK_FIRST_RETRY_MS",
+        default_value_t = 5_000
+    )]
+    pub webhook_first_retry_ms: u64,
+
+    /// Webhook requests one instance sends at once.
+    #[arg(long, env = "REGISTRAR_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub webhook_concurrency: usize,
 }
 
 impl Config {

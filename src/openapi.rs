@@ -29,6 +29,7 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
         (name = "programme", description = "Venues, tracks, sessions, speakers and the public programme"),
         (name = "registrations", description = "Registering, waitlists, self-service and the organisers' side"),
         (name = "badges", description = "Device keys, attendee feed and export, print queue, QR codes, check-in, numbers"),
+        (name = "webhooks", description = "Organisers' webhook endpoints, what was delivered to them, and (under `webhooks`) the signed messages they receive"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -114,6 +115,7 @@ pub fn document() -> Document {
         .configure(crate::startup::routes)
         .split_for_parts();
     add_shared_parts(&mut doc);
+    crate::startup::describe_outgoing(&mut doc);
     doc
 }
 

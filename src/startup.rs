@@ -44,9 +44,18 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         );
 }
 
+/// What the service sends on its own, for the OpenAPI document: the webhooks' messages.
+pub fn describe_outgoing(doc: &mut utoipa::openapi::OpenApi) {
+    notifications::webhooks::payloads::describe(doc);
+}
+
 /// Every column of secrets sealed at rest (see `secrets`): checked at start and sealed again
 /// by `registrar reseal`.
-pub const SEALED_COLUMNS: &[&SealedColumn] = &[&badges::qr::CHECKIN_KEY];
+pub const SEALED_COLUMNS: &[&SealedColumn] = &[
+    &badges::qr::CHECKIN_KEY,
+    &notifications::webhooks::signing::SECRET,
+    &notifications::webhooks::signing::PREVIOUS_SECRET,
+];
 
 /// At start: seals secrets still stored in plain text, and checks that the configured keys
 /// open what is stored.
@@ -74,6 +83,12 @@ pub async fn reseal_secrets(config: &Config) -> anyhow::Result<usize> {
     secrets::reseal(&mut conn, &sealing, SEALED_COLUMNS).await
 }
 
+/// Makes `ring` the process's TLS crypto provider: the only one compiled in (see the webhooks'
+/// sender), and the one any HTTP client of the process then uses. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -83,6 +98,7 @@ pub struct Application {
 impl Application {
     /// Creates the database if needed, applies migrations, and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        install_tls_provider();
         // Before anything else, so that a configuration refused does not touch the database.
         let secret = jwt_secret(&config)?;
         let sealing = KeyRing::from_config(&config)?;

@@ -324,6 +324,64 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Int8,
+        delivery_id -> Uuid,
+        attempted_at -> Timestamptz,
+        duration_ms -> Int4,
+        status_code -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        response_excerpt -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        seq -> Int8,
+        endpoint_id -> Uuid,
+        change_id -> Int8,
+        changed_at -> Timestamptz,
+        kind -> Text,
+        registration_id -> Nullable<Uuid>,
+        order_key -> Uuid,
+        payload -> Text,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        lease_token -> Nullable<Uuid>,
+        first_attempt_at -> Nullable<Timestamptz>,
+        last_attempt_at -> Nullable<Timestamptz>,
+        last_status_code -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        last_duration_ms -> Nullable<Int4>,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+        failed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        url -> Text,
+        description -> Nullable<Text>,
+        event_types -> Array<Nullable<Text>>,
+        enabled -> Bool,
+        disabled_reason -> Nullable<Text>,
+        disabled_at -> Nullable<Timestamptz>,
+        secret_sealed -> Bytea,
+        previous_secret_sealed -> Nullable<Bytea>,
+        previous_secret_expires_at -> Nullable<Timestamptz>,
+        failing_since -> Nullable<Timestamptz>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_keys -> events (event_id));
 diesel::joinable!(api_keys -> users (created_by));
 diesel::joinable!(auth_sessions -> users (user_id));
@@ -349,6 +407,11 @@ diesel::joinable!(sessions -> events (event_id));
 diesel::joinable!(speakers -> events (event_id));
 diesel::joinable!(tracks -> events (event_id));
 diesel::joinable!(venues -> events (event_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
+diesel::joinable!(webhook_deliveries -> changes (change_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_endpoints -> events (event_id));
+diesel::joinable!(webhook_endpoints -> users (created_by));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
@@ -374,4 +437,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     tracks,
     users,
     venues,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
 );

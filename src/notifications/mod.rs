@@ -7,16 +7,18 @@
 
 pub mod email;
 pub mod retry;
+pub mod webhooks;
 
 use crate::runner::Runner;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.configure(email::routes);
+    cfg.configure(email::routes).configure(webhooks::routes);
 }
 
-/// Starts the background work of every channel.
+/// Starts the instance's delivery work on every channel.
 pub fn start(runner: &mut Runner, state: &AppState) -> anyhow::Result<()> {
     email::start(runner, state)?;
+    webhooks::start(runner, state)?;
     Ok(())
 }

@@ -149,7 +149,7 @@ pub async fn places_of(
 }
 
 /// A registration, as its participant and the event's organisers see it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RegistrationView {
     pub id: Uuid,
     pub event_id: Uuid,

@@ -119,6 +119,8 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
+        // Before any HTTP client of the tests is made.
+        registrar::startup::install_tls_provider();
         let template = template().await;
         let name = format!("registrar_test_{}", Uuid::new_v4().simple());
         maintenance()

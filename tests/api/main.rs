@@ -21,3 +21,4 @@ mod programme;
 mod python;
 mod registrations;
 mod users;
+mod webhooks;

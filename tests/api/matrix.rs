@@ -74,7 +74,13 @@ fn policy(route: &str) -> Option<Policy> {
         | "GET /api/v1/events/{event}/registrations"
         | "GET /api/v1/events/{event}/stats"
         | "GET /api/v1/events/{event}/api-keys"
-        | "GET /api/v1/events/{event}/sessions/{session_id}/waitlist" => EventPrivate,
+        | "GET /api/v1/events/{event}/sessions/{session_id}/waitlist"
+        | "GET /api/v1/events/{event}/webhooks"
+        | "GET /api/v1/events/{event}/webhooks/{webhook_id}"
+        | "GET /api/v1/events/{event}/webhooks/{webhook_id}/deliveries"
+        | "GET /api/v1/events/{event}/webhooks/{webhook_id}/deliveries/{delivery_id}" => {
+            EventPrivate
+        }
         "PATCH /api/v1/events/{event}"
         | "POST /api/v1/events/{event}/venues"
         | "PATCH /api/v1/events/{event}/venues/{venue_id}"
@@ -93,7 +99,15 @@ fn policy(route: &str) -> Option<Policy> {
         | "POST /api/v1/events/{event}/registrations/manual"
         | "POST /api/v1/events/{event}/api-keys"
         | "DELETE /api/v1/events/{event}/api-keys/{key_id}"
-        | "POST /api/v1/events/{event}/print-jobs" => EventEdit,
+        | "POST /api/v1/events/{event}/print-jobs"
+        | "POST /api/v1/events/{event}/webhooks"
+        | "PATCH /api/v1/events/{event}/webhooks/{webhook_id}"
+        | "DELETE /api/v1/events/{event}/webhooks/{webhook_id}"
+        | "POST /api/v1/events/{event}/webhooks/{webhook_id}/rotate-secret"
+        | "POST /api/v1/events/{event}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"
+        | "POST /api/v1/events/{event}/webhooks/{webhook_id}/deliveries/redeliver-failed" => {
+            EventEdit
+        }
         "DELETE /api/v1/events/{event}"
         | "PUT /api/v1/events/{event}/members/{user_id}"
         | "DELETE /api/v1/events/{event}/members/{user_id}" => EventManage,
@@ -260,7 +274,12 @@ struct World {
     print_key: String,
     checkin_key: String,
     other_event_key: String,
+    /// A webhook endpoint of event A, and one of its deliveries.
+    webhook: String,
+    delivery: String,
 }
+
+const WEBHOOK_URL: &str = "https://203.0.113.10/hooks/registrar";
 
 fn id(answer: &Answer) -> String {
     answer.json()["id"].as_str().unwrap().to_owned()
@@ -309,6 +328,14 @@ async fn world(app: &TestApp) -> World {
     let (spare_user, _) = app.organiser(&admin, "spare@example.org").await;
     app.event(&owner.access, "a", json!({})).await;
     app.event(&other_organiser.access, "b", json!({})).await;
+    // TEST-NET-3: a public address that is never routed, so no request leaves the machine.
+    let webhook = id(&app
+        .post(
+            "/api/v1/events/a/webhooks",
+            Some(&owner.access),
+            &json!({"url": WEBHOOK_URL}),
+        )
+        .await);
     make_member(app, &owner.access, editor_id, "editor").await;
     make_member(app, &owner.access, viewer_id, "viewer").await;
     let session = app
@@ -381,7 +408,22 @@ async fn world(app: &TestApp) -> World {
     )
     .await
     .assert_status(200);
+    let delivery = loop {
+        let listed = app
+            .get(
+                &format!("/api/v1/events/a/webhooks/{webhook}/deliveries"),
+                Some(&owner.access),
+            )
+            .await
+            .json();
+        if let Some(first) = listed["items"].as_array().unwrap().first() {
+            break first["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     World {
+        webhook,
+        delivery,
         expired: expired_token(&owner_id.to_string()),
         admin,
         owner,
@@ -515,6 +557,22 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
             .await;
         path = path.replace("{job_id}", &id(&job));
     }
+    if path.contains("{webhook_id}") {
+        let webhook = if deleting {
+            id(&app
+                .post(
+                    "/api/v1/events/a/webhooks",
+                    Some(owner),
+                    &json!({"url": WEBHOOK_URL}),
+                )
+                .await)
+        } else {
+            w.webhook.clone()
+        };
+        path = path
+            .replace("{webhook_id}", &webhook)
+            .replace("{delivery_id}", &w.delivery);
+    }
     if path.contains("{user_id}") {
         if deleting {
             app.put(
@@ -595,6 +653,13 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
             {"qr_code": w.r1_qr, "scanned_at": "2026-11-20T08:00:00Z", "client_nonce": format!("n{n}")}]})),
         ("PATCH", "/api/v1/registrations/{id}") => Some(json!({"city": "Мончегорск"})),
         ("POST", "/api/v1/registrations/{id}/sessions/{session_id}/promote") => Some(json!({})),
+        ("POST", "/api/v1/events/{event}/webhooks") => Some(json!({"url": WEBHOOK_URL})),
+        ("PATCH", "/api/v1/events/{event}/webhooks/{webhook_id}") => {
+            Some(json!({"description": "CRM"}))
+        }
+        ("POST", "/api/v1/events/{event}/webhooks/{webhook_id}/rotate-secret") => {
+            Some(json!({"overlap_seconds": 60}))
+        }
         _ => None,
     };
     Call {
