@@ -190,7 +190,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
 
 /// Connections of REGISTRAR_DB_POOL_SIZE kept for background work (on the main runtime);
 /// each HTTP worker gets its own share of the rest (see `AppState`).
-const BACKGROUND_CONNECTIONS: usize = 3;
+const BACKGROUND_CONNECTIONS: usize = 6;
 
 fn serve(
     config: Config,
