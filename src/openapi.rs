@@ -34,13 +34,17 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
 )]
 struct ApiDoc;
 
-/// 401 for routes that need a signed-in organiser.
+/// 401/403 for routes that need a signed-in organiser.
 #[derive(IntoResponses)]
 pub enum SignedIn {
     /// `authentication_required`: no credentials. `invalid_token`: the token is malformed,
     /// expired, wrongly signed or revoked, or its account is disabled.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(Problem),
+    /// `forbidden`: a participant's manage token or a device key was sent; only organisers'
+    /// and admins' tokens may do this.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
 }
 
 /// 401/403 for admin-only routes.

@@ -8,8 +8,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    ADMIN_EMAIL, Answer, PASSWORD, TestApp, registration_body, spawn_app, spawn_app_with,
-    test_config,
+    ADMIN_EMAIL, Answer, PASSWORD, TestApp, registration_body, send_checked, spawn_app,
+    spawn_app_with, test_config,
 };
 
 #[tokio::test]
@@ -258,23 +258,25 @@ async fn rate_limits_hold_across_instances() {
             .register("a", &format!("one{n}@example.org"), &[])
             .await
             .assert_status(201);
-        let answer = client
-            .post(format!("{second_address}/api/v1/events/a/registrations"))
-            .json(&registration_body(&format!("two{n}@example.org"), &[]))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status().as_u16(), 201);
-    }
-    let limited = client
-        .post(format!("{second_address}/api/v1/events/a/registrations"))
-        .json(&registration_body("three@example.org", &[]))
-        .send()
+        send_checked(
+            client
+                .post(format!("{second_address}/api/v1/events/a/registrations"))
+                .json(&registration_body(&format!("two{n}@example.org"), &[])),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .assert_status(201);
+    }
+    let limited = send_checked(
+        client
+            .post(format!("{second_address}/api/v1/events/a/registrations"))
+            .json(&registration_body("three@example.org", &[])),
+    )
+    .await
+    .unwrap();
 
-    assert_eq!(limited.status().as_u16(), 429);
-    assert!(limited.headers().get("retry-after").is_some());
+    limited.assert_problem(429, "rate_limited");
+    assert!(limited.header("retry-after").is_some());
     first
         .register("a", "four@example.org", &[])
         .await
