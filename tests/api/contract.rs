@@ -36,6 +36,16 @@ pub fn check(
     CONTRACT.check(method, path, status, headers, body)
 }
 
+/// Whether `instance` is valid against `schema` (which may `$ref` the document's components).
+pub fn accepts(schema: &Value, instance: &Value) -> bool {
+    CONTRACT.validate(schema, instance).is_ok()
+}
+
+/// The document as JSON.
+pub fn document() -> &'static Value {
+    &CONTRACT.document
+}
+
 struct Operation {
     method: Method,
     template: String,
@@ -502,6 +512,19 @@ fn an_undocumented_status_fails() {
         error.contains("answered 418, which the document does not list"),
         "{error}"
     );
+}
+
+#[test]
+fn a_required_header_must_be_sent() {
+    let error = check(
+        &Method::GET,
+        "/healthz",
+        StatusCode::OK,
+        &headers(&[JSON]),
+        r#"{"status": "ok"}"#,
+    )
+    .unwrap_err();
+    assert!(error.contains("X-Request-Id is missing"), "{error}");
 }
 
 #[test]
