@@ -245,10 +245,19 @@ impl Contract {
             .map_err(|errors| format!("{name} answered {status} with a bad problem:\n{errors}"))
     }
 
-    /// The headers the response documents as required that the answer lacks, and those
-    /// whose value does not fit their schema.
+    /// The headers the response documents as required that the answer lacks, those whose
+    /// value does not fit their schema, and those a client acts on ([`CLIENT_HEADERS`]) that
+    /// the answer carries but the response does not document.
     fn missing_headers(&self, response: &Value, headers: &HeaderMap) -> Option<String> {
         let mut wrong = Vec::new();
+        let documented = response["headers"].as_object();
+        for name in CLIENT_HEADERS {
+            let listed = documented
+                .is_some_and(|listed| listed.keys().any(|key| key.eq_ignore_ascii_case(name)));
+            if headers.contains_key(name) && !listed {
+                wrong.push(format!("the header {name} is sent but not documented"));
+            }
+        }
         for (name, header) in response["headers"].as_object().into_iter().flatten() {
             let header = self.resolve(header);
             match headers.get(name).map(|v| v.to_str()) {
@@ -336,6 +345,15 @@ impl Contract {
         }
     }
 }
+
+/// Response headers a client acts on: an answer that sends one must document it.
+const CLIENT_HEADERS: [&str; 5] = [
+    "etag",
+    "location",
+    "retry-after",
+    "idempotent-replayed",
+    "x-request-id",
+];
 
 /// The suffix of a component's copy that is left open, for use in `allOf`.
 const OPEN: &str = "__open";
@@ -525,6 +543,19 @@ fn a_required_header_must_be_sent() {
     )
     .unwrap_err();
     assert!(error.contains("X-Request-Id is missing"), "{error}");
+}
+
+#[test]
+fn a_header_clients_act_on_must_be_documented_where_it_is_sent() {
+    let error = check(
+        &Method::GET,
+        "/healthz",
+        StatusCode::OK,
+        &headers(&[JSON, REQUEST_ID, ("etag", "\"x\"")]),
+        r#"{"status": "ok"}"#,
+    )
+    .unwrap_err();
+    assert!(error.contains("etag is sent but not documented"), "{error}");
 }
 
 #[test]
