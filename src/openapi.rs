@@ -1,8 +1,11 @@
 //! The OpenAPI 3.1 document: collected from the routes themselves (`utoipa-actix-web`), with
-//! the problem answers every route shares added in one place.
+//! what every route shares added in one place: the problem answers any route may give, the
+//! response headers clients rely on, and the rules that make fields exact ([`fields`]).
 
 use actix_web::{HttpResponse, get};
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, OpenApi};
@@ -10,6 +13,10 @@ use utoipa_actix_web::AppExt;
 
 use crate::dates::{Day, Timestamp};
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
+
+mod fields;
+
+pub use fields::shared_object_schemas;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,13 +42,17 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
 )]
 struct ApiDoc;
 
-/// 401 for routes that need a signed-in organiser.
+/// 401/403 for routes that need a signed-in organiser.
 #[derive(IntoResponses)]
 pub enum SignedIn {
     /// `authentication_required`: no credentials. `invalid_token`: the token is malformed,
     /// expired, wrongly signed or revoked, or its account is disabled.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(Problem),
+    /// `forbidden`: a participant's manage token or a device key was sent; only organisers'
+    /// and admins' tokens may do this.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
 }
 
 /// 401/403 for admin-only routes.
@@ -116,6 +127,8 @@ pub fn document() -> Document {
         .split_for_parts();
     add_shared_parts(&mut doc);
     crate::startup::describe_outgoing(&mut doc);
+    fields::require_what_answers_always_send(&mut doc);
+    describe_headers(&mut doc);
     doc
 }
 
@@ -165,51 +178,40 @@ fn add_shared_parts(doc: &mut Document) {
                 .build(),
         )
     };
-    for item in doc.paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let query: Vec<String> = operation
-                .parameters
-                .iter()
-                .flatten()
-                .filter_map(|p| match p {
-                    RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query) => {
-                        Some(p.name.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
-            let responses = &mut operation.responses.responses;
-            if !query.is_empty() {
-                responses.entry("400".into()).or_insert_with(|| {
-                    problem("`invalid_query`: a query parameter is not of its type, or unknown; `errors` names it.")
-                });
-            }
-            if query.iter().any(|name| name == "limit") {
-                responses.entry("422".into()).or_insert_with(|| {
-                    problem("`validation_failed`: `limit` out of range or a `cursor` this list did not return.")
-                });
-            }
-            if operation.request_body.is_some() {
-                responses.entry("408".into()).or_insert_with(|| {
-                    problem("`request_timeout`: the request body did not arrive within the time allowed.")
-                });
-            }
-            responses.entry("500".into()).or_insert_with(|| {
-                problem("`internal_error`: an unexpected failure; it was logged.")
-            });
-            responses.entry("503".into()).or_insert_with(|| {
-                problem("`database_unavailable`: the database cannot be reached; retry shortly.")
+    for operation in fields::operations(doc) {
+        let query: Vec<String> = operation
+            .parameters
+            .iter()
+            .flatten()
+            .filter_map(|p| match p {
+                RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query) => Some(p.name.clone()),
+                _ => None,
+            })
+            .collect();
+        let responses = &mut operation.responses.responses;
+        if !query.is_empty() {
+            responses.entry("400".into()).or_insert_with(|| {
+                problem("`invalid_query`: a query parameter is not of its type, or unknown; `errors` names it.")
             });
         }
+        if query.iter().any(|name| name == "limit") {
+            responses.entry("422".into()).or_insert_with(|| {
+                problem("`validation_failed`: `limit` out of range or a `cursor` this list did not return.")
+            });
+        }
+        if operation.request_body.is_some() {
+            responses.entry("408".into()).or_insert_with(|| {
+                problem(
+                    "`request_timeout`: the request body did not arrive within the time allowed.",
+                )
+            });
+        }
+        responses
+            .entry("500".into())
+            .or_insert_with(|| problem("`internal_error`: an unexpected failure; it was logged."));
+        responses.entry("503".into()).or_insert_with(|| {
+            problem("`database_unavailable`: the database cannot be reached; retry shortly.")
+        });
     }
 }
 
@@ -227,3 +229,213 @@ async fn openapi_json(doc: actix_web::web::Data<OpenApiJson>) -> HttpResponse {
 
 /// The document, serialised once at start-up.
 pub struct OpenApiJson(pub String);
+
+/// Response headers a client may rely on, described here once. An operation names those it
+/// sends (`headers(("ETag" = String))` on the response); [`describe_headers`] gives each its
+/// schema and description and says whether it is always there. `X-Request-Id` is on every
+/// answer and `Retry-After` on every 429 and 503, so those two are added to every such
+/// response.
+struct KnownHeader {
+    name: &'static str,
+    description: &'static str,
+    /// An integer (`Retry-After`), rather than text.
+    integer: bool,
+}
+
+const HEADERS: [KnownHeader; 6] = [
+    KnownHeader {
+        name: "X-Request-Id",
+        description: "Identifies this request in the service's logs; quote it when reporting \
+            a problem.",
+        integer: false,
+    },
+    KnownHeader {
+        name: "ETag",
+        description: "The entity tag of what was answered: send it as `If-None-Match` to get \
+            304 while it is current, or as `If-Match` to change it only if nobody else has.",
+        integer: false,
+    },
+    KnownHeader {
+        name: "Location",
+        description: "The path of the resource created.",
+        integer: false,
+    },
+    KnownHeader {
+        name: "Retry-After",
+        description: "Seconds to wait before trying again.",
+        integer: true,
+    },
+    KnownHeader {
+        name: "Idempotent-Replayed",
+        description: "`true` when this answers a repeated request with the same \
+            `Idempotency-Key`: nothing new was created. Absent otherwise.",
+        integer: false,
+    },
+    KnownHeader {
+        name: "Cache-Control",
+        description: "How long the answer may be reused: `public, max-age=5, \
+            stale-while-revalidate=30` for what anyone may see, `private, no-cache` for what \
+            the caller's token shows; `no-store` on every other answer.",
+        integer: false,
+    },
+];
+
+/// Whether a header is on every answer of this status that names it.
+fn always_sent(name: &str, status: &str) -> bool {
+    match name {
+        "Idempotent-Replayed" => false,
+        // Also sent with a 409 of public registration (a concurrent duplicate), which says so.
+        "Retry-After" => matches!(status, "429" | "503"),
+        _ => true,
+    }
+}
+
+/// Adds `X-Request-Id` to every response and `Retry-After` to every 429 and 503, and describes
+/// the headers of [`HEADERS`] wherever a response names them.
+fn describe_headers(doc: &mut Document) {
+    let describe = |known: &KnownHeader, status: &str| {
+        let schema = if known.integer {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+        } else {
+            ObjectBuilder::new().schema_type(Type::String)
+        };
+        let mut header = HeaderBuilder::new()
+            .schema(Some(schema))
+            .description(Some(known.description))
+            .build();
+        if always_sent(known.name, status) {
+            // OpenAPI's `required` of a header, which utoipa's `Header` does not model: its
+            // extensions are written as members of the header object.
+            header
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("required".to_owned(), true.into());
+        }
+        header
+    };
+    let request_id = &HEADERS[0];
+    doc.components
+        .get_or_insert_with(Default::default)
+        .headers
+        .insert(
+            request_id.name.to_owned(),
+            RefOr::T(describe(request_id, "")),
+        );
+    for operation in fields::operations(doc) {
+        for (status, response) in operation.responses.responses.iter_mut() {
+            let RefOr::T(response) = response else {
+                continue;
+            };
+            if matches!(status.as_str(), "429" | "503") {
+                response
+                    .headers
+                    .entry("Retry-After".to_owned())
+                    .or_insert_with(|| RefOr::T(Default::default()));
+            }
+            for (name, header) in response.headers.iter_mut() {
+                if let Some(known) = HEADERS.iter().find(|known| known.name == name) {
+                    *header = RefOr::T(describe(known, status));
+                }
+            }
+            response.headers.insert(
+                request_id.name.to_owned(),
+                RefOr::Ref(Ref::new(format!(
+                    "#/components/headers/{}",
+                    request_id.name
+                ))),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn schemas() -> Value {
+        let doc: Value = serde_json::from_str(&to_json(&document())).unwrap();
+        doc["components"]["schemas"].clone()
+    }
+
+    fn nullable(schema: &Value) -> bool {
+        schema.to_string().contains("\"null\"")
+    }
+
+    #[test]
+    fn fields_answers_always_send_are_required_and_nullable_where_they_may_be_null() {
+        let schemas = schemas();
+        let session = &schemas["ProgrammeSession"];
+        let required = session["required"].as_array().unwrap();
+        for field in [
+            "seats_left",
+            "capacity",
+            "description",
+            "language",
+            "track",
+            "venue",
+        ] {
+            assert!(required.contains(&field.into()), "{field}: {session}");
+            assert!(nullable(&session["properties"][field]), "{field}");
+        }
+        assert!(!nullable(&session["properties"]["title"]));
+    }
+
+    #[test]
+    fn a_field_left_out_of_answers_stays_optional_and_is_never_null() {
+        let speaker = &schemas()["SpeakerView"];
+        assert!(
+            !speaker["required"]
+                .as_array()
+                .unwrap()
+                .contains(&"contact".into())
+        );
+        assert!(!nullable(&speaker["properties"]["contact"]));
+    }
+
+    #[test]
+    fn patch_fields_are_nullable_only_where_null_clears_them() {
+        let patch = &schemas()["RegistrationPatch"];
+        assert!(patch.get("required").is_none(), "{patch}");
+        for field in ["full_name", "email", "category", "session_ids"] {
+            assert!(!nullable(&patch["properties"][field]), "{field}");
+        }
+        for field in ["organisation", "position", "city", "phone"] {
+            assert!(nullable(&patch["properties"][field]), "{field}");
+        }
+    }
+
+    #[test]
+    fn no_object_schema_serves_both_requests_and_answers() {
+        // The rules of `fields` differ by direction; a shared schema could not follow both.
+        assert_eq!(shared_object_schemas(&document()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_answer_documents_its_request_id_and_every_429_and_503_its_retry_after() {
+        let doc: Value = serde_json::from_str(&to_json(&document())).unwrap();
+        let id = &doc["components"]["headers"]["X-Request-Id"];
+        assert_eq!(id["required"], true);
+        let mut answers = 0;
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    answers += 1;
+                    assert_eq!(
+                        response["headers"]["X-Request-Id"]["$ref"],
+                        "#/components/headers/X-Request-Id"
+                    );
+                    if status == "429" || status == "503" {
+                        let retry = &response["headers"]["Retry-After"];
+                        assert_eq!(retry["required"], true, "{status}: {response}");
+                        assert_eq!(retry["schema"]["type"], "integer");
+                    }
+                }
+            }
+        }
+        assert!(answers > 100);
+    }
+}

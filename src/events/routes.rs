@@ -103,25 +103,31 @@ pub struct NewEvent {
 #[serde(deny_unknown_fields)]
 pub struct EventPatch {
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 100)]
     pub slug: Option<String>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 300)]
     pub title: Option<String>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<String>, max_length = 20000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 64)]
     pub time_zone: Option<String>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub starts_on: Option<Day>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub ends_on: Option<Day>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<String>, max_length = 200)]
     pub city: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub status: Option<EventStatus>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<Timestamp>)]
@@ -133,16 +139,19 @@ pub struct EventPatch {
     #[schema(value_type = Option<i32>, minimum = 0, maximum = 1000000)]
     pub capacity: Option<Option<i32>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub allow_overlapping_sessions: Option<bool>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub default_language: Option<Language>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<String>, max_length = 2000)]
     pub manage_url_template: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub require_email_confirmation: Option<bool>,
     #[serde(default, deserialize_with = "patch::non_null")]
-    #[schema(minimum = 1, maximum = 720)]
+    #[schema(nullable = false, minimum = 1, maximum = 720)]
     pub email_confirmation_hours: Option<i32>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<i32>, minimum = 0, maximum = 720)]
@@ -491,7 +500,8 @@ async fn list_events(
     ),
     responses(
         (status = 200, description = "The event.", body = EventView, headers(("ETag" = String))),
-        (status = 304, description = "The copy named by `If-None-Match` is current."),
+        (status = 304, description = "The copy named by `If-None-Match` is current.",
+         headers(("ETag" = String))),
         EventErrors,
     ),
     security((), ("bearer" = []))

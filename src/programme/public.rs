@@ -397,7 +397,8 @@ fn group_by_day(event: &Event, entries: Vec<ProgrammeSession>) -> Programme {
     responses(
         (status = 200, description = "The programme.", body = Programme,
          headers(("ETag" = String), ("Cache-Control" = String))),
-        (status = 304, description = "The copy named by `If-None-Match` is current."),
+        (status = 304, description = "The copy named by `If-None-Match` is current.",
+         headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 400, description = "`invalid_query`: an unknown parameter or a malformed value.",
          body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: `q` is longer than 200 characters.",
@@ -427,8 +428,9 @@ async fn programme(
     ),
     responses(
         (status = 200, description = "The programme as a calendar.", body = String, content_type = "text/calendar",
-         headers(("ETag" = String))),
-        (status = 304, description = "The copy named by `If-None-Match` is current."),
+         headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "The copy named by `If-None-Match` is current.",
+         headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 400, description = "`invalid_query`: an unknown parameter or a malformed value.",
          body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: `q` is longer than 200 characters.",

@@ -192,16 +192,20 @@ pub struct NewSession {
 #[serde(deny_unknown_fields)]
 pub struct SessionPatch {
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 300)]
     pub title: Option<String>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<String>, max_length = 20000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub kind: Option<SessionKind>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub starts_at: Option<Timestamp>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub ends_at: Option<Timestamp>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<Uuid>)]
@@ -215,6 +219,7 @@ pub struct SessionPatch {
     #[schema(value_type = Option<i32>, minimum = 0, maximum = 100000)]
     pub capacity: Option<Option<i32>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub waitlist_enabled: Option<bool>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<Timestamp>)]
@@ -223,6 +228,7 @@ pub struct SessionPatch {
     #[schema(value_type = Option<Timestamp>)]
     pub registration_closes_at: Option<Option<Timestamp>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub status: Option<SessionStatus>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<String>, max_length = 35)]
@@ -519,7 +525,8 @@ pub async fn visible(
     ),
     responses(
         (status = 200, description = "The session.", body = SessionView, headers(("ETag" = String))),
-        (status = 304, description = "The copy named by `If-None-Match` is current."),
+        (status = 304, description = "The copy named by `If-None-Match` is current.",
+         headers(("ETag" = String))),
         EventErrors,
     ),
     security((), ("bearer" = []))

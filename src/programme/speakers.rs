@@ -77,6 +77,7 @@ pub struct SpeakerView {
     pub photo_url: Option<String>,
     /// Present for the event's organisers only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub contact: Option<SpeakerContact>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -135,6 +136,7 @@ pub struct NewSpeaker {
 #[serde(deny_unknown_fields)]
 pub struct SpeakerPatch {
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 200)]
     pub full_name: Option<String>,
     #[serde(default, deserialize_with = "patch::nullable")]

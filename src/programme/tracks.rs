@@ -92,6 +92,7 @@ pub struct NewTrack {
 #[serde(deny_unknown_fields)]
 pub struct TrackPatch {
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 300)]
     pub title: Option<String>,
     #[serde(default, deserialize_with = "patch::nullable")]
@@ -101,6 +102,7 @@ pub struct TrackPatch {
     #[schema(value_type = Option<String>, pattern = "^#[0-9a-fA-F]{6}$")]
     pub colour: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub order: Option<i32>,
 }
 

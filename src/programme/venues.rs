@@ -64,6 +64,7 @@ pub struct NewVenue {
 #[serde(deny_unknown_fields)]
 pub struct VenuePatch {
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 200)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "patch::nullable")]

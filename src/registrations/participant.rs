@@ -31,9 +31,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct RegistrationPatch {
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 200)]
     pub full_name: Option<String>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 254)]
     pub email: Option<String>,
     #[serde(default, deserialize_with = "patch::nullable")]
@@ -49,11 +51,14 @@ pub struct RegistrationPatch {
     #[schema(value_type = Option<String>, max_length = 50)]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub category: Option<Category>,
     /// The language of mail to the participant.
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub language: Option<Language>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_items = 50)]
     pub session_ids: Option<Vec<Uuid>>,
     /// Organisers only: confirm in full sessions beyond their capacity.

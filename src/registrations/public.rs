@@ -318,15 +318,16 @@ fn accepted_language(req: &HttpRequest) -> Option<Language> {
     request_body = NewRegistrationBody,
     responses(
         (status = 201, description = "Registered. `Idempotent-Replayed: true` marks the answer to a repeated request.",
-         body = RegistrationCreated, headers(("Location" = String))),
+         body = RegistrationCreated, headers(("Location" = String), ("Idempotent-Replayed" = String))),
         (status = 409, description = "`session_full`: a session without waitlist is full (`session_id`). \
             `event_full`: the event has no places left. \
             `already_registered`: this email has an active registration. \
             `schedule_conflict`: two sessions overlap (`sessions`). \
             `registration_closed`: outside the registration window (`session_id` when a session's). \
             `session_cancelled`: a session was cancelled (`session_id`). \
-            `idempotency_key_in_use`: the first request with this key is still running.",
-         body = Problem, content_type = "application/problem+json"),
+            `idempotency_key_in_use`: the first request with this key is still running (with \
+            `Retry-After`).",
+         body = Problem, content_type = "application/problem+json", headers(("Retry-After" = String))),
         (status = 422, description = "`validation_failed`: invalid fields, `consent` not true, or a session \
             that is not a published session of the event. `idempotency_key_reused`: the key was used with another body.",
          body = Problem, content_type = "application/problem+json"),

@@ -55,16 +55,20 @@ pub struct NewUser {
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(max_length = 200)]
     pub display_name: Option<String>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub role: Option<Role>,
     /// Disabling an account ends all its sessions at once.
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub disabled: Option<bool>,
     /// A new password, at least 10 characters. Every login of the account ends (except the
     /// caller's own, when admins set their own password).
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     #[schema(value_type = Option<String>, format = Password, min_length = 10, max_length = 1024)]
     pub password: Option<SecretString>,
 }

@@ -943,12 +943,7 @@ async fn public_key(app: &TestApp, address: &str) -> [u8; 32] {
 }
 
 async fn send(request: reqwest::RequestBuilder) -> crate::helpers::Answer {
-    let response = request.send().await.unwrap();
-    crate::helpers::Answer {
-        status: response.status(),
-        headers: response.headers().clone(),
-        text: response.text().await.unwrap(),
-    }
+    crate::helpers::send_checked(request).await.unwrap()
 }
 
 /// Every row of every table of the test's database, as text (what a dump holds).

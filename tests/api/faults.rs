@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::helpers::{JWT_SECRET, PASSWORD, TestDb, registration_body, test_config};
+use crate::helpers::{JWT_SECRET, PASSWORD, TestDb, registration_body, send_checked, test_config};
 
 /// A PostgreSQL cluster of this test's own.
 struct Cluster {
@@ -191,13 +191,12 @@ impl Load {
                         n += 1;
                         let body =
                             registration_body(&format!("c{client}-{n}@example.org"), &[&session]);
-                        let Ok(answer) = http.post(&url).json(&body).send().await else {
+                        let Ok(answer) = send_checked(http.post(&url).json(&body)).await else {
                             // Connection refused while the service is stopping: not an answer.
                             tokio::time::sleep(Duration::from_millis(20)).await;
                             continue;
                         };
-                        let status = answer.status().as_u16();
-                        let text = answer.text().await.unwrap_or_default();
+                        let (status, text) = (answer.status.as_u16(), answer.text);
                         if status == 201 {
                             let id =
                                 serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
@@ -272,39 +271,34 @@ async fn arrange(address: &str, db_url: &str) -> String {
         .await
         .unwrap();
     let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!("{address}/api/v1/auth/login"))
-        .json(&json!({"email": "admin@example.org", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = send_checked(
+        http.post(format!("{address}/api/v1/auth/login"))
+            .json(&json!({"email": "admin@example.org", "password": PASSWORD})),
+    )
+    .await
+    .unwrap()
+    .json();
     let token = login["access_token"].as_str().unwrap();
     let event = json!({"slug": "a", "title": "Событие", "time_zone": "Europe/Moscow",
         "starts_on": "2027-04-20", "ends_on": "2027-04-24", "status": "published"});
-    let status = http
-        .post(format!("{address}/api/v1/events"))
-        .bearer_auth(token)
-        .json(&event)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 201);
+    send_checked(
+        http.post(format!("{address}/api/v1/events"))
+            .bearer_auth(token)
+            .json(&event),
+    )
+    .await
+    .unwrap()
+    .assert_status(201);
     let session = json!({"title": "Сессия", "kind": "workshop", "capacity": 100000, "status": "published",
         "starts_at": "2027-04-24T11:00:00+03:00", "ends_at": "2027-04-24T13:00:00+03:00"});
-    let session: serde_json::Value = http
-        .post(format!("{address}/api/v1/events/a/sessions"))
-        .bearer_auth(token)
-        .json(&session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = send_checked(
+        http.post(format!("{address}/api/v1/events/a/sessions"))
+            .bearer_auth(token)
+            .json(&session),
+    )
+    .await
+    .unwrap()
+    .json();
     session["id"].as_str().unwrap().to_owned()
 }
 
@@ -332,15 +326,18 @@ async fn a_database_restart_under_load_loses_nothing_and_heals_itself() {
     cluster.crash();
     // While the database is away, the service says so.
     let http = reqwest::Client::new();
-    let away = http.get(format!("{address}/readyz")).send().await.unwrap();
-    assert_eq!(away.status().as_u16(), 503);
-    assert_eq!(away.headers()["content-type"], "application/problem+json");
+    let away = send_checked(http.get(format!("{address}/readyz")))
+        .await
+        .unwrap();
+    away.assert_problem(503, "database_unavailable");
     let before_restart = load.created().await;
     cluster.start();
     let restarted = Instant::now();
     loop {
-        let ready = http.get(format!("{address}/readyz")).send().await.unwrap();
-        if ready.status().is_success() {
+        let ready = send_checked(http.get(format!("{address}/readyz")))
+            .await
+            .unwrap();
+        if ready.status.is_success() {
             break;
         }
         assert!(

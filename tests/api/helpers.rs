@@ -270,6 +270,36 @@ impl Answer {
     }
 }
 
+/// Sends a request built with any client, and checks its answer as [`Call::send`] does; an
+/// error only when no answer came (the connection failed).
+pub async fn send_checked(builder: reqwest::RequestBuilder) -> reqwest::Result<Answer> {
+    let (client, request) = builder.build_split();
+    let request = request?;
+    let (method, url) = (request.method().clone(), request.url().clone());
+    let response = client.execute(request).await?;
+    Ok(checked(&method, &url, response).await)
+}
+
+/// Reads an answer to `method` `url` and checks it against the OpenAPI document
+/// (`crate::contract`), failing the test on a mismatch.
+pub async fn checked(method: &Method, url: &reqwest::Url, response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("the body was read");
+    let path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    if let Err(mismatch) = crate::contract::check(method, &path, status, &headers, &text) {
+        panic!("the answer does not match the OpenAPI document: {mismatch}");
+    }
+    Answer {
+        status,
+        headers,
+        text,
+    }
+}
+
 /// A request being built.
 pub struct Call {
     builder: reqwest::RequestBuilder,
@@ -296,16 +326,12 @@ impl Call {
         self
     }
 
+    /// Sends the request and reads the answer, which must match the OpenAPI document
+    /// (`crate::contract`): a mismatch fails the test here.
     pub async fn send(self) -> Answer {
-        let response = self.builder.send().await.expect("the request was sent");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("the body was read");
-        Answer {
-            status,
-            headers,
-            text,
-        }
+        send_checked(self.builder)
+            .await
+            .expect("the request was sent")
     }
 }
 

@@ -7,6 +7,7 @@ mod auth;
 mod badges;
 mod changes;
 mod concurrency;
+mod contract;
 mod demo;
 mod email;
 mod errors;

@@ -9,7 +9,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Answer, PASSWORD, TestApp, Tokens, registration_body, spawn_app};
+use crate::helpers::{
+    ADMIN_EMAIL, Answer, PASSWORD, TestApp, Tokens, registration_body, spawn_app,
+};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -771,4 +773,118 @@ async fn every_route_allows_and_denies_exactly_whom_it_should() {
         failures.len()
     );
     assert_eq!(n, routes.len() * EVERYONE.len());
+}
+
+/// Request bodies, field by field, against the document: a top-level field the document lets
+/// be `null` is taken as `null`, and one it does not is refused as `null` (422 `invalid_body`
+/// naming it); a field the document lists as required is refused when absent, and any other
+/// may be left out. Each route's valid body from the matrix is changed in one field at a
+/// time and sent as an admin.
+#[tokio::test]
+async fn every_request_field_takes_null_and_absence_as_the_document_says() {
+    let app = spawn_app().await;
+    let w = world(&app).await;
+    let doc = crate::contract::document();
+    let mut operations: Vec<(Method, String, Value)> = Vec::new();
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            if schema.is_null() {
+                continue;
+            }
+            let schema = match schema["$ref"].as_str() {
+                Some(reference) => doc.pointer(reference.trim_start_matches('#')).unwrap(),
+                None => schema,
+            };
+            operations.push((
+                method.to_uppercase().parse().unwrap(),
+                template.clone(),
+                schema.clone(),
+            ));
+        }
+    }
+    assert!(
+        operations.len() > 20,
+        "{} operations with a body",
+        operations.len()
+    );
+
+    let mut wrong = Vec::new();
+    let mut n = 10_000;
+    for (method, template, schema) in &operations {
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let properties = schema["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        // The body every probe starts from must itself be read.
+        n += 1;
+        let call = call_for(&app, &w, method, template, n).await;
+        let answer = app
+            .call(method.clone(), &call.path)
+            .bearer(&admin_token(&app, &w, template).await)
+            .json(call.body.as_ref().unwrap_or(&json!({})))
+            .send()
+            .await;
+        if answer.status == 422 && answer.json()["code"] == "invalid_body" {
+            wrong.push(format!(
+                "{method} {template}: give call_for a body the server reads ({})",
+                answer.text
+            ));
+            continue;
+        }
+        for (field, field_schema) in &properties {
+            for absent in [false, true] {
+                n += 1;
+                let call = call_for(&app, &w, method, template, n).await;
+                let mut body = call.body.clone().unwrap_or_else(|| json!({}));
+                let object = body.as_object_mut().unwrap();
+                if absent {
+                    object.remove(field);
+                } else {
+                    object.insert(field.clone(), Value::Null);
+                }
+                let answer = app
+                    .call(method.clone(), &call.path)
+                    .bearer(&admin_token(&app, &w, template).await)
+                    .json(&body)
+                    .send()
+                    .await;
+                let refused = answer.status == 422 && {
+                    let problem = answer.json();
+                    problem["code"] == "invalid_body"
+                        && problem["errors"]
+                            .as_array()
+                            .is_some_and(|errors| errors.iter().any(|e| e["field"] == *field))
+                };
+                let (documented, what) = if absent {
+                    (!required.contains(&field.as_str()), "absent")
+                } else {
+                    (crate::contract::accepts(field_schema, &Value::Null), "null")
+                };
+                if documented == refused {
+                    wrong.push(format!(
+                        "{method} {template} `{field}` {what}: the document {} it, the server {} it ({} {})",
+                        if documented { "allows" } else { "refuses" },
+                        if refused { "refuses" } else { "takes" },
+                        answer.status.as_u16(),
+                        answer.text
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The admin's token, or a login of its own for a call that ends the login it is made with.
+async fn admin_token(app: &TestApp, w: &World, template: &str) -> String {
+    if template == "/api/v1/auth/logout" {
+        Tokens::from(app.login(ADMIN_EMAIL, PASSWORD).await.assert_status(200)).access
+    } else {
+        w.admin.access.clone()
+    }
 }

@@ -70,16 +70,17 @@ fn enabled_by_default() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
     #[serde(default, deserialize_with = "patch::non_null")]
-    #[schema(max_length = 2000)]
+    #[schema(nullable = false, max_length = 2000)]
     pub url: Option<String>,
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Option<Option<String>>,
     /// The change kinds to send; empty: all of them.
     #[serde(default, deserialize_with = "patch::non_null")]
-    #[schema(max_items = 12)]
+    #[schema(nullable = false, max_items = 12)]
     pub event_types: Option<Vec<ChangeKind>>,
     #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false)]
     pub enabled: Option<bool>,
 }
 
