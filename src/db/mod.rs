@@ -53,7 +53,14 @@ pub fn pool(url: &str, max_size: usize, timeout: Duration) -> anyhow::Result<DbP
         .context("building the database pool")
 }
 
-/// Creates the database named in `url` when it does not exist yet.
+/// Arbitrary key of the advisory lock, taken in the maintenance database, that serialises
+/// creating the database.
+const CREATE_DATABASE_LOCK_KEY: i64 = 0x7265_6763_7265_6174; // "regcreat"
+
+/// Creates the database named in `url` when it does not exist yet. Instances starting at once
+/// take turns: each checks again under a lock held in the maintenance database, so one
+/// creates it and the others find it (two concurrent `CREATE DATABASE` of one name fail with
+/// a unique violation on `pg_database`, not with "already exists").
 pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     let config = tokio_postgres::Config::from_str(url).context("parsing DATABASE_URL")?;
     let name = config
@@ -73,15 +80,29 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
         .await
         .context("connecting to the PostgreSQL server")?;
     tokio::spawn(connection);
+    // Released when this connection closes, whatever happens below.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&CREATE_DATABASE_LOCK_KEY])
+        .await
+        .context("waiting for other instances creating the database")?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .context("looking for the database")?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
     let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
     match client.batch_execute(&statement).await {
         Ok(()) => {
             tracing::info!(database = %name, "created database");
             Ok(())
         }
-        // Another instance created it first.
+        // Created meanwhile by something that does not take the lock.
         Err(error)
-            if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) =>
+            if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
+                || error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
         {
             Ok(())
         }
