@@ -180,19 +180,38 @@ fn apply(
 }
 
 /// Whether an error means the database cannot be reached right now (as opposed to a bug).
+///
+/// Besides a lost connection, that is PostgreSQL shutting down or starting (57P01, 57P03), a
+/// node that is a standby now (25006: a failover or switchover is under way, and the pooler
+/// or balancer has not yet moved on to the new primary), and PgBouncer's own errors, which it
+/// sends as 08P01 with a message when its server connection died or it cannot get one.
 pub fn is_unavailable(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(
-            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+            DatabaseErrorKind::UnableToSendCommand
+            | DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::ReadOnlyTransaction,
             _,
         )
         | DieselError::BrokenTransactionManager => true,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            // diesel does not expose SQLSTATE here; these are 57P01/57P02/57P03.
+            // diesel does not expose SQLSTATE here.
+            const MESSAGES: &[&str] = &[
+                // PostgreSQL (57P01, 57P02, 57P03, and a standby's conflicts).
+                "terminating connection",
+                "the database system is",
+                "server closed the connection",
+                "canceling statement due to conflict with recovery",
+                // PgBouncer.
+                "server conn crashed",
+                "server login has been failing",
+                "query_wait_timeout",
+                "no more connections allowed",
+                "pgbouncer cannot connect to server",
+                "database shutdown",
+            ];
             let message = info.message();
-            message.contains("terminating connection")
-                || message.contains("the database system is")
-                || message.contains("server closed the connection")
+            MESSAGES.iter().any(|known| message.contains(known))
         }
         _ => false,
     }
@@ -217,5 +236,47 @@ pub fn violated_constraint(error: &DieselError) -> Option<&str> {
             info,
         ) => info.constraint_name(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_failover_seen_through_pgbouncer_is_unavailability() {
+        for message in [
+            "server conn crashed?",
+            "server login has been failing, try again later (server_login_retry)",
+            "query_wait_timeout",
+            "no more connections allowed (max_client_conn)",
+            "terminating connection due to administrator command",
+            "the database system is in recovery mode",
+        ] {
+            assert!(
+                is_unavailable(&database_error(DatabaseErrorKind::Unknown, message)),
+                "{message}"
+            );
+        }
+        assert!(is_unavailable(&database_error(
+            DatabaseErrorKind::ReadOnlyTransaction,
+            "cannot execute INSERT in a read-only transaction"
+        )));
+    }
+
+    #[test]
+    fn other_errors_are_not_unavailability() {
+        assert!(!is_unavailable(&database_error(
+            DatabaseErrorKind::Unknown,
+            "division by zero"
+        )));
+        assert!(!is_unavailable(&database_error(
+            DatabaseErrorKind::UniqueViolation,
+            "duplicate key value violates unique constraint"
+        )));
     }
 }

@@ -753,15 +753,17 @@ async def feed_and_print_leases(token):
         "5 registrations made on one instance: the same cursor gives exactly them on every instance",
     )
 
-    queued = {
+    # Claiming queues a job for every attendee without a printed badge: all of them here.
+    active = {
         r[0]
         for r in query(
             PRIMARY_URL,
-            "SELECT j.id::text FROM print_jobs j JOIN events e ON e.id = j.event_id "
-            "WHERE e.slug = %s AND j.status = 'queued'",
+            "SELECT r.id::text FROM registrations r JOIN events e ON e.id = r.event_id "
+            "WHERE e.slug = %s AND r.status = 'active' AND r.badge_printed_at IS NULL",
             EVENT,
         )
     }
+    attendees = collections.Counter()
     claimed = collections.Counter()
     holder = {}
 
@@ -782,13 +784,17 @@ async def feed_and_print_leases(token):
                 return
             for job in jobs:
                 claimed[job["id"]] += 1
+                attendees[job["attendee"]["registration_id"]] += 1
                 holder[job["id"]] = index
 
     await asyncio.gather(printer(0), printer(1))
     check(
-        set(claimed) == queued and all(n == 1 for n in claimed.values()),
-        f"two printers claiming over all instances at once: each of the {len(queued)} queued jobs "
-        f"leased to exactly one ({sum(1 for h in holder.values() if h == 0)} / "
+        set(attendees) == active
+        and all(n == 1 for n in attendees.values())
+        and all(n == 1 for n in claimed.values()),
+        f"two printers claiming over all instances at once: one badge job for each of the "
+        f"{len(active)} attendees, each leased to exactly one printer "
+        f"({sum(1 for h in holder.values() if h == 0)} / "
         f"{sum(1 for h in holder.values() if h == 1)})",
     )
     job = next(j for j, h in holder.items() if h == 0)
