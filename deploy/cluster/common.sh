@@ -108,7 +108,8 @@ primary_url() { printf 'postgres://postgres@127.0.0.1:%s/%s' "$CLUSTER_PRIMARY_P
 node_url() { printf 'postgres://postgres@127.0.0.1:%s/%s' "$(node_pg_port "$1")" "${2:-registrar}"; }
 
 # Starts registrar instance N (1, 2...) on CLUSTER_INSTANCE_PORT + N - 1, with the cluster's
-# shared secrets; the instance creates and migrates the database if needed.
+# shared secrets, on PgBouncer (or CLUSTER_INSTANCE_DATABASE_URL); the instance creates and
+# migrates the database if needed.
 start_instance() {
     local i=$1
     set -a
@@ -116,7 +117,7 @@ start_instance() {
     source "$CLUSTER_DIR/secrets.env"
     set +a
     start_daemon "api$i" env \
-        DATABASE_URL="$(pooler_url)" \
+        DATABASE_URL="${CLUSTER_INSTANCE_DATABASE_URL:-$(pooler_url)}" \
         REGISTRAR_BIND="127.0.0.1:$(instance_port "$i")" \
         REGISTRAR_ENV="${REGISTRAR_ENV:-production}" \
         REGISTRAR_JWT_SECRET="$REGISTRAR_JWT_SECRET" \
