@@ -208,6 +208,7 @@ fn serve(
         shared.config.database_url.expose_secret().to_owned(),
         runner.stopping(),
     ));
+    runner.spawn(shared.clone().forget_what_others_changed(runner.stopping()));
     maintenance::start(&mut runner, shared.clone());
 
     let server = HttpServer::new(move || {

@@ -413,13 +413,19 @@ impl TestApp {
 
 /// Another instance of the service on the test's database (it runs the start-up steps again).
 pub async fn another_instance(app: &TestApp) -> TestApp {
+    another_instance_with(app, |_| {}).await
+}
+
+pub async fn another_instance_with(app: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb {
         name: app.db.name.clone(),
         url: app.db.url.clone(),
         // The first instance's handle drops it.
         owned: false,
     };
-    let application = Application::build(test_config(&db))
+    let mut config = test_config(&db);
+    configure(&mut config);
+    let application = Application::build(config)
         .await
         .expect("building another instance");
     let address = format!("http://127.0.0.1:{}", application.port());
