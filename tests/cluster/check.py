@@ -375,16 +375,29 @@ def primary_node():
     return None
 
 
+def children_of(parent):
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                # pid (comm) state ppid ...: comm may hold spaces, so split after it.
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent:
+            children.append(int(entry))
+    return children
+
+
 def kill_node(name):
     """Kills a PostgreSQL node the way a machine dies: Patroni and every PostgreSQL process
     at once, with SIGKILL."""
     postmaster_pid = os.path.join(CLUSTER_DIR, name, "data", "postmaster.pid")
     with open(postmaster_pid) as f:
         postmaster = int(f.readline())
-    children = subprocess.run(
-        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True
-    ).stdout.split()
-    pids = [pid_of(f"patroni-{name}"), postmaster] + [int(c) for c in children]
+    pids = [pid_of(f"patroni-{name}"), postmaster] + children_of(postmaster)
     for pid in pids:
         try:
             os.kill(pid, 9)
