@@ -34,10 +34,18 @@ start_daemon() {
 
 daemon_pid() { cat "$(pid_dir)/$1" 2>/dev/null || true; }
 
+# Whether a process runs (a zombie, dead but not yet reaped by whoever adopted it, does not).
+alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+}
+
 is_running() {
     local pid
     pid=$(daemon_pid "$1")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] && alive "$pid"
 }
 
 # Sends SIGTERM to a daemon this cluster started and waits for it (SIGKILL after `grace` s).
@@ -45,13 +53,13 @@ stop_daemon() {
     local name=$1 grace=${2:-20} pid
     pid=$(daemon_pid "$name")
     [ -n "$pid" ] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 $((grace * 10))); do
-            kill -0 "$pid" 2>/dev/null || break
+            alive "$pid" || break
             sleep 0.1
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if alive "$pid"; then
             log "$name did not stop within ${grace}s: killing it"
             kill -KILL "$pid" 2>/dev/null || true
         fi
