@@ -182,9 +182,11 @@ fn apply(
 /// Whether an error means the database cannot be reached right now (as opposed to a bug).
 ///
 /// Besides a lost connection, that is PostgreSQL shutting down or starting (57P01, 57P03), a
-/// node that is a standby now (25006: a failover or switchover is under way, and the pooler
-/// or balancer has not yet moved on to the new primary), and PgBouncer's own errors, which it
-/// sends as 08P01 with a message when its server connection died or it cannot get one.
+/// node that is a standby, or still in recovery while it is being promoted (25006, and
+/// 0A000 for the unlogged rate-limit table: a failover or switchover is under way, and the
+/// balancer sends connections to a node that is not yet, or no longer, the primary), and
+/// PgBouncer's own errors, which it sends as 08P01 with a message when its server connection
+/// died or it cannot get one.
 pub fn is_unavailable(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(
@@ -202,6 +204,8 @@ pub fn is_unavailable(error: &DieselError) -> bool {
                 "the database system is",
                 "server closed the connection",
                 "canceling statement due to conflict with recovery",
+                "during recovery",
+                "recovery is in progress",
                 // PgBouncer.
                 "server conn crashed",
                 "server login has been failing",
@@ -256,6 +260,7 @@ mod tests {
             "no more connections allowed (max_client_conn)",
             "terminating connection due to administrator command",
             "the database system is in recovery mode",
+            "cannot access temporary or unlogged relations during recovery",
         ] {
             assert!(
                 is_unavailable(&database_error(DatabaseErrorKind::Unknown, message)),
