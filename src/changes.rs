@@ -16,9 +16,15 @@
 //! few milliseconds. A `NOTIFY` inside the registering transaction would serialise every
 //! registration's commit on PostgreSQL's notification queue lock (measured: 4,300 inserts
 //! per second fall to 350–550); consumers also poll, in case a notification is missed.
+//!
+//! The same channel tells the other instances that an event or its programme changed, so that
+//! they drop what they keep of it (`Signals::event_changed`, `Signals::stale`) at once instead
+//! of when their copies expire; after a lost connection, when notifications may have been
+//! missed, they drop everything.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -26,7 +32,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
 
 use crate::db::schema::{change_consumers, changes};
@@ -276,13 +282,26 @@ pub async fn backlog(conn: &mut AsyncPgConnection, consumer: &str) -> ApiResult<
 /// The channel instances tell each other on that changes were committed.
 const CHANNEL: &str = "registrar_changes";
 
+/// What another instance's copies of public data have become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// Everything it keeps of this event.
+    Event(Uuid),
+    /// Everything: notifications may have been missed.
+    Everything,
+}
+
 /// Wakes the consumers when changes may have been committed: this instance's at once, the
-/// other instances' through `NOTIFY` (see the module's comment).
+/// other instances' through `NOTIFY` (see the module's comment). Also tells the other
+/// instances which events changed.
 pub struct Signals {
     local: watch::Sender<u64>,
     notify_others: Notify,
     pending: AtomicBool,
-    /// Sent as the notification's payload, so an instance ignores its own.
+    /// Events changed through this instance, not yet announced.
+    changed_events: Mutex<HashSet<Uuid>>,
+    stale: broadcast::Sender<Stale>,
+    /// Sent in the notification's payload, so an instance ignores its own.
     instance: String,
 }
 
@@ -292,8 +311,25 @@ impl Signals {
             local: watch::Sender::new(0),
             notify_others: Notify::new(),
             pending: AtomicBool::new(false),
+            changed_events: Mutex::new(HashSet::new()),
+            stale: broadcast::Sender::new(64),
             instance: Uuid::new_v4().simple().to_string(),
         })
+    }
+
+    /// An event or its programme changed through this instance (and the change committed):
+    /// tells the other instances, whose copies of it are stale now.
+    pub fn event_changed(&self, event_id: Uuid) {
+        self.changed_events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(event_id);
+        self.notify_others.notify_one();
+    }
+
+    /// What the other instances say is stale here.
+    pub fn stale(&self) -> broadcast::Receiver<Stale> {
+        self.stale.subscribe()
     }
 
     /// Changes may have been committed by this instance.
@@ -311,6 +347,22 @@ impl Signals {
     /// A receiver that sees a new value whenever changes may have been committed.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.local.subscribe()
+    }
+
+    /// A notification: `<instance>` (changes were committed) or `<instance> event <id>` (an
+    /// event changed). An instance's own are ignored.
+    fn heard(&self, payload: &str) {
+        let (instance, rest) = payload.split_once(' ').unwrap_or((payload, ""));
+        if instance == self.instance {
+            return;
+        }
+        match rest.strip_prefix("event ").map(str::parse::<Uuid>) {
+            Some(Ok(event)) => {
+                let _ = self.stale.send(Stale::Event(event));
+            }
+            Some(Err(_)) => {}
+            None => self.wake_local(),
+        }
     }
 
     /// Listens for the other instances' notifications and sends this one's, until `stop`
@@ -352,24 +404,40 @@ impl Signals {
         });
         let result = async {
             client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+            // Whatever was announced before now, while not listening, went unheard.
+            let _ = self.stale.send(Stale::Everything);
             loop {
                 tokio::select! {
                     _ = stop.changed() => return Ok(()),
                     _ = self.notify_others.notified() => {
-                        self.pending.store(false, Ordering::Release);
-                        let instance = self.instance.as_str();
-                        tokio_postgres::Client::execute(
-                            &client,
-                            "SELECT pg_notify($1, $2)",
-                            &[&CHANNEL, &instance],
+                        let changes = self.pending.swap(false, Ordering::AcqRel);
+                        let events: Vec<Uuid> = std::mem::take(
+                            &mut *self
+                                .changed_events
+                                .lock()
+                                .unwrap_or_else(|poisoned| poisoned.into_inner()),
                         )
-                        .await?;
-                        // At most one notification per few milliseconds: the others wait.
+                        .into_iter()
+                        .collect();
+                        let mut payloads = Vec::new();
+                        if changes {
+                            payloads.push(self.instance.clone());
+                        }
+                        payloads.extend(events.iter().map(|event| format!("{} event {event}", self.instance)));
+                        for payload in &payloads {
+                            tokio_postgres::Client::execute(
+                                &client,
+                                "SELECT pg_notify($1, $2)",
+                                &[&CHANNEL, payload],
+                            )
+                            .await?;
+                        }
+                        // At most one round of notifications per few milliseconds: the others
+                        // wait.
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     message = notifications.recv() => match message {
-                        Some(Ok(payload)) if payload != self.instance => self.wake_local(),
-                        Some(Ok(_)) => {}
+                        Some(Ok(payload)) => self.heard(&payload),
                         Some(Err(error)) => return Err(error.into()),
                         None => anyhow::bail!("the connection closed"),
                     },

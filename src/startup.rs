@@ -226,6 +226,7 @@ fn serve(
         shared.config.database_url.expose_secret().to_owned(),
         runner.stopping(),
     ));
+    runner.spawn(shared.clone().forget_what_others_changed(runner.stopping()));
     maintenance::start(&mut runner, shared.clone());
     notifications::start(&mut runner, &shared)?;
 

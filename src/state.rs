@@ -11,7 +11,7 @@ use actix_web::web;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::jwt::Keys;
-use crate::changes::Signals;
+use crate::changes::{Signals, Stale};
 use crate::config::Config;
 use crate::db::{self, DbConn, DbPool};
 use crate::error::ApiResult;
@@ -93,11 +93,42 @@ impl AppState {
             .clone()
     }
 
-    /// An event or its programme changed through this instance: what the instance keeps of
-    /// it is stale.
+    /// An event or its programme changed through this instance: what every instance keeps of
+    /// it is stale (the others hear of it through the change notifications).
     pub fn event_changed(&self, event_id: uuid::Uuid) {
-        self.programme_cache.invalidate(event_id);
-        self.catalog.invalidate(event_id);
+        self.forget(Stale::Event(event_id));
+        self.signals.event_changed(event_id);
+    }
+
+    /// Drops what this instance keeps of public data that is stale.
+    pub fn forget(&self, stale: Stale) {
+        match stale {
+            Stale::Event(event_id) => {
+                self.programme_cache.invalidate(event_id);
+                self.catalog.invalidate(event_id);
+            }
+            Stale::Everything => {
+                self.programme_cache.clear();
+                self.catalog.clear();
+            }
+        }
+    }
+
+    /// Applies what the other instances say is stale, until `stop` is set.
+    pub async fn forget_what_others_changed(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut stale = self.signals.stale();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                heard = stale.recv() => match heard {
+                    Ok(stale) => self.forget(stale),
+                    // Fell behind: some were missed.
+                    Err(RecvError::Lagged(_)) => self.forget(Stale::Everything),
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
     }
 
     /// A pooled connection, or 503 when the database cannot be reached in time.

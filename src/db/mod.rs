@@ -53,7 +53,14 @@ pub fn pool(url: &str, max_size: usize, timeout: Duration) -> anyhow::Result<DbP
         .context("building the database pool")
 }
 
-/// Creates the database named in `url` when it does not exist yet.
+/// Arbitrary key of the advisory lock, taken in the maintenance database, that serialises
+/// creating the database.
+const CREATE_DATABASE_LOCK_KEY: i64 = 0x7265_6763_7265_6174; // "regcreat"
+
+/// Creates the database named in `url` when it does not exist yet. Instances starting at once
+/// take turns: each checks again under a lock held in the maintenance database, so one
+/// creates it and the others find it (two concurrent `CREATE DATABASE` of one name fail with
+/// a unique violation on `pg_database`, not with "already exists").
 pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     let config = tokio_postgres::Config::from_str(url).context("parsing DATABASE_URL")?;
     let name = config
@@ -73,15 +80,29 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
         .await
         .context("connecting to the PostgreSQL server")?;
     tokio::spawn(connection);
+    // Released when this connection closes, whatever happens below.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&CREATE_DATABASE_LOCK_KEY])
+        .await
+        .context("waiting for other instances creating the database")?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .context("looking for the database")?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
     let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
     match client.batch_execute(&statement).await {
         Ok(()) => {
             tracing::info!(database = %name, "created database");
             Ok(())
         }
-        // Another instance created it first.
+        // Created meanwhile by something that does not take the lock.
         Err(error)
-            if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) =>
+            if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
+                || error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
         {
             Ok(())
         }
@@ -159,19 +180,42 @@ fn apply(
 }
 
 /// Whether an error means the database cannot be reached right now (as opposed to a bug).
+///
+/// Besides a lost connection, that is PostgreSQL shutting down or starting (57P01, 57P03), a
+/// node that is a standby, or still in recovery while it is being promoted (25006, and
+/// 0A000 for the unlogged rate-limit table: a failover or switchover is under way, and the
+/// balancer sends connections to a node that is not yet, or no longer, the primary), and
+/// PgBouncer's own errors, which it sends as 08P01 with a message when its server connection
+/// died or it cannot get one.
 pub fn is_unavailable(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(
-            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+            DatabaseErrorKind::UnableToSendCommand
+            | DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::ReadOnlyTransaction,
             _,
         )
         | DieselError::BrokenTransactionManager => true,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            // diesel does not expose SQLSTATE here; these are 57P01/57P02/57P03.
+            // diesel does not expose SQLSTATE here.
+            const MESSAGES: &[&str] = &[
+                // PostgreSQL (57P01, 57P02, 57P03, and a standby's conflicts).
+                "terminating connection",
+                "the database system is",
+                "server closed the connection",
+                "canceling statement due to conflict with recovery",
+                "during recovery",
+                "recovery is in progress",
+                // PgBouncer.
+                "server conn crashed",
+                "server login has been failing",
+                "query_wait_timeout",
+                "no more connections allowed",
+                "pgbouncer cannot connect to server",
+                "database shutdown",
+            ];
             let message = info.message();
-            message.contains("terminating connection")
-                || message.contains("the database system is")
-                || message.contains("server closed the connection")
+            MESSAGES.iter().any(|known| message.contains(known))
         }
         _ => false,
     }
@@ -196,5 +240,48 @@ pub fn violated_constraint(error: &DieselError) -> Option<&str> {
             info,
         ) => info.constraint_name(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_failover_seen_through_pgbouncer_is_unavailability() {
+        for message in [
+            "server conn crashed?",
+            "server login has been failing, try again later (server_login_retry)",
+            "query_wait_timeout",
+            "no more connections allowed (max_client_conn)",
+            "terminating connection due to administrator command",
+            "the database system is in recovery mode",
+            "cannot access temporary or unlogged relations during recovery",
+        ] {
+            assert!(
+                is_unavailable(&database_error(DatabaseErrorKind::Unknown, message)),
+                "{message}"
+            );
+        }
+        assert!(is_unavailable(&database_error(
+            DatabaseErrorKind::ReadOnlyTransaction,
+            "cannot execute INSERT in a read-only transaction"
+        )));
+    }
+
+    #[test]
+    fn other_errors_are_not_unavailability() {
+        assert!(!is_unavailable(&database_error(
+            DatabaseErrorKind::Unknown,
+            "division by zero"
+        )));
+        assert!(!is_unavailable(&database_error(
+            DatabaseErrorKind::UniqueViolation,
+            "duplicate key value violates unique constraint"
+        )));
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! The public programme is the most read resource and the same for every caller. Each
 //! instance keeps a rendered copy for a short time (`REGISTRAR_PUBLIC_CACHE_MS`); a change
-//! made through an instance drops its copies at once, and other instances catch up within
-//! that time. Only programmes of published events are cached.
+//! made through an instance drops its copies at once, and the other instances' as soon as
+//! they hear of it (`changes::Signals`), or when the time is up should they not. Only
+//! programmes of published events are cached.
 //!
 //! When a copy gets too old, one request rebuilds it while the others keep answering with
 //! the old copy (for at most `STALE_FOR` times the time-to-live), so a popular programme is
@@ -116,6 +117,11 @@ impl ProgrammeCache {
             }
         }
         entries.insert(key, entry);
+    }
+
+    /// Drops every copy.
+    pub fn clear(&self) {
+        self.entries().clear();
     }
 
     /// Drops every copy of an event's programme (after any change to it).

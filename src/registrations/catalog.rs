@@ -3,7 +3,8 @@
 //! A popular session draws hundreds of registrations a second, each needing the same event
 //! and session settings to check its rules (published, windows, overlaps). Those are read
 //! once per `REGISTRAR_PUBLIC_CACHE_MS` by each instance instead of twice per registration;
-//! changes made through an instance drop its copies at once. Nothing that decides capacity
+//! changes made through an instance drop its copies at once, and the other instances' as soon
+//! as they hear of it (`changes::Signals`). Nothing that decides capacity
 //! comes from here: the registering function reads capacities and waitlist settings itself,
 //! under the locks.
 
@@ -116,6 +117,12 @@ impl Catalog {
             found.extend(read);
         }
         Ok(found)
+    }
+
+    /// Drops every copy.
+    pub fn clear(&self) {
+        lock(&self.events).clear();
+        lock(&self.sessions).clear();
     }
 
     /// Drops every copy of the event and its sessions (after any change to them).

@@ -136,6 +136,18 @@ impl TestDb {
         }
     }
 
+    /// A name for a database that does not exist yet (the service is to create it); dropped
+    /// when the test ends, if it was created.
+    pub fn not_created() -> Self {
+        let name = format!("registrar_test_{}", Uuid::new_v4().simple());
+        let url = format!("{}/{name}", server_url());
+        TestDb {
+            name,
+            url,
+            owned: true,
+        }
+    }
+
     /// A plain connection, for arranging or inspecting state behind the API.
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)

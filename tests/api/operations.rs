@@ -303,3 +303,41 @@ async fn help_names_environment_variables_without_values() {
         .collect();
     assert!(with_values.is_empty(), "{with_values:#?}");
 }
+
+#[tokio::test]
+async fn instances_started_at_once_against_a_missing_database_all_start() {
+    let db = crate::helpers::TestDb::not_created();
+
+    // Each tries to create the database at the same moment.
+    let instances = futures_util::future::join_all((0..6).map(|_| {
+        let config = crate::helpers::test_config(&db);
+        async move { registrar::startup::Application::build(config).await }
+    }))
+    .await;
+
+    let failures: Vec<String> = instances
+        .iter()
+        .filter_map(|instance| instance.as_ref().err().map(|e| format!("{e:#}")))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    let http = reqwest::Client::new();
+    for instance in instances.into_iter().flatten() {
+        let ready = format!("http://127.0.0.1:{}/readyz", instance.port());
+        tokio::spawn(instance.run_until_stopped());
+        assert_eq!(http.get(ready).send().await.unwrap().status().as_u16(), 200);
+    }
+    // Migrated once: every migration applied, none twice.
+    let migrations =
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().path().is_dir())
+            .count();
+    let applied: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM __diesel_schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applied as usize, migrations);
+}

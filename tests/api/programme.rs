@@ -2248,3 +2248,56 @@ async fn a_draft_session_has_no_public_calendar() {
 
     answer.assert_problem(404, "not_found");
 }
+
+#[tokio::test]
+async fn a_change_through_one_instance_reaches_the_other_instances_copies_at_once() {
+    // Copies that would otherwise be kept for ten minutes.
+    let long_cache = |config: &mut registrar::config::Config| config.public_cache_ms = 600_000;
+    let one = crate::helpers::spawn_app_with(long_cache).await;
+    let other = crate::helpers::another_instance_with(&one, long_cache).await;
+    let token = one.admin().await.access;
+    one.event(&token, "mmdn", json!({})).await;
+    let session = one.session(&token, "mmdn", json!({"capacity": 10})).await;
+    let session = session["id"].as_str().unwrap().to_owned();
+    // The other instance reads, and keeps, the programme and the settings registrations are
+    // checked against.
+    other
+        .register("mmdn", "first@example.org", &[&session])
+        .await
+        .assert_status(201);
+    let programme = other.get("/api/v1/events/mmdn/programme", None).await;
+    assert!(
+        programme.text.contains("Социальное партнёрство"),
+        "{}",
+        programme.text
+    );
+
+    one.patch(
+        &format!("/api/v1/events/mmdn/sessions/{session}"),
+        Some(&token),
+        &json!({"title": "Перенесённая сессия", "status": "cancelled"}),
+    )
+    .await
+    .assert_status(200);
+
+    let changed = std::time::Instant::now();
+    for attempt in 0.. {
+        let programme = other.get("/api/v1/events/mmdn/programme", None).await;
+        let registering = other
+            .register("mmdn", &format!("later{attempt}@example.org"), &[&session])
+            .await;
+        // Renamed and cancelled: the old title is gone from the programme either way.
+        if !programme.text.contains("Социальное партнёрство") && registering.status.as_u16() == 409
+        {
+            registering.assert_problem(409, "session_cancelled");
+            break;
+        }
+        assert!(
+            changed.elapsed() < std::time::Duration::from_secs(10),
+            "the other instance still serves its old copies: {} / {}",
+            programme.status,
+            registering.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
