@@ -1,7 +1,7 @@
 """An SMTP server for the tests (aiosmtpd): every message it accepts is written, as
 received, to a file of its own in the directory given, with the envelope's recipients in a
-first header line. Prints "ready" once it listens; stops on SIGTERM or when its standard
-input closes.
+first header line. Prints "ready" once it listens; stops on SIGTERM or, when its standard
+input is a pipe, when that closes.
 
     python smtp_sink.py --port 2525 --dir /tmp/mail
 """
@@ -43,7 +43,10 @@ async def main():
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.read() or stop.set())
+    try:
+        loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.read() or stop.set())
+    except (PermissionError, OSError):
+        pass  # standard input is a file (e.g. /dev/null), not a pipe: SIGTERM stops it
     await stop.wait()
     controller.stop()
 
