@@ -37,6 +37,7 @@ pub use fields::shared_object_schemas;
         (name = "registrations", description = "Registering, waitlists, self-service and the organisers' side"),
         (name = "badges", description = "Device keys, attendee feed and export, print queue, QR codes, check-in, numbers"),
         (name = "webhooks", description = "Organisers' webhook endpoints, what was delivered to them, and (under `webhooks`) the signed messages they receive"),
+        (name = "personal data", description = "A participant's export and erasure of their personal data, and the organisers' erasure of an event's"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -24,8 +24,8 @@ use crate::runner::Runner;
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, email, events, maintenance, notifications, ops, programme, registrations,
-    telemetry, users,
+    auth, badges, db, email, events, maintenance, notifications, ops, privacy, programme,
+    registrations, telemetry, users,
 };
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
@@ -40,7 +40,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(programme::routes)
                 .configure(registrations::routes)
                 .configure(badges::routes)
-                .configure(notifications::routes),
+                .configure(notifications::routes)
+                .configure(privacy::routes),
         );
 }
 
@@ -229,6 +230,7 @@ fn serve(
     runner.spawn(shared.clone().forget_what_others_changed(runner.stopping()));
     maintenance::start(&mut runner, shared.clone());
     notifications::start(&mut runner, &shared)?;
+    privacy::start(&mut runner, shared.clone());
 
     let server = HttpServer::new(move || {
         let state = web::Data::new(

@@ -125,6 +125,7 @@ diesel::table! {
         require_email_confirmation -> Bool,
         email_confirmation_hours -> Int4,
         reminder_hours -> Nullable<Int4>,
+        personal_data_retention_days -> Int4,
     }
 }
 
@@ -213,6 +214,7 @@ diesel::table! {
         language -> Text,
         token_nonce -> Nullable<Bytea>,
         confirm_by -> Nullable<Timestamptz>,
+        erased_at -> Nullable<Timestamptz>,
     }
 }
 

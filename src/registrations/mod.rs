@@ -92,6 +92,8 @@ pub struct Registration {
     /// it was kept, without an Idempotency-Key).
     pub token_nonce: Option<Vec<u8>>,
     pub confirm_by: Option<DateTime<Utc>>,
+    /// When its personal data was anonymised (see `crate::privacy`).
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 /// The outcome for one session.
@@ -174,6 +176,9 @@ pub struct RegistrationView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// When the participant's personal data was anonymised: the name, address and other
+    /// details shown are placeholders from then on.
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 impl RegistrationView {
@@ -197,6 +202,7 @@ impl RegistrationView {
             created_at: r.created_at,
             updated_at: r.updated_at,
             cancelled_at: r.cancelled_at,
+            erased_at: r.erased_at,
         }
     }
 }

@@ -18,6 +18,7 @@ mod headers;
 mod limits;
 mod matrix;
 mod operations;
+mod privacy;
 mod programme;
 mod python;
 mod registrations;
