@@ -343,8 +343,22 @@ async fn a_participant_erases_their_data_and_nothing_of_it_remains_anywhere() {
     assert_eq!(last["actor"], "participant");
     assert_eq!(last["details"], json!({"reason": "participant_request"}));
 
-    // What the consumers make of the erasure comes in too, without the person.
+    // What the consumers make of the erasure comes in too, without the person, and no mail
+    // is queued for them (the cancellation is not mailed to the erased address).
     consumers_caught_up(&app).await;
+    let queued: i64 = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM email_messages \
+             WHERE registration_id = $1::text::uuid AND status = 'queued'",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 0);
     let found = found_anywhere(&app, &person()).await;
     assert!(found.is_empty(), "personal data left: {found:#?}");
     // The other participant is untouched.
