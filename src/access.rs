@@ -65,6 +65,9 @@ pub enum EventAction {
     /// owners and editors, as an endpoint receives participants' details, like a device key
     /// with `attendees:read` (which they may also make). Never device keys.
     ManageWebhooks,
+    /// Erase the personal data of every registration of the event before its retention
+    /// period ends: owners only, as it cannot be undone. Never device keys.
+    ErasePersonalData,
 }
 
 impl EventAction {
@@ -158,7 +161,9 @@ pub fn decide(caller: &Caller, context: &EventContext, action: EventAction) -> A
                 Some(role),
                 _,
             ) => role != MemberRole::Viewer,
-            (EventAction::Manage, Some(role), _) => role == MemberRole::Owner,
+            (EventAction::Manage | EventAction::ErasePersonalData, Some(role), _) => {
+                role == MemberRole::Owner
+            }
         };
     match (allowed, caller) {
         (true, _) => Ok(()),
@@ -171,7 +176,9 @@ pub fn decide(caller: &Caller, context: &EventContext, action: EventAction) -> A
             None => "this API key belongs to another event",
         })),
         (false, _) => Err(ApiError::forbidden(match action {
-            EventAction::Manage => "only the event's owners may do this",
+            EventAction::Manage | EventAction::ErasePersonalData => {
+                "only the event's owners may do this"
+            }
             EventAction::Edit | EventAction::ManageWebhooks => {
                 "only the event's owners and editors may do this"
             }
@@ -217,6 +224,7 @@ mod tests {
                 require_email_confirmation: false,
                 email_confirmation_hours: 48,
                 reminder_hours: None,
+                personal_data_retention_days: 90,
             },
             member_role,
             is_admin,
@@ -390,6 +398,43 @@ mod tests {
     }
 
     #[test]
+    fn only_owners_erase_an_events_personal_data() {
+        let organiser = user(Role::Organiser);
+        for (role, status) in [
+            (MemberRole::Viewer, 403),
+            (MemberRole::Editor, 403),
+            (MemberRole::Owner, 200),
+        ] {
+            let ctx = context(EventStatus::Published, Some(role), false);
+            assert_eq!(
+                status_of(decide(&organiser, &ctx, EventAction::ErasePersonalData)),
+                status,
+                "{role}"
+            );
+        }
+        let ctx = context(EventStatus::Published, None, false);
+        let all = vec![
+            Scope::AttendeesRead,
+            Scope::BadgesPrint,
+            Scope::CheckinWrite,
+        ];
+        let own_device = device(&ctx, all, true);
+        assert_eq!(
+            status_of(decide(&own_device, &ctx, EventAction::ErasePersonalData)),
+            403
+        );
+        let admin = context(EventStatus::Published, None, true);
+        assert_eq!(
+            status_of(decide(
+                &user(Role::Admin),
+                &admin,
+                EventAction::ErasePersonalData
+            )),
+            200
+        );
+    }
+
+    #[test]
     fn admins_may_do_everything() {
         let ctx = context(EventStatus::Draft, None, true);
         for action in [
@@ -414,6 +459,11 @@ pub enum RegistrationAction {
     ViewHistory,
     /// Organisers' decisions, such as promoting out of turn (owners and editors).
     Manage,
+    /// Download everything stored about the participant (its participant, the event's
+    /// organisers).
+    Export,
+    /// Anonymise its personal data (its participant, the event's owners and editors).
+    Erase,
 }
 
 /// A registration, its event, and who acts on it.
@@ -482,10 +532,12 @@ pub async fn registration(
         }
         Caller::User(user) => {
             let event_action = match action {
-                RegistrationAction::View | RegistrationAction::ViewHistory => {
-                    EventAction::ViewPrivate
-                }
-                RegistrationAction::Change | RegistrationAction::Manage => EventAction::Edit,
+                RegistrationAction::View
+                | RegistrationAction::ViewHistory
+                | RegistrationAction::Export => EventAction::ViewPrivate,
+                RegistrationAction::Change
+                | RegistrationAction::Manage
+                | RegistrationAction::Erase => EventAction::Edit,
             };
             // To those who may not see the event's registrations at all, this one does not
             // exist; those who may see but not change it are told so.

@@ -52,6 +52,9 @@ crate::text_enum! {
         RegistrationCancelled => "registration.cancelled",
         /// A place in a session was given up.
         RegistrationSessionRemoved => "registration.session_removed",
+        /// The participant's personal data was anonymised (`details.reason`): receivers
+        /// erase their copies too.
+        RegistrationErased => "registration.erased",
         CheckinCreated => "checkin.created",
         /// A published session's time, place or title changed (`details.fields`).
         SessionChanged => "session.changed",

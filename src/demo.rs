@@ -266,6 +266,7 @@ async fn create_programme(
             require_email_confirmation: None,
             email_confirmation_hours: None,
             reminder_hours: None,
+            personal_data_retention_days: None,
         },
         owner,
         false,

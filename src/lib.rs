@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pagination;
 pub mod patch;
+pub mod privacy;
 pub mod programme;
 pub mod ratelimit;
 pub mod registrations;

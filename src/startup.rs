@@ -24,7 +24,7 @@ use crate::runner::Runner;
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, email, events, forms, maintenance, notifications, ops, programme,
+    auth, badges, db, email, events, forms, maintenance, notifications, ops, privacy, programme,
     registrations, telemetry, users,
 };
 
@@ -41,7 +41,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(forms::routes)
                 .configure(registrations::routes)
                 .configure(badges::routes)
-                .configure(notifications::routes),
+                .configure(notifications::routes)
+                .configure(privacy::routes),
         );
 }
 
@@ -230,6 +231,7 @@ fn serve(
     runner.spawn(shared.clone().forget_what_others_changed(runner.stopping()));
     maintenance::start(&mut runner, shared.clone());
     notifications::start(&mut runner, &shared)?;
+    privacy::start(&mut runner, shared.clone());
 
     let server = HttpServer::new(move || {
         let state = web::Data::new(

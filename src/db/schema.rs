@@ -145,6 +145,7 @@ diesel::table! {
         require_email_confirmation -> Bool,
         email_confirmation_hours -> Int4,
         reminder_hours -> Nullable<Int4>,
+        personal_data_retention_days -> Int4,
     }
 }
 
@@ -312,6 +313,7 @@ diesel::table! {
         confirm_by -> Nullable<Timestamptz>,
         answers -> Jsonb,
         category_waitlist_order -> Nullable<Int8>,
+        erased_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -81,6 +81,7 @@ pub struct Event {
     pub require_email_confirmation: bool,
     pub email_confirmation_hours: i32,
     pub reminder_hours: Option<i32>,
+    pub personal_data_retention_days: i32,
 }
 
 impl Event {
@@ -154,6 +155,9 @@ pub struct EventView {
     /// Hours before a participant's first session that the reminder is mailed; null: the
     /// service's default; 0: no reminders.
     pub reminder_hours: Option<i32>,
+    /// Days after the event's last day (in its time zone) that participants' personal data
+    /// is kept; then it is anonymised (see "Personal data" in the README).
+    pub personal_data_retention_days: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -179,6 +183,7 @@ impl From<Event> for EventView {
             require_email_confirmation: e.require_email_confirmation,
             email_confirmation_hours: e.email_confirmation_hours,
             reminder_hours: e.reminder_hours,
+            personal_data_retention_days: e.personal_data_retention_days,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }

@@ -96,6 +96,11 @@ pub struct NewEvent {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 720)]
     pub reminder_hours: Option<i32>,
+    /// Days after the event's last day that participants' personal data is kept before it
+    /// is anonymised; 90 when absent.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 3650)]
+    pub personal_data_retention_days: Option<i32>,
 }
 
 /// Changes to an event (JSON merge patch: absent = unchanged, null = cleared).
@@ -156,6 +161,9 @@ pub struct EventPatch {
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<i32>, minimum = 0, maximum = 720)]
     pub reminder_hours: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(nullable = false, minimum = 0, maximum = 3650)]
+    pub personal_data_retention_days: Option<i32>,
 }
 
 impl EventPatch {
@@ -194,9 +202,18 @@ impl EventPatch {
                     .unwrap_or(e.email_confirmation_hours),
             ),
             reminder_hours: self.reminder_hours.unwrap_or(e.reminder_hours),
+            personal_data_retention_days: Some(
+                self.personal_data_retention_days
+                    .unwrap_or(e.personal_data_retention_days),
+            ),
         }
     }
 }
+
+/// How long participants' personal data is kept after an event, unless its organisers say
+/// otherwise: long enough for follow-up (certificates, questions, the report), short enough
+/// that data is not kept beyond its purpose.
+pub const DEFAULT_RETENTION_DAYS: i32 = 90;
 
 pub fn is_slug(value: &str) -> bool {
     !value.is_empty()
@@ -309,6 +326,9 @@ fn validate(event: &NewEvent, allow_http: bool) -> ApiResult<()> {
     if let Some(hours) = event.reminder_hours {
         v.range("reminder_hours", hours, 0, 720);
     }
+    if let Some(days) = event.personal_data_retention_days {
+        v.range("personal_data_retention_days", days, 0, 3650);
+    }
     v.finish()
 }
 
@@ -363,6 +383,9 @@ pub async fn create(
                     .eq(body.require_email_confirmation.unwrap_or(false)),
                 events::email_confirmation_hours.eq(body.email_confirmation_hours.unwrap_or(48)),
                 events::reminder_hours.eq(body.reminder_hours),
+                events::personal_data_retention_days.eq(body
+                    .personal_data_retention_days
+                    .unwrap_or(DEFAULT_RETENTION_DAYS)),
                 events::created_by.eq(owner),
             ))
             .returning(Event::as_returning())
@@ -605,6 +628,9 @@ async fn update_event(
                     events::email_confirmation_hours
                         .eq(next.email_confirmation_hours.unwrap_or(48)),
                     events::reminder_hours.eq(next.reminder_hours),
+                    events::personal_data_retention_days.eq(next
+                        .personal_data_retention_days
+                        .unwrap_or(DEFAULT_RETENTION_DAYS)),
                     events::version.eq(events::version + 1),
                     events::updated_at.eq(Utc::now()),
                 ))

@@ -22,6 +22,8 @@ crate::text_enum! {
         Changed => "changed",
         SessionRemoved => "session_removed",
         CheckedIn => "checked_in",
+        /// The personal data was anonymised (`details.reason` says why).
+        Erased => "erased",
     }
 }
 
@@ -38,6 +40,7 @@ impl HistoryAction {
             ChangeKind::RegistrationChanged => HistoryAction::Changed,
             ChangeKind::RegistrationSessionRemoved => HistoryAction::SessionRemoved,
             ChangeKind::CheckinCreated => HistoryAction::CheckedIn,
+            ChangeKind::RegistrationErased => HistoryAction::Erased,
             _ => return None,
         })
     }

@@ -85,6 +85,8 @@ pub struct Registration {
     pub answers: serde_json::Value,
     /// The ticket in the category's waitlist while waiting for a place in it.
     pub category_waitlist_order: Option<i64>,
+    /// When its personal data was anonymised (see `crate::privacy`).
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 /// The outcome for one session.
@@ -172,6 +174,9 @@ pub struct RegistrationView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// When the participant's personal data was anonymised: the name, address and other
+    /// details shown are placeholders from then on.
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 impl RegistrationView {
@@ -200,6 +205,7 @@ impl RegistrationView {
             created_at: r.created_at,
             updated_at: r.updated_at,
             cancelled_at: r.cancelled_at,
+            erased_at: r.erased_at,
         }
     }
 }

@@ -127,6 +127,7 @@ async fn get_registration(
         (status = 409, description = "`session_full`, `event_full`, `already_registered`, `schedule_conflict`, \
             `registration_closed`, `session_cancelled` as when registering; \
             `registration_cancelled`: the registration was cancelled; \
+            `registration_erased`: its personal data was erased, it cannot be changed; \
             `concurrent_change`: it changed at the same time, try again.",
          body = Problem, content_type = "application/problem+json"),
         RegistrationErrors, BodyErrors,
@@ -144,6 +145,12 @@ async fn update_registration(
     validate(&body)?;
     let mut conn = state.conn().await?;
     let ctx = access::registration(&mut conn, &caller, *id, RegistrationAction::Change).await?;
+    if ctx.registration.erased_at.is_some() {
+        return Err(ApiError::conflict(
+            "registration_erased",
+            "the registration's personal data was erased; it cannot be changed",
+        ));
+    }
     let mode = if ctx.by_participant {
         if body.over_capacity {
             return Err(ApiError::forbidden(

@@ -19,6 +19,7 @@ mod headers;
 mod limits;
 mod matrix;
 mod operations;
+mod privacy;
 mod programme;
 mod python;
 mod registrations;

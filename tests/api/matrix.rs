@@ -117,7 +117,8 @@ fn policy(route: &str) -> Option<Policy> {
         }
         "DELETE /api/v1/events/{event}"
         | "PUT /api/v1/events/{event}/members/{user_id}"
-        | "DELETE /api/v1/events/{event}/members/{user_id}" => EventManage,
+        | "DELETE /api/v1/events/{event}/members/{user_id}"
+        | "POST /api/v1/events/{event}/personal-data/erase" => EventManage,
         "GET /api/v1/events/{event}/attendees"
         | "GET /api/v1/events/{event}/attendees.csv"
         | "GET /api/v1/events/{event}/sessions/{session_id}/attendees" => ReadAttendees,
@@ -128,11 +129,13 @@ fn policy(route: &str) -> Option<Policy> {
             CheckIn
         }
         "GET /api/v1/registrations/{id}"
+        | "GET /api/v1/registrations/{id}/export"
         | "GET /api/v1/registrations/{id}/qr.png"
         | "GET /api/v1/registrations/{id}/qr.svg" => RegistrationView,
         "PATCH /api/v1/registrations/{id}"
         | "DELETE /api/v1/registrations/{id}"
-        | "POST /api/v1/registrations/{id}/confirm-email" => RegistrationChange,
+        | "POST /api/v1/registrations/{id}/confirm-email"
+        | "POST /api/v1/registrations/{id}/erase" => RegistrationChange,
         "GET /api/v1/registrations/{id}/history" => RegistrationHistory,
         "POST /api/v1/registrations/{id}/sessions/{session_id}/promote" => RegistrationManage,
         _ => return None,
@@ -609,7 +612,8 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
         path = path.replace("{user_id}", &w.spare_user.to_string());
     }
     if template.starts_with("/api/v1/registrations/{id}") {
-        let registration = if deleting {
+        // Erasing, like cancelling, uses a registration up.
+        let registration = if deleting || template.ends_with("/erase") {
             fresh_registration(app, n).await
         } else {
             w.r1.clone()
@@ -680,6 +684,8 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
             {"qr_code": w.r1_qr, "scanned_at": "2026-11-20T08:00:00Z", "client_nonce": format!("n{n}")}]})),
         ("PATCH", "/api/v1/registrations/{id}") => Some(json!({"city": "Мончегорск"})),
         ("POST", "/api/v1/registrations/{id}/sessions/{session_id}/promote") => Some(json!({})),
+        // Event A is not over: allowed callers are told so (409), and nothing is erased.
+        ("POST", "/api/v1/events/{event}/personal-data/erase") => Some(json!({"dry_run": true})),
         ("POST", "/api/v1/events/{event}/webhooks") => Some(json!({"url": WEBHOOK_URL})),
         ("PATCH", "/api/v1/events/{event}/webhooks/{webhook_id}") => {
             Some(json!({"description": "CRM"}))

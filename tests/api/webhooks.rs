@@ -296,6 +296,15 @@ async fn every_kind_of_change_is_delivered_signed_as_standard_webhooks_says() {
     )
     .await
     .assert_status(200);
+    // registration.erased (and .created, .cancelled): Vera erases her data.
+    let vera = app.register("mmdn", "vera@example.org", &[]).await.json();
+    app.post(
+        &format!("/api/v1/registrations/{}/erase", id_of(&vera)),
+        vera["manage_token"].as_str(),
+        &json!({}),
+    )
+    .await
+    .assert_status(200);
 
     consumed(&app).await;
     let changes: BTreeMap<i64, String> = app
@@ -361,6 +370,14 @@ async fn every_kind_of_change_is_delivered_signed_as_standard_webhooks_says() {
         moved["data"]["session"]["starts_at"],
         "2027-04-23T10:00:00+03:00"
     );
+    let erased = of("registration.erased")[0];
+    assert_eq!(erased["data"]["registration_id"], vera["id"]);
+    assert_eq!(
+        erased["data"]["details"],
+        json!({"reason": "participant_request"})
+    );
+    assert_eq!(erased["data"]["registration"]["full_name"], "—");
+    assert_eq!(erased["data"]["registration"]["phone"], Value::Null);
     let published = of("programme.published")[0];
     assert_eq!(published["data"]["event"]["slug"], "mmdn");
     assert!(published["timestamp"].as_str().unwrap().ends_with('Z'));

@@ -183,6 +183,9 @@ fn describe(error: &lettre::transport::smtp::Error) -> String {
 fn drop_reason(kind: MailKind, registration: &Registration) -> Option<&'static str> {
     let cancelled = registration.status == RegistrationStatus::Cancelled;
     let waiting = registration.confirm_by.is_some();
+    if registration.erased_at.is_some() {
+        return Some("the personal data was erased");
+    }
     match kind {
         MailKind::Cancelled if waiting => Some("the address was never confirmed"),
         MailKind::Cancelled => None,

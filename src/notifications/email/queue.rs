@@ -96,6 +96,8 @@ pub async fn consume(state: &AppState) -> anyhow::Result<Consumed> {
 ///   `email_confirmed`: `registered` (or `waitlisted`), as the registration is then.
 /// - `session.changed` of its time or venue, `session.cancelled`: to every active
 ///   registration holding a place (confirmed or waitlisted) in the session.
+///
+/// Nothing is queued for a registration whose personal data was erased.
 async fn queue_for(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<usize, ApiError> {
     Ok(diesel::sql_query(
         "INSERT INTO email_messages (registration_id, event_id, kind, change_id, session_id, changed_at) \
@@ -139,6 +141,8 @@ async fn queue_for(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<usize, A
                         AND c.details -> 'fields' ?| ARRAY['starts_at', 'ends_at', 'venue_id'])) \
          ) m \
          WHERE m.kind IS NOT NULL \
+           AND NOT EXISTS (SELECT 1 FROM registrations e \
+                           WHERE e.id = m.registration_id AND e.erased_at IS NOT NULL) \
          ORDER BY m.xid, m.change_id, m.registration_id",
     )
     .bind::<Array<BigInt>, _>(ids)
@@ -159,6 +163,7 @@ pub async fn remind(state: &AppState) -> anyhow::Result<usize> {
          FROM events e \
          CROSS JOIN LATERAL (SELECT make_interval(hours => coalesce(e.reminder_hours, $1)) AS lead) l \
          JOIN registrations r ON r.event_id = e.id AND r.status = 'active' AND r.confirm_by IS NULL \
+                             AND r.erased_at IS NULL \
          CROSS JOIN LATERAL ( \
              SELECT coalesce( \
                  (SELECT min(s.starts_at) FROM registration_sessions rs \

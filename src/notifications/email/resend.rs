@@ -99,6 +99,7 @@ async fn renew_tokens(
         let found: Vec<Found> = diesel::sql_query(
             "SELECT id FROM registrations \
              WHERE event_id = $1 AND email_normalized = $2 AND status = 'active' \
+               AND erased_at IS NULL \
              ORDER BY id FOR NO KEY UPDATE",
         )
         .bind::<SqlUuid, _>(event_id)

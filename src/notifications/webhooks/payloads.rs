@@ -43,7 +43,8 @@ pub struct MessageEvent {
 pub struct RegistrationMessage {
     /// The change: `registration.created`, `registration.confirmed`,
     /// `registration.waitlisted`, `registration.promoted`, `registration.changed`,
-    /// `registration.cancelled`, `registration.session_removed` or `checkin.created`.
+    /// `registration.cancelled`, `registration.session_removed`, `registration.erased` or
+    /// `checkin.created`.
     #[serde(rename = "type")]
     pub kind: ChangeKind,
     /// When the change was made.
@@ -70,7 +71,8 @@ pub struct RegistrationData {
     pub details: serde_json::Value,
     /// The registration with its session places (waitlist positions included) and the
     /// participant's details as organisers see them, when the message was made; null when
-    /// it no longer exists.
+    /// it no longer exists, or once the participant's personal data was erased (stored
+    /// messages lose their copy then, sent or not).
     pub registration: Option<RegistrationView>,
 }
 
@@ -264,6 +266,10 @@ fn summary(kind: ChangeKind) -> &'static str {
         ChangeKind::RegistrationCancelled => "A registration was cancelled.",
         ChangeKind::RegistrationSessionRemoved => {
             "A place in a session was given up (`session_id`)."
+        }
+        ChangeKind::RegistrationErased => {
+            "A participant's personal data was erased (`details.reason`): erase your copies of \
+             it too; `registration` carries placeholders only."
         }
         ChangeKind::CheckinCreated => {
             "A participant was checked in (at `session_id`, or the event's entrance)."

@@ -1,0 +1,740 @@
+//! The personal-data lifecycle: export, erasure by the participant and by organisers, the
+//! event's erasure with its dry run, and the retention job.
+
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, Tokens, registration_body, spawn_app, spawn_app_with};
+use registrar::privacy::retention;
+
+/// The person whose data is erased: details nobody else in the tests has.
+const NAME: &str = "Зинаида Прокофьевна Эрасова";
+const EMAIL: &str = "zinaida.erasova@example.org";
+const PHONE: &str = "+7 921 555-01-23";
+const ORGANISATION: &str = "ООО «Кольская верфь Эрасовых»";
+
+/// A published event `slug` with a session of 10 seats (and a webhook endpoint, so that
+/// messages with the participants' details are made); returns the admin and the session.
+async fn event(app: &TestApp, slug: &str) -> (Tokens, String) {
+    let admin = app.admin().await;
+    app.event(&admin.access, slug, json!({})).await;
+    // TEST-NET-3: never routed; the messages are stored and their delivery fails.
+    app.post(
+        &format!("/api/v1/events/{slug}/webhooks"),
+        Some(&admin.access),
+        &json!({"url": "https://203.0.113.10/hooks/crm"}),
+    )
+    .await
+    .assert_status(201);
+    let session = app
+        .session(&admin.access, slug, json!({"capacity": 10}))
+        .await;
+    (admin, session["id"].as_str().unwrap().to_owned())
+}
+
+/// Registers the person (`NAME`, `EMAIL`, `PHONE`) for `session`: (id, manage token).
+async fn register_person(app: &TestApp, slug: &str, session: &str) -> (String, String) {
+    let mut body = registration_body(EMAIL, &[session]);
+    crate::helpers::merge(
+        &mut body,
+        json!({"full_name": NAME, "phone": PHONE, "organisation": ORGANISATION,
+               "city": "Полярные Зори"}),
+    );
+    // With an Idempotency-Key: its record holds the registration too.
+    let answer = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/events/{slug}/registrations"),
+        )
+        .header("Idempotency-Key", "zinaida-1")
+        .json(&body)
+        .send()
+        .await;
+    answer.assert_status(201);
+    let body = answer.json();
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        body["manage_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Someone else, whose data stays.
+async fn register_other(app: &TestApp, slug: &str, session: &str, email: &str) -> String {
+    let answer = app.register(slug, email, &[session]).await;
+    answer.assert_status(201);
+    answer.json()["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Checks the registration in at the event's entrance, with its badge's QR code from the
+/// attendee feed.
+async fn check_in(app: &TestApp, token: &str, slug: &str, id: &str) {
+    let mut qr = None;
+    wait_for("the attendee feed", async || {
+        let feed = app
+            .get(
+                &format!("/api/v1/events/{slug}/attendees?limit=1000"),
+                Some(token),
+            )
+            .await
+            .json();
+        qr = feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["registration_id"] == id)
+            .map(|a| a["qr_code"].as_str().unwrap().to_owned());
+        qr.is_some()
+    })
+    .await;
+    let answer = app
+        .post(
+            &format!("/api/v1/events/{slug}/checkins"),
+            Some(token),
+            &json!({"qr_code": qr.unwrap()}),
+        )
+        .await;
+    assert!(answer.status.is_success(), "{}", answer.text);
+}
+
+/// Waits until the change log's consumers (webhooks, email) have handled every change, so
+/// that whatever they make of the person's data is stored before the check.
+async fn consumers_caught_up(app: &TestApp) {
+    let client = app.db.client().await;
+    wait_for("the change log's consumers", async || {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM changes c, change_consumers k \
+                 WHERE (c.xid, c.id) > (k.last_xid, k.last_id)",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) == 0
+    })
+    .await;
+}
+
+/// Every place in the database where one of `needles` occurs: each text-like column of each
+/// table (as listed by information_schema), searched case-insensitively.
+async fn found_anywhere(app: &TestApp, needles: &[&str]) -> Vec<String> {
+    let client = app.db.client().await;
+    let columns = client
+        .query(
+            "SELECT c.table_name::text, c.column_name::text FROM information_schema.columns c \
+             JOIN information_schema.tables t \
+               ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
+             WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' \
+               AND (c.data_type IN ('text', 'character varying', 'character', 'json', 'jsonb') \
+                    OR c.data_type = 'ARRAY' OR c.data_type = 'USER-DEFINED') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        columns.len() > 40,
+        "too few columns searched: {}",
+        columns.len()
+    );
+    let mut found = Vec::new();
+    for column in columns {
+        let (table, name): (String, String) = (column.get(0), column.get(1));
+        for needle in needles {
+            let count: i64 = client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM \"{table}\" WHERE strpos(lower(\"{name}\"::text), lower($1)) > 0"
+                    ),
+                    &[needle],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if count > 0 {
+                found.push(format!("{table}.{name}: {needle} ({count} rows)"));
+            }
+        }
+    }
+    found
+}
+
+fn person() -> [&'static str; 4] {
+    [NAME, EMAIL, PHONE, ORGANISATION]
+}
+
+/// Moves the event into the past: its last day ended `days_ago` days ago.
+async fn end_event(app: &TestApp, slug: &str, days_ago: i32) {
+    app.db
+        .client()
+        .await
+        .execute(
+            "UPDATE events SET starts_on = current_date - $2::int - 1, \
+                               ends_on = current_date - $2::int WHERE slug = $1",
+            &[&slug, &days_ago],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_export_holds_everything_stored_about_the_participant() {
+    let app = spawn_app().await;
+    let (admin, session) = event(&app, "mmdn").await;
+    let (id, token) = register_person(&app, "mmdn", &session).await;
+    let other = register_other(&app, "mmdn", &session, "other@example.org").await;
+    check_in(&app, &admin.access, "mmdn", &id).await;
+    consumers_caught_up(&app).await;
+
+    let answer = app
+        .get(&format!("/api/v1/registrations/{id}/export"), Some(&token))
+        .await;
+    answer.assert_status(200);
+    let export = answer.json();
+    let r = &export["registration"];
+    assert_eq!(r["id"], id.as_str());
+    assert_eq!(r["full_name"], NAME);
+    assert_eq!(r["email"], EMAIL);
+    assert_eq!(r["phone"], PHONE);
+    assert_eq!(r["organisation"], ORGANISATION);
+    assert_eq!(r["city"], "Полярные Зори");
+    assert_eq!(r["erased_at"], Value::Null);
+    assert_eq!(r["sessions"][0]["session_id"], session.as_str());
+    assert_eq!(r["sessions"][0]["status"], "confirmed");
+    assert_eq!(export["event"]["slug"], "mmdn");
+    assert_eq!(export["event"]["personal_data_retention_days"], 90);
+    // 90 days after the day after the last day (2027-04-24), at midnight in Moscow.
+    assert_eq!(export["event"]["erase_after"], "2027-07-23T21:00:00Z");
+    let actions: Vec<&str> = export["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["created", "confirmed", "checked_in"]);
+    assert_eq!(export["checkins"].as_array().unwrap().len(), 1);
+    assert_eq!(export["checkins"][0]["session_id"], Value::Null);
+    let mails: Vec<&str> = export["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(mails, ["registered"]);
+    let messages: Vec<&str> = export["webhook_messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "registration.created",
+            "registration.confirmed",
+            "checkin.created"
+        ]
+    );
+    // Nothing of anyone else.
+    assert!(!answer.text.contains(&other), "{}", answer.text);
+
+    // Organisers export it too; another participant's token opens nothing.
+    let by_organiser = app
+        .get(
+            &format!("/api/v1/registrations/{id}/export"),
+            Some(&admin.access),
+        )
+        .await;
+    by_organiser.assert_status(200);
+    assert_eq!(by_organiser.json()["registration"]["email"], EMAIL);
+    let mut body = registration_body("third@example.org", &[]);
+    crate::helpers::merge(&mut body, json!({"full_name": "Третий"}));
+    let third = app
+        .post("/api/v1/events/mmdn/registrations", None, &body)
+        .await
+        .json();
+    app.get(
+        &format!("/api/v1/registrations/{id}/export"),
+        third["manage_token"].as_str(),
+    )
+    .await
+    .assert_problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_participant_erases_their_data_and_nothing_of_it_remains_anywhere() {
+    let app = spawn_app().await;
+    let (admin, session) = event(&app, "mmdn").await;
+    let (id, token) = register_person(&app, "mmdn", &session).await;
+    let other = register_other(&app, "mmdn", &session, "other@example.org").await;
+    consumers_caught_up(&app).await;
+    assert!(
+        !found_anywhere(&app, &person()).await.is_empty(),
+        "the search finds the person before the erasure"
+    );
+
+    let answer = app
+        .post(
+            &format!("/api/v1/registrations/{id}/erase"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+    answer.assert_status(200);
+    let report = answer.json();
+    assert_eq!(report["dry_run"], false);
+    assert_eq!(report["registration_ids"], json!([id]));
+    assert_eq!(report["tables"]["registrations"], 1);
+    assert_eq!(report["tables"]["changes"], 1);
+    assert!(
+        report["tables"]["webhook_deliveries"].as_i64().unwrap() >= 2,
+        "{report}"
+    );
+
+    // The manage token opens nothing any more.
+    app.get(&format!("/api/v1/registrations/{id}"), Some(&token))
+        .await
+        .assert_problem(401, "invalid_token");
+    app.post(
+        &format!("/api/v1/registrations/{id}/erase"),
+        Some(&token),
+        &json!({}),
+    )
+    .await
+    .assert_problem(401, "invalid_token");
+
+    // Before the event, the registration is cancelled: its seat is free again.
+    let view = app
+        .get(&format!("/api/v1/registrations/{id}"), Some(&admin.access))
+        .await
+        .json();
+    assert_eq!(view["status"], "cancelled");
+    assert_eq!(view["full_name"], "—");
+    assert_eq!(view["email"], format!("erased-{id}@erased.invalid"));
+    assert_eq!(view["phone"], Value::Null);
+    assert_eq!(view["organisation"], Value::Null);
+    assert!(view["erased_at"].is_string());
+    app.patch(
+        &format!("/api/v1/registrations/{id}"),
+        Some(&admin.access),
+        &json!({"full_name": NAME}),
+    )
+    .await
+    .assert_problem(409, "registration_erased");
+
+    let history = app
+        .get(
+            &format!("/api/v1/registrations/{id}/history"),
+            Some(&admin.access),
+        )
+        .await
+        .json();
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "erased");
+    assert_eq!(last["actor"], "participant");
+    assert_eq!(last["details"], json!({"reason": "participant_request"}));
+
+    // What the consumers make of the erasure comes in too, without the person, and no mail
+    // is queued for them (the cancellation is not mailed to the erased address).
+    consumers_caught_up(&app).await;
+    let queued: i64 = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM email_messages \
+             WHERE registration_id = $1::text::uuid AND status = 'queued'",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 0);
+    let found = found_anywhere(&app, &person()).await;
+    assert!(found.is_empty(), "personal data left: {found:#?}");
+    // The other participant is untouched.
+    let kept = app
+        .get(
+            &format!("/api/v1/registrations/{other}"),
+            Some(&admin.access),
+        )
+        .await
+        .json();
+    assert_eq!(kept["full_name"], "Анна Сергеевна Иванова");
+    assert_eq!(kept["status"], "active");
+    // And nothing comes back through the feed, the CSV or the list.
+    for path in [
+        "/api/v1/events/mmdn/attendees?limit=1000",
+        "/api/v1/events/mmdn/attendees.csv",
+        "/api/v1/events/mmdn/registrations",
+    ] {
+        let answer = app.get(path, Some(&admin.access)).await;
+        answer.assert_status(200);
+        for needle in person() {
+            assert!(!answer.text.contains(needle), "{path}: {}", answer.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_organiser_erases_after_the_event_and_every_figure_stays() {
+    let app = spawn_app_with(|config| {
+        config.resend_rate_limit = 10;
+        config.resend_email_limit = 10;
+    })
+    .await;
+    let (admin, session) = event(&app, "mmdn").await;
+    let (id, _) = register_person(&app, "mmdn", &session).await;
+    let other = register_other(&app, "mmdn", &session, "other@example.org").await;
+    // The link is asked for again: the limit on that is kept per digest of the address.
+    app.post(
+        "/api/v1/events/mmdn/registrations/resend",
+        None,
+        &json!({"email": EMAIL}),
+    )
+    .await
+    .assert_status(202);
+    let address_limits = async || -> i64 {
+        app.db
+            .client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM rate_limits WHERE bucket = 'resend-address'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(address_limits().await, 1);
+    check_in(&app, &admin.access, "mmdn", &id).await;
+    check_in(&app, &admin.access, "mmdn", &other).await;
+    end_event(&app, "mmdn", 3).await;
+    consumers_caught_up(&app).await;
+    let figures = async || {
+        let stats = app
+            .get("/api/v1/events/mmdn/stats", Some(&admin.access))
+            .await
+            .json();
+        let counts = app
+            .get(
+                &format!("/api/v1/events/mmdn/sessions/{session}/counts"),
+                None,
+            )
+            .await
+            .json();
+        (stats, counts)
+    };
+    let before = figures().await;
+    assert_eq!(before.0["checked_in"], 2, "{:?}", before.0);
+    assert_eq!(before.0["registered"], 2, "{:?}", before.0);
+
+    let answer = app
+        .post(
+            &format!("/api/v1/registrations/{id}/erase"),
+            Some(&admin.access),
+            &json!({}),
+        )
+        .await;
+    answer.assert_status(200);
+    assert_eq!(answer.json()["tables"]["rate_limits"], 1);
+    assert_eq!(address_limits().await, 0);
+    consumers_caught_up(&app).await;
+
+    assert_eq!(figures().await, before);
+    let view = app
+        .get(&format!("/api/v1/registrations/{id}"), Some(&admin.access))
+        .await
+        .json();
+    // After the event nothing is cancelled: the registration counts as it did.
+    assert_eq!(view["status"], "active");
+    assert_eq!(view["sessions"][0]["status"], "confirmed");
+    let history = app
+        .get(
+            &format!("/api/v1/registrations/{id}/history"),
+            Some(&admin.access),
+        )
+        .await
+        .json();
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "erased");
+    assert_eq!(last["actor"], "organiser");
+    let found = found_anywhere(&app, &person()).await;
+    assert!(found.is_empty(), "personal data left: {found:#?}");
+
+    // Erasing again changes nothing.
+    let again = app
+        .post(
+            &format!("/api/v1/registrations/{id}/erase"),
+            Some(&admin.access),
+            &json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(again["registration_ids"], json!([]));
+    assert_eq!(again["tables"]["changes"], 0);
+}
+
+/// A fingerprint of every table's content.
+async fn fingerprint(app: &TestApp) -> Vec<(String, String)> {
+    let client = app.db.client().await;
+    let tables = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut prints = Vec::new();
+    for table in tables {
+        let name: String = table.get(0);
+        // The webhook worker keeps trying its deliveries meanwhile (their receiver never
+        // answers): of those tables, what an erasure would change.
+        let rows = match name.as_str() {
+            "webhook_deliveries" => "SELECT id, payload FROM webhook_deliveries",
+            "webhook_attempts" => {
+                "SELECT id, response_excerpt FROM webhook_attempts \
+                                   WHERE response_excerpt IS NOT NULL"
+            }
+            _ => "",
+        };
+        let rows = if rows.is_empty() {
+            format!("SELECT * FROM \"{name}\"")
+        } else {
+            rows.to_owned()
+        };
+        let print: Option<String> = client
+            .query_one(
+                &format!("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM ({rows}) t"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        prints.push((name, print.unwrap_or_default()));
+    }
+    prints
+}
+
+#[tokio::test]
+async fn the_events_erasure_has_a_dry_run_that_stores_nothing() {
+    let app = spawn_app().await;
+    let (admin, session) = event(&app, "mmdn").await;
+    let (id, _) = register_person(&app, "mmdn", &session).await;
+    let other = register_other(&app, "mmdn", &session, "other@example.org").await;
+    consumers_caught_up(&app).await;
+
+    // Not before the event is over.
+    app.post(
+        "/api/v1/events/mmdn/personal-data/erase",
+        Some(&admin.access),
+        &json!({"dry_run": true}),
+    )
+    .await
+    .assert_problem(409, "event_not_over");
+    let missing = app
+        .post(
+            "/api/v1/events/mmdn/personal-data/erase",
+            Some(&admin.access),
+            &json!({}),
+        )
+        .await
+        .assert_problem(422, "invalid_body");
+    assert_eq!(missing["errors"][0]["field"], "dry_run");
+
+    end_event(&app, "mmdn", 1).await;
+    consumers_caught_up(&app).await;
+    let before = fingerprint(&app).await;
+    let dry = app
+        .post(
+            "/api/v1/events/mmdn/personal-data/erase",
+            Some(&admin.access),
+            &json!({"dry_run": true}),
+        )
+        .await;
+    dry.assert_status(200);
+    let dry = dry.json();
+    assert_eq!(dry["dry_run"], true);
+    let mut ids: Vec<String> = vec![id.clone(), other.clone()];
+    ids.sort();
+    assert_eq!(dry["registration_ids"], json!(ids));
+    assert_eq!(dry["tables"]["registrations"], 2);
+    assert_eq!(
+        fingerprint(&app).await,
+        before,
+        "the dry run changed something"
+    );
+    assert!(!found_anywhere(&app, &person()).await.is_empty());
+
+    let real = app
+        .post(
+            "/api/v1/events/mmdn/personal-data/erase",
+            Some(&admin.access),
+            &json!({"dry_run": false}),
+        )
+        .await;
+    real.assert_status(200);
+    let real = real.json();
+    assert_eq!(real["dry_run"], false);
+    assert_eq!(real["registration_ids"], dry["registration_ids"]);
+    assert_eq!(real["tables"], dry["tables"]);
+    consumers_caught_up(&app).await;
+    let found = found_anywhere(&app, &person()).await;
+    assert!(found.is_empty(), "personal data left: {found:#?}");
+}
+
+async fn connect(app: &TestApp) -> AsyncPgConnection {
+    AsyncPgConnection::establish(&app.db.url).await.unwrap()
+}
+
+async fn erased_ids(app: &TestApp) -> Vec<String> {
+    app.db
+        .client()
+        .await
+        .query(
+            "SELECT id::text FROM registrations WHERE erased_at IS NOT NULL ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_retention_job_erases_only_events_past_their_retention() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    // Ended 5 days ago, kept 3 days: due. Ended 5 days ago, kept 30: not yet. Ended
+    // yesterday, kept 0 days: due (the day after the last one is over). Still to come: not.
+    let mut due = Vec::new();
+    let mut kept = Vec::new();
+    for (slug, retention, ended, is_due) in [
+        ("past", 3, Some(5), true),
+        ("kept", 30, Some(5), false),
+        ("zero", 0, Some(1), true),
+        ("coming", 0, None, false),
+    ] {
+        app.event(
+            &admin.access,
+            slug,
+            json!({"personal_data_retention_days": retention}),
+        )
+        .await;
+        let answer = app
+            .register(slug, &format!("{slug}@example.org"), &[])
+            .await;
+        answer.assert_status(201);
+        let id = answer.json()["id"].as_str().unwrap().to_owned();
+        if let Some(days) = ended {
+            end_event(&app, slug, days).await;
+        }
+        if is_due { due.push(id) } else { kept.push(id) }
+    }
+    due.sort();
+
+    let mut conn = connect(&app).await;
+    let round = retention::round(&mut conn).await.unwrap();
+    assert!(round.ran);
+    // The service's own job may have run meanwhile: what matters is what is erased.
+    assert_eq!(erased_ids(&app).await, due);
+    let again = retention::round(&mut conn).await.unwrap();
+    assert_eq!(again.erased, 0);
+
+    let history = app
+        .get(
+            &format!("/api/v1/registrations/{}/history", due[0]),
+            Some(&admin.access),
+        )
+        .await
+        .json();
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "erased");
+    assert_eq!(last["actor"], "system");
+    assert_eq!(last["details"], json!({"reason": "retention"}));
+
+    // The setting is validated.
+    let answer = app
+        .patch(
+            "/api/v1/events/kept",
+            Some(&admin.access),
+            &json!({"personal_data_retention_days": 4000}),
+        )
+        .await
+        .assert_problem(422, "validation_failed");
+    assert_eq!(answer["errors"][0]["field"], "personal_data_retention_days");
+}
+
+#[tokio::test]
+async fn a_second_instance_does_not_run_the_retention_job_at_the_same_time() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.event(
+        &admin.access,
+        "past",
+        json!({"personal_data_retention_days": 0}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let answer = app
+            .register("past", &format!("p{n}@example.org"), &[])
+            .await;
+        answer.assert_status(201);
+        ids.push(answer.json()["id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    end_event(&app, "past", 2).await;
+
+    // While one instance holds the job's lock, another's round does nothing.
+    let holder = app.db.client().await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&retention::LOCK])
+        .await
+        .unwrap();
+    let mut conn = connect(&app).await;
+    let skipped = retention::round(&mut conn).await.unwrap();
+    assert!(!skipped.ran);
+    assert_eq!(skipped.erased, 0);
+    assert!(erased_ids(&app).await.is_empty());
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&retention::LOCK])
+        .await
+        .unwrap();
+
+    // Two instances at once: each registration is erased once.
+    let mut other = connect(&app).await;
+    let (a, b) = tokio::join!(retention::round(&mut conn), retention::round(&mut other));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.erased + b.erased <= ids.len(), "{a:?} {b:?}");
+    assert_eq!(erased_ids(&app).await, ids);
+    let erasures: Vec<(String, i64)> = app
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT registration_id::text, count(*) FROM changes \
+             WHERE kind = 'registration.erased' GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        erasures,
+        ids.iter().map(|id| (id.clone(), 1)).collect::<Vec<_>>()
+    );
+}
