@@ -38,6 +38,7 @@ pub use fields::shared_object_schemas;
         (name = "badges", description = "Device keys, attendee feed and export, print queue, QR codes, check-in, numbers"),
         (name = "webhooks", description = "Organisers' webhook endpoints, what was delivered to them, and (under `webhooks`) the signed messages they receive"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "widget", description = "The embeddable registration widget: a script any page can load"),
     )
 )]
 struct ApiDoc;
@@ -275,7 +276,8 @@ const HEADERS: [KnownHeader; 6] = [
         name: "Cache-Control",
         description: "How long the answer may be reused: `public, max-age=5, \
             stale-while-revalidate=30` for what anyone may see, `private, no-cache` for what \
-            the caller's token shows; `no-store` on every other answer.",
+            the caller's token shows, a day (and a week revalidated in the background) for the \
+            widget's script; `no-store` on every other answer.",
         integer: false,
     },
 ];

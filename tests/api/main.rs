@@ -23,3 +23,4 @@ mod python;
 mod registrations;
 mod users;
 mod webhooks;
+mod widget;
