@@ -748,16 +748,15 @@ a { color: var(--registrar-link, #1f5fbf); }
       const t = this.t;
       const consents = this.form && Array.isArray(this.form.consents) ? this.form.consents : null;
       const fieldset = h("fieldset", { part: "consents" }, h("legend", { text: t.consents }));
-      if (consents === null || consents.length === 0) {
+      if (consents === null) {
         // The fixed form: one consent to the processing of personal data (the `consent` field).
         if (!this.accepts("consent")) return null;
         fieldset.append(this.consentField("consent", t.consent, true));
         return fieldset;
       }
+      // The event's own consents replace the fixed one.
+      if (consents.length === 0) return null;
       for (const c of consents) fieldset.append(this.consentField(`consents.${c.key}`, localised(c.text, this.lang), c.required));
-      if (this.accepts("consent") && !consents.some((c) => c.key === "personal_data")) {
-        fieldset.append(this.consentField("consent", t.consent, true));
-      }
       return fieldset;
     }
 
@@ -1140,6 +1139,9 @@ a { color: var(--registrar-link, #1f5fbf); }
       this.outcome.textContent = "";
       this.outcome.append(...parts);
       this.formEl.hidden = true;
+      // The form is gone: the focus goes to what replaced it.
+      this.outcome.tabIndex = -1;
+      this.outcome.focus();
       this.key = null;
       this.sentText = null;
       this.dispatchEvent(

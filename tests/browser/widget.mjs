@@ -328,6 +328,7 @@ await scenario("confirmed: the answer lost once, the retry keeps its Idempotency
   assert.ok(keys[0] && keys[0] === keys[1], `the same key both times: ${keys}`);
   assert.equal(await outcome(tab).getAttribute("data-status"), "confirmed");
   assert.equal(await outcome(tab).getAttribute("aria-live"), "polite");
+  assert.ok(await outcome(tab).evaluate((el) => el.getRootNode().activeElement === el), "the outcome has the focus");
   assert.match(await outcome(tab).innerText(), /Пленарное заседание: место подтверждено/);
   assert.match(await outcome(tab).innerText(), /Эта регистрация уже была получена/);
   const manageToken = await outcome(tab).locator("[part=token]").innerText();
