@@ -449,6 +449,23 @@ await scenario("English on request (lang=\"en\")", async () => {
   await tab.close();
 });
 
+await scenario("an event that asks for the address to be confirmed: the deadline, no token", async () => {
+  await ok(call("PATCH", `/events/${EVENT}`, { token, body: { require_email_confirmation: true } }), "asking for confirmation");
+  const tab = await open();
+  await ready(tab);
+  await fillPerson(tab, "Вера Павловна Соколова", "vera@example.org");
+  await widget(tab).locator("button[type=submit]").click();
+  await outcome(tab).locator("strong").waitFor();
+  assert.equal(await outcome(tab).getAttribute("data-status"), "confirmed");
+  assert.match(await outcome(tab).innerText(), /Вы зарегистрированы на мероприятие/);
+  assert.match(await outcome(tab).innerText(), /Подтвердите адрес электронной почты по ссылке из письма до \d/);
+  assert.equal(await outcome(tab).locator("[part=token]").count(), 0);
+  assert.equal(await outcome(tab).locator("a[part=manage-link]").count(), 0);
+  await ok(call("PATCH", `/events/${EVENT}`, { token, body: { require_email_confirmation: false } }), "confirmation off");
+  await accessible(tab, "address to be confirmed");
+  await tab.close();
+});
+
 await scenario("a page on an origin the service does not allow is refused", async () => {
   const before = (await registrations()).length;
   const tab = await open(foreignPage);
