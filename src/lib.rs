@@ -37,3 +37,4 @@ pub mod streams;
 pub mod telemetry;
 pub mod users;
 pub mod validation;
+pub mod widget;

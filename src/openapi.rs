@@ -40,6 +40,7 @@ pub use fields::shared_object_schemas;
         (name = "webhooks", description = "Organisers' webhook endpoints, what was delivered to them, and (under `webhooks`) the signed messages they receive"),
         (name = "personal data", description = "A participant's export and erasure of their personal data, and the organisers' erasure of an event's"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "widget", description = "The embeddable registration widget: a script any page can load"),
     )
 )]
 struct ApiDoc;
@@ -277,7 +278,8 @@ const HEADERS: [KnownHeader; 6] = [
         name: "Cache-Control",
         description: "How long the answer may be reused: `public, max-age=5, \
             stale-while-revalidate=30` for what anyone may see, `private, no-cache` for what \
-            the caller's token shows; `no-store` on every other answer.",
+            the caller's token shows, a day (and a week revalidated in the background) for the \
+            widget's script; `no-store` on every other answer.",
         integer: false,
     },
 ];

@@ -25,13 +25,14 @@ use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
     auth, badges, db, email, events, forms, maintenance, notifications, ops, privacy, programme,
-    registrations, telemetry, users,
+    registrations, telemetry, users, widget,
 };
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.configure(ops::routes)
         .service(openapi::openapi_json)
+        .configure(widget::routes)
         .service(
             scope::scope("/api/v1")
                 .configure(auth::routes)
@@ -312,9 +313,12 @@ fn close_when_stalled(connection: &dyn std::any::Any, timeout: Duration) {
     let _ = (connection, timeout);
 }
 
-/// CORS for third-party frontends: only the configured origins, never a wildcard.
+/// CORS for third-party frontends: only the configured origins, never a wildcard. The
+/// widget's script is public, so any page may load it with CORS (`<script integrity
+/// crossorigin>`); what the widget then asks of the API is held to the configured origins.
 fn cors(config: &Config) -> Cors {
     let mut cors = Cors::default()
+        .allowed_origin_fn(|_, request| request.uri.path().starts_with(widget::PREFIX))
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers([
             header::AUTHORIZATION,

@@ -25,3 +25,4 @@ mod python;
 mod registrations;
 mod users;
 mod webhooks;
+mod widget;

@@ -46,6 +46,7 @@ fn policy(route: &str) -> Option<Policy> {
     use Policy::*;
     Some(match route {
         "GET /healthz" | "GET /readyz" | "GET /metrics" | "GET /api/openapi.json" => Open,
+        "GET /widget/v1/registrar.js" => Open,
         "POST /api/v1/auth/login" | "POST /api/v1/auth/refresh" => Open,
         "POST /api/v1/auth/logout" => Logout,
         "GET /api/v1/me" | "POST /api/v1/me/password" | "POST /api/v1/events" => SignedIn,
