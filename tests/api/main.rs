@@ -21,5 +21,6 @@ mod operations;
 mod programme;
 mod python;
 mod registrations;
+mod spreadsheets;
 mod users;
 mod webhooks;
