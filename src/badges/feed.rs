@@ -1,5 +1,4 @@
-//! The attendee feed for badge printers and desks, per-session attendee lists, and the CSV
-//! export.
+//! The attendee feed for badge printers and desks, and per-session attendee lists.
 //!
 //! The feed is ordered by the transaction that last changed each registration (`change_xid`)
 //! and only returns changes of transactions older than every one still running
@@ -7,13 +6,11 @@
 //! ones, therefore has a position after that poll's cursor and comes in the next poll: no
 //! change is ever skipped, whatever order transactions commit in.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{get, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -21,22 +18,18 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::qr;
-use super::spreadsheet::{self, neutralise};
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::db::schema::{checkins, registration_sessions, registrations, sessions};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 use crate::openapi::EventErrors;
 use crate::pagination::{Page, PageParams, decode_cursor, encode_cursor};
 use crate::registrations::{RegistrationStatus, SessionRegistrationStatus};
 use crate::state::State;
-use crate::streams::{Stopped, StreamSender};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(attendee_feed)
-        .service(session_attendees)
-        .service(export_csv);
+    cfg.service(attendee_feed).service(session_attendees);
 }
 
 pub const FEED_DEFAULT_LIMIT: i64 = 100;
@@ -302,251 +295,4 @@ async fn session_attendees(
         items,
         next_cursor: page.next_cursor,
     }))
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Delimiter {
-    /// `,`
-    #[default]
-    Comma,
-    /// `;`, what spreadsheets in Russian locales expect.
-    Semicolon,
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct CsvParams {
-    /// Start with a UTF-8 byte order mark (for spreadsheets that need it to read UTF-8).
-    pub bom: Option<bool>,
-    #[param(inline)]
-    pub delimiter: Option<Delimiter>,
-    /// Include cancelled registrations (with their status).
-    pub include_cancelled: Option<bool>,
-}
-
-#[derive(QueryableByName)]
-struct CsvRow {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-    #[diesel(sql_type = Text)]
-    full_name: String,
-    #[diesel(sql_type = Text)]
-    email: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    organisation: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    position: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    city: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    phone: Option<String>,
-    #[diesel(sql_type = Text)]
-    category: String,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Text)]
-    sessions: String,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    checked_in_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    badge_printed_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Timestamptz)]
-    created_at: DateTime<Utc>,
-}
-
-const CSV_BATCH: usize = 2000;
-
-fn csv_writer(delimiter: Delimiter) -> csv::Writer<Vec<u8>> {
-    spreadsheet::writer(match delimiter {
-        Delimiter::Comma => b',',
-        Delimiter::Semicolon => b';',
-    })
-}
-
-fn csv_batch(
-    rows: &[CsvRow],
-    delimiter: Delimiter,
-    with_contacts: bool,
-) -> anyhow::Result<Vec<u8>> {
-    let time = |t: &Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
-    let mut writer = csv_writer(delimiter);
-    for r in rows {
-        let id = r.id.to_string();
-        let created = r.created_at.to_rfc3339();
-        let (checked_in, printed) = (time(&r.checked_in_at), time(&r.badge_printed_at));
-        let mut record: Vec<Cow<'_, str>> =
-            vec![Cow::Borrowed(id.as_str()), neutralise(&r.full_name)];
-        if with_contacts {
-            record.push(neutralise(&r.email));
-            record.push(neutralise(r.phone.as_deref().unwrap_or("")));
-        }
-        record.extend([
-            neutralise(r.organisation.as_deref().unwrap_or("")),
-            neutralise(r.position.as_deref().unwrap_or("")),
-            neutralise(r.city.as_deref().unwrap_or("")),
-            neutralise(&r.category),
-            Cow::Borrowed(r.status.as_str()),
-            neutralise(&r.sessions),
-            Cow::Borrowed(checked_in.as_str()),
-            Cow::Borrowed(printed.as_str()),
-            Cow::Borrowed(created.as_str()),
-        ]);
-        writer.write_record(record.iter().map(|c| c.as_bytes()))?;
-    }
-    writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-fn csv_header(delimiter: Delimiter, with_contacts: bool, bom: bool) -> anyhow::Result<Vec<u8>> {
-    let mut columns = vec!["registration_id", "full_name"];
-    if with_contacts {
-        columns.extend(["email", "phone"]);
-    }
-    columns.extend([
-        "organisation",
-        "position",
-        "city",
-        "category",
-        "status",
-        "sessions",
-        "checked_in_at",
-        "badge_printed_at",
-        "registered_at",
-    ]);
-    let mut writer = csv_writer(delimiter);
-    writer.write_record(&columns)?;
-    let mut bytes = if bom {
-        "\u{feff}".as_bytes().to_vec()
-    } else {
-        Vec::new()
-    };
-    bytes.extend(writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?);
-    Ok(bytes)
-}
-
-/// Streams the query's rows through a cursor, a batch at a time, into `chunks`; stops
-/// (rolling back) as soon as the client is gone or has stopped reading.
-async fn stream_rows(
-    conn: &mut AsyncPgConnection,
-    event_id: Uuid,
-    include_cancelled: bool,
-    delimiter: Delimiter,
-    with_contacts: bool,
-    chunks: &StreamSender,
-) -> ApiResult<()> {
-    conn.build_transaction()
-        .read_only()
-        .run::<_, ApiError, _>(async |conn| {
-            // The id is a formatted UUID: safe to inline (DECLARE takes no parameters).
-            let declare = format!(
-                "DECLARE attendees_export NO SCROLL CURSOR FOR \
-                 SELECT r.id, r.full_name, r.email, r.organisation, r.position, r.city, r.phone, \
-                        r.category, r.status, \
-                        coalesce((SELECT string_agg(s.title, '; ' ORDER BY s.starts_at) \
-                                  FROM registration_sessions rs JOIN sessions s ON s.id = rs.session_id \
-                                  WHERE rs.registration_id = r.id AND rs.status = 'confirmed'), '') AS sessions, \
-                        r.checked_in_at, r.badge_printed_at, r.created_at \
-                 FROM registrations r WHERE r.event_id = '{event_id}' {} ORDER BY r.id",
-                if include_cancelled { "" } else { "AND r.status = 'active'" }
-            );
-            diesel::sql_query(declare).execute(conn).await?;
-            loop {
-                let rows: Vec<CsvRow> = diesel::sql_query(format!("FETCH {CSV_BATCH} FROM attendees_export"))
-                    .load(conn)
-                    .await?;
-                let done = rows.len() < CSV_BATCH;
-                let bytes = csv_batch(&rows, delimiter, with_contacts).map_err(ApiError::internal)?;
-                if let Err(stopped) = chunks.send(bytes.into()).await {
-                    return Err(stopped_early(stopped));
-                }
-                if done {
-                    return Ok(());
-                }
-            }
-        })
-        .await
-}
-
-/// Why an export stopped before its end, as the error that ends its transaction.
-fn stopped_early(stopped: Stopped) -> ApiError {
-    let detail = match stopped {
-        Stopped::Gone => "the client went away",
-        Stopped::Stalled => "the client stopped reading",
-    };
-    ApiError::bad_request("client_gone", detail)
-}
-
-/// The attendee list as CSV (UTF-8), streamed: memory stays flat however many attendees.
-/// Cells a spreadsheet would run as formulas are prefixed with `'`. Organisers also get
-/// email and phone columns; device keys do not. A client that stops reading for longer than
-/// the server's send timeout gets an answer cut short (no final chunk).
-#[utoipa::path(
-    tag = "badges",
-    params(("event" = String, Path, description = "Event slug or id"), CsvParams),
-    responses(
-        (status = 200, description = "The attendees.", body = String, content_type = "text/csv"),
-        EventErrors,
-        (status = 429, description = "`too_many_exports`: the caller's earlier exports are still \
-            running (two at a time per account or device key); see `Retry-After`.",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`exports_busy`: as many exports as the server allows are \
-            running; see `Retry-After`. `database_unavailable`: the database cannot be reached.",
-         body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-#[get("/events/{event}/attendees.csv")]
-async fn export_csv(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-    params: Query<CsvParams>,
-) -> ApiResult<HttpResponse> {
-    let mut conn = state.conn().await?;
-    let ctx = access::event(&mut conn, &caller, &path, EventAction::ReadAttendees).await?;
-    let with_contacts = ctx.sees_private();
-    let delimiter = params.delimiter.unwrap_or_default();
-    let header = csv_header(delimiter, with_contacts, params.bom.unwrap_or(false))
-        .map_err(ApiError::internal)?;
-    let include_cancelled = params.include_cancelled.unwrap_or(false);
-    let event_id = ctx.event.id;
-    // Whom the export counts against (only accounts and device keys get this far).
-    let exporter = match &caller {
-        Caller::User(user) => user.id,
-        Caller::Device(device) => device.key_id,
-        _ => Uuid::nil(),
-    };
-    let (sender, body) = state.streams.reserve(exporter)?.channel();
-    if sender.send(header.into()).await.is_err() {
-        return Err(ApiError::internal(anyhow::anyhow!("export channel closed")));
-    }
-    tokio::spawn(async move {
-        let result = stream_rows(
-            &mut conn,
-            event_id,
-            include_cancelled,
-            delimiter,
-            with_contacts,
-            &sender,
-        )
-        .await;
-        // The connection goes back to the pool before the export's slot is freed.
-        drop(conn);
-        match result {
-            Ok(()) => sender.finish(),
-            Err(error) if error.code() == "client_gone" => {
-                tracing::info!(%error, "attendee export stopped early");
-            }
-            // A failure midway can only cut the body short: the status line has gone out.
-            Err(error) => tracing::error!(%error, "attendee export failed midway"),
-        }
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            actix_web::http::header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}-attendees.csv\"", ctx.event.slug),
-        ))
-        .streaming(body))
 }

@@ -62,6 +62,7 @@ async fn answers_carrying_tokens_or_personal_data_are_never_stored() {
         ("/api/v1/events/a/registrations".to_owned(), &admin.access),
         ("/api/v1/events/a/attendees".to_owned(), &key),
         ("/api/v1/events/a/attendees.csv".to_owned(), &admin.access),
+        ("/api/v1/events/a/attendees.xlsx".to_owned(), &admin.access),
         ("/api/v1/users".to_owned(), &admin.access),
         ("/api/v1/me".to_owned(), &admin.access),
     ] {

@@ -244,7 +244,9 @@ fn init_logs() {
 pub struct Answer {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
+    /// The body as text (binary bodies: lossily; see `bytes`).
     pub text: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -297,7 +299,8 @@ pub async fn send_checked(builder: reqwest::RequestBuilder) -> reqwest::Result<A
 pub async fn checked(method: &Method, url: &reqwest::Url, response: reqwest::Response) -> Answer {
     let status = response.status();
     let headers = response.headers().clone();
-    let text = response.text().await.expect("the body was read");
+    let bytes = response.bytes().await.expect("the body was read").to_vec();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     let path = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_owned(),
@@ -309,6 +312,7 @@ pub async fn checked(method: &Method, url: &reqwest::Url, response: reqwest::Res
         status,
         headers,
         text,
+        bytes,
     }
 }
 
@@ -577,5 +581,41 @@ pub async fn lock_wait(observer: &tokio_postgres::Client) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A device key of `event` with `scopes`.
+pub async fn device_key(app: &TestApp, token: &str, event: &str, scopes: &[&str]) -> String {
+    let answer = app
+        .post(
+            &format!("/api/v1/events/{event}/api-keys"),
+            Some(token),
+            &serde_json::json!({"name": "Стойка регистрации", "scopes": scopes}),
+        )
+        .await;
+    answer.assert_status(201);
+    answer.json()["key"].as_str().unwrap().to_owned()
+}
+
+/// The signed QR payload of `registration` as the attendee feed gives it to devices (read as
+/// the organiser `token`), once the feed shows it.
+pub async fn qr_code(app: &TestApp, token: &str, event: &str, registration: &str) -> String {
+    loop {
+        let feed = app
+            .get(
+                &format!("/api/v1/events/{event}/attendees?limit=1000"),
+                Some(token),
+            )
+            .await
+            .json();
+        if let Some(record) = feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["registration_id"] == registration)
+        {
+            return record["qr_code"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

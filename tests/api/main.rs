@@ -23,6 +23,7 @@ mod privacy;
 mod programme;
 mod python;
 mod registrations;
+mod spreadsheets;
 mod users;
 mod webhooks;
 mod widget;

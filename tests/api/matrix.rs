@@ -122,7 +122,10 @@ fn policy(route: &str) -> Option<Policy> {
         | "POST /api/v1/events/{event}/personal-data/erase" => EventManage,
         "GET /api/v1/events/{event}/attendees"
         | "GET /api/v1/events/{event}/attendees.csv"
-        | "GET /api/v1/events/{event}/sessions/{session_id}/attendees" => ReadAttendees,
+        | "GET /api/v1/events/{event}/attendees.xlsx"
+        | "GET /api/v1/events/{event}/sessions/{session_id}/attendees"
+        | "GET /api/v1/events/{event}/sessions/{session_id}/attendees.csv"
+        | "GET /api/v1/events/{event}/sessions/{session_id}/attendees.xlsx" => ReadAttendees,
         "GET /api/v1/events/{event}/print-jobs"
         | "POST /api/v1/events/{event}/print-jobs/claim"
         | "POST /api/v1/events/{event}/print-jobs/{job_id}/done" => PrintBadges,
