@@ -423,12 +423,14 @@ await scenario("validation error from the service, shown at its field", async ()
   assert.match(await input.getAttribute("aria-describedby"), new RegExp(await email.locator(".error").getAttribute("id")));
   assert.ok(await input.evaluate((el) => el.getRootNode().activeElement === el), "the field in error has the focus");
   assert.equal(await widget(tab).locator(".summary").getAttribute("role"), "alert");
+  await shot(tab, "5-validation");
+  await accessible(tab, "validation");
   // A required field left empty is named before anything is sent.
   await field(tab, "full_name").locator("input").fill("");
   await widget(tab).locator("button[type=submit]").click();
   await field(tab, "full_name").locator(".error").filter({ hasText: "Заполните это поле" }).waitFor();
-  await shot(tab, "5-validation");
-  await accessible(tab, "validation");
+  assert.equal(await field(tab, "full_name").locator("input").getAttribute("aria-invalid"), "true");
+  await shot(tab, "5-validation-required");
   await tab.close();
 });
 
