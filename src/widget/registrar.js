@@ -945,7 +945,20 @@ a { color: var(--registrar-link, #1f5fbf); }
         if (!first) first = field;
       }
       this.summary.textContent = [summary, ...loose].filter(Boolean).join(" ");
-      if (first && first.focus && first.focus.focus) first.focus.focus();
+      this.focusOn(first);
+    }
+
+    /** Focuses a field in error: its control, else the first enabled control of its group, else the summary. */
+    focusOn(field) {
+      if (!field) return;
+      const focusable = (el) => el && !el.disabled && ["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(el.tagName);
+      let target = focusable(field.focus) ? field.focus : null;
+      if (!target && field.input && field.input.querySelector) target = field.input.querySelector("input:not([disabled]), select:not([disabled])");
+      if (!target && this.summary.textContent) {
+        this.summary.tabIndex = -1;
+        target = this.summary;
+      }
+      if (target) target.focus();
     }
 
     markSession(id, text, full) {
@@ -958,7 +971,7 @@ a { color: var(--registrar-link, #1f5fbf); }
         row.box.checked = false;
         row.box.disabled = true;
       }
-      this.showErrors([[`session:${id}`, text]], null);
+      this.showErrors([[`session:${id}`, text]], this.t.fix_fields);
       return true;
     }
 
@@ -1040,7 +1053,6 @@ a { color: var(--registrar-link, #1f5fbf); }
         case "session_full":
         case "session_cancelled":
           if (problem.session_id && this.markSession(problem.session_id, code === "session_full" ? t.session_full : t.session_cancelled, true)) {
-            this.summary.textContent = t.fix_fields;
             return;
           }
           break;

@@ -198,7 +198,8 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
 });
 const context = await browser.newContext({ viewport: { width: 900, height: 1000 }, locale: "ru-RU" });
-context.setDefaultTimeout(10_000);
+// Generous: the machine running the tests may be busy with other work.
+context.setDefaultTimeout(20_000);
 const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const results = [];
 const tabs = [];
@@ -248,9 +249,14 @@ async function accessible(tab, state) {
 async function fillPerson(tab, name, email) {
   await field(tab, "full_name").locator("input").fill(name);
   await field(tab, "email").locator("input").fill(email);
-  await field(tab, "organisation").locator("input").fill("АНО «Городские события»");
-  await field(tab, "category").locator("select").selectOption("nonprofit");
-  await widget(tab).locator('[data-field="consent"] input[type=checkbox]').check();
+  if (await field(tab, "organisation").count()) await field(tab, "organisation").locator("input").fill("АНО «Городские события»");
+  const category = field(tab, "category").locator("select");
+  if (await category.count()) {
+    const codes = await category.locator("option:not([disabled])").evaluateAll((options) => options.map((o) => o.value));
+    await category.selectOption(codes.includes("nonprofit") ? "nonprofit" : codes.find(Boolean));
+  }
+  // Every consent: the fixed one (`consent`) or the event's own (`consents.<key>`).
+  for (const box of await widget(tab).locator('[data-field^="consent"] input[type=checkbox]').all()) await box.check();
 }
 
 async function scenario(name, run) {
@@ -261,7 +267,10 @@ async function scenario(name, run) {
   } catch (error) {
     results.push(`FAIL ${name}`);
     console.error(`FAIL ${name}\n${error.stack || error}`);
-    for (const tab of tabs) if (tab.problems.length) console.error(tab.problems.join("\n"));
+    for (const [i, tab] of tabs.entries()) {
+      if (tab.problems.length) console.error(tab.problems.join("\n"));
+      if (!tab.isClosed()) await tab.screenshot({ path: path.join(artifacts, `failed-${results.length}-${i}.png`), fullPage: true });
+    }
     process.exitCode = 1;
   }
   for (const tab of tabs.splice(0)) if (!tab.isClosed()) await tab.close();
@@ -390,6 +399,7 @@ await scenario("full session: shown full, and one filled meanwhile is named at t
   assert.ok(await sessionRow(tab, S.last).locator("input").isDisabled());
   assert.equal(await sessionRow(tab, S.last).locator("input").getAttribute("aria-invalid"), "true");
   assert.match(await sessionRow(tab, S.last).locator(".seats").innerText(), /^Мест нет$/);
+  assert.ok(await widget(tab).locator(".summary").evaluate((el) => el.getRootNode().activeElement === el), "the summary has the focus");
   assert.equal((await registrations()).filter((r) => r.email === "maria@example.org").length, 0);
   await shot(tab, "4-full");
   await accessible(tab, "full");
@@ -413,12 +423,14 @@ await scenario("validation error from the service, shown at its field", async ()
   assert.match(await input.getAttribute("aria-describedby"), new RegExp(await email.locator(".error").getAttribute("id")));
   assert.ok(await input.evaluate((el) => el.getRootNode().activeElement === el), "the field in error has the focus");
   assert.equal(await widget(tab).locator(".summary").getAttribute("role"), "alert");
+  await shot(tab, "5-validation");
+  await accessible(tab, "validation");
   // A required field left empty is named before anything is sent.
   await field(tab, "full_name").locator("input").fill("");
   await widget(tab).locator("button[type=submit]").click();
   await field(tab, "full_name").locator(".error").filter({ hasText: "Заполните это поле" }).waitFor();
-  await shot(tab, "5-validation");
-  await accessible(tab, "validation");
+  assert.equal(await field(tab, "full_name").locator("input").getAttribute("aria-invalid"), "true");
+  await shot(tab, "5-validation-required");
   await tab.close();
 });
 
@@ -465,6 +477,106 @@ await scenario("an event that asks for the address to be confirmed: the deadline
   await accessible(tab, "address to be confirmed");
   await tab.close();
 });
+
+// With registration forms (FORM-CONTRACT): the event's own questions, an option with places,
+// a condition, and a required consent.
+if (hasForms) {
+  await scenario("the event's own form: a question, a condition, an option with places, consents", async () => {
+    const label = (ru, en) => ({ ru, en });
+    await ok(
+      call("POST", `/events/${EVENT}/questions`, {
+        token,
+        body: { key: "transfer", type: "yes_no", label: label("Нужен трансфер из аэропорта?", "Do you need an airport transfer?"), required: true },
+      }),
+      "question transfer",
+    );
+    await ok(
+      call("POST", `/events/${EVENT}/questions`, {
+        token,
+        body: {
+          key: "visit",
+          type: "single_choice",
+          label: label("Что посетить по дороге?", "What to visit on the way?"),
+          required: true,
+          shown_when: { question: "transfer", equals: true },
+          options: [
+            { key: "plant", label: label("Комбинат", "The plant"), capacity: 1 },
+            { key: "museum", label: label("Музей", "The museum"), capacity: null },
+          ],
+        },
+      }),
+      "question visit",
+    );
+    await ok(
+      call("POST", `/events/${EVENT}/consents`, {
+        token,
+        body: { key: "personal_data", required: true, text: label("Согласен на обработку персональных данных", "I agree to the processing of my personal data") },
+      }),
+      "consent personal_data",
+    );
+    await ok(
+      call("POST", `/events/${EVENT}/consents`, {
+        token,
+        body: { key: "photos", required: false, text: label("Согласен на фотосъёмку", "I agree to be photographed") },
+      }),
+      "consent photos",
+    );
+    const form = await ok(call("GET", `/events/${EVENT}/registration-form`), "the form");
+
+    const tab = await open();
+    await ready(tab);
+    assert.equal(await field(tab, "consent").count(), 0, "the event's consents replace the fixed one");
+    assert.equal(await field(tab, "consents.personal_data").count(), 1);
+    const transfer = field(tab, "answers.transfer");
+    assert.equal(await transfer.evaluate((el) => el.tagName), "FIELDSET");
+    assert.match(await transfer.locator("legend").innerText(), /Нужен трансфер/);
+    const visit = field(tab, "answers.visit");
+    assert.ok(await visit.isHidden(), "shown only when a transfer is needed");
+    assert.match(await visit.locator("label").first().innerText(), /осталось 1/);
+
+    // Someone else takes the option's last place while the page is open.
+    const category = form.categories.find((c) => !c.full && c.open !== false)?.code;
+    await ok(
+      call("POST", `/events/${EVENT}/registrations`, {
+        body: {
+          full_name: "Быстрый участник",
+          email: "fast@example.org",
+          ...(category ? { category } : {}),
+          answers: { transfer: true, visit: "plant" },
+          consents: { personal_data: true },
+        },
+      }),
+      "taking the option's last place",
+    );
+    await fillPerson(tab, "Иван Андреевич Орлов", "ivan@example.org");
+    await field(tab, "consents.personal_data").locator("input").uncheck();
+    await transfer.getByLabel("Да").check();
+    await visit.waitFor();
+    await visit.getByLabel(/Комбинат/).check();
+    await widget(tab).locator("button[type=submit]").click();
+    // The required consent is named before anything is sent.
+    await field(tab, "consents.personal_data").locator(".error").filter({ hasText: "Без этого согласия" }).waitFor();
+    await field(tab, "consents.personal_data").locator("input").check();
+    await widget(tab).locator("button[type=submit]").click();
+    // The option filled meanwhile: refused by the service, named at the question.
+    await visit.locator(".error").filter({ hasText: /\S/ }).waitFor();
+    assert.equal(await visit.locator("input").first().getAttribute("aria-invalid"), "true");
+    await shot(tab, "9-form-option-full");
+    await accessible(tab, "form questions");
+    await visit.getByLabel(/Музей/).check();
+    await widget(tab).locator("button[type=submit]").click();
+    await outcome(tab).locator("strong").filter({ hasText: "Вы зарегистрированы" }).waitFor();
+    const mine = (await registrations()).find((r) => r.email === "ivan@example.org");
+    assert.ok(mine, "registered");
+    const full = await ok(call("GET", `/registrations/${mine.id}`, { token }), "the registration");
+    assert.deepEqual(full.answers, { transfer: true, visit: "museum" });
+    assert.ok(full.consents.some((c) => c.key === "personal_data"), JSON.stringify(full.consents));
+    await shot(tab, "10-form-registered");
+    await tab.close();
+  });
+} else {
+  results.push("skip the event's own form: the service has no registration forms (GET …/registration-form answers 404)");
+}
 
 await scenario("a page on an origin the service does not allow is refused", async () => {
   const before = (await registrations()).length;
