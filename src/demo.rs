@@ -793,13 +793,17 @@ fn answers(n: usize) -> Value {
     let mut answers = json!({
         "direction": direction,
         "town": CITIES[n % CITIES.len()],
-        "transfer": n % 4 == 0,
+        "transfer": n.is_multiple_of(4),
     });
-    if n % 4 == 0 {
+    if n.is_multiple_of(4) {
         answers["arrival"] = json!("2027-04-19");
     }
-    if n % 3 == 0 {
-        answers["excursion"] = json!(if n % 6 == 0 { "plant" } else { "museum" });
+    if n.is_multiple_of(3) {
+        answers["excursion"] = json!(if n.is_multiple_of(6) {
+            "plant"
+        } else {
+            "museum"
+        });
     }
     answers
 }
