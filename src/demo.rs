@@ -129,6 +129,9 @@ pub async fn load(config: &Config, options: &Options) -> anyhow::Result<Outcome>
         .transaction::<_, ApiError, _>(async |conn| create_programme(conn, first_day, owner).await)
         .await
         .map_err(|error| anyhow::anyhow!("creating the demo programme: {error}"))?;
+    create_form(&mut conn, programme.event.id)
+        .await
+        .context("creating the demo registration form")?;
     let (registrations, waitlisted) = register_participants(config, &programme).await?;
     Ok(Outcome::Created(Summary {
         event_id: programme.event.id,
@@ -730,6 +733,82 @@ const AFFILIATIONS: [(&str, &str, &str); 6] = [
     ("Студенческий совет колледжа", "Председатель", "other"),
 ];
 
+/// The registration form, in the spirit of the report: an invite-only category for speakers
+/// beside the five standard ones, the direction of work (the three of the report), the town,
+/// a transfer from Murmansk with the arrival date asked only then, and the excursion to the
+/// plant with 30 places. The consent to the processing of personal data every event has.
+async fn create_form(conn: &mut AsyncPgConnection, event_id: Uuid) -> anyhow::Result<()> {
+    diesel::sql_query(
+        "INSERT INTO event_categories (id, event_id, code, name_ru, name_en, public, position) \
+         VALUES (gen_random_uuid(), $1, 'speakers', 'Спикеры', 'Speakers', false, 6)",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(event_id)
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "WITH q AS (INSERT INTO form_questions \
+             (id, event_id, key, type, label_ru, label_en, help_ru, help_en, required, position, \
+              max_length, shown_when, personal) VALUES \
+             (gen_random_uuid(), $1, 'direction', 'single_choice', 'Направление работы', \
+              'Direction of work', NULL, NULL, true, 1, NULL, NULL, false), \
+             (gen_random_uuid(), $1, 'town', 'text', 'Ваш город', 'Your town', \
+              'Город, из которого вы приедете', 'The town you come from', true, 2, 100, NULL, true), \
+             (gen_random_uuid(), $1, 'transfer', 'yes_no', 'Нужен трансфер из Мурманска?', \
+              'Do you need a transfer from Murmansk?', NULL, NULL, true, 3, NULL, NULL, false), \
+             (gen_random_uuid(), $1, 'arrival', 'date', 'Дата приезда в Мурманск', \
+              'Arrival in Murmansk', NULL, NULL, true, 4, NULL, \
+              '{\"question\": \"transfer\", \"equals\": true}', false), \
+             (gen_random_uuid(), $1, 'excursion', 'single_choice', 'Экскурсия', 'Excursion', \
+              NULL, NULL, false, 5, NULL, NULL, false) \
+             RETURNING id, key) \
+         INSERT INTO form_options (id, question_id, key, label_ru, label_en, capacity, position) \
+         SELECT gen_random_uuid(), q.id, o.key, o.ru, o.en, o.capacity, o.position \
+         FROM q JOIN (VALUES \
+             ('direction', 'volunteering', 'Роль волонтёрского движения в жизни города', \
+              'Volunteering in city life', NULL::integer, 0), \
+             ('direction', 'event_design', 'Проектирование мероприятий и городских событий', \
+              'Designing city events', NULL, 1), \
+             ('direction', 'partnership', 'Городские события и социальное партнёрство', \
+              'City events and social partnership', NULL, 2), \
+             ('excursion', 'plant', 'Экскурсия на комбинат', 'Visit to the plant', 30, 0), \
+             ('excursion', 'museum', 'Городской музей', 'The town museum', NULL, 1)) \
+           AS o(question, key, ru, en, capacity, position) ON o.question = q.key",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(event_id)
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "SELECT set_form_pool(o.id, o.capacity) FROM form_options o \
+         JOIN form_questions q ON q.id = o.question_id \
+         WHERE q.event_id = $1 AND o.capacity IS NOT NULL",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A participant's answers to the demo form.
+fn answers(n: usize) -> Value {
+    let direction = ["volunteering", "event_design", "partnership"][n % 3];
+    let mut answers = json!({
+        "direction": direction,
+        "town": CITIES[n % CITIES.len()],
+        "transfer": n.is_multiple_of(4),
+    });
+    if n.is_multiple_of(4) {
+        answers["arrival"] = json!("2027-04-19");
+    }
+    if n.is_multiple_of(3) {
+        answers["excursion"] = json!(if n.is_multiple_of(6) {
+            "plant"
+        } else {
+            "museum"
+        });
+    }
+    answers
+}
+
 fn participant(n: usize, sessions: &[Uuid]) -> Value {
     let gender = n % 2;
     let first = FIRST_NAMES[gender][(n / 2) % 10];
@@ -743,7 +822,8 @@ fn participant(n: usize, sessions: &[Uuid]) -> Value {
         "position": position,
         "city": CITIES[n % CITIES.len()],
         "category": category,
-        "consent": true,
+        "consents": {"personal_data": true},
+        "answers": answers(n),
         "session_ids": sessions,
     })
 }

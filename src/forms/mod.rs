@@ -1,5 +1,7 @@
 //! Registration forms the organiser designs: participant categories with their own places,
-//! registration windows and waitlists; and the consent texts, kept in versions.
+//! registration windows and waitlists; questions of ten types with conditions and choice
+//! options that may have places; consent texts kept in versions; and the form as a JSON
+//! Schema that frontends render and validate with, and the server checks bodies against.
 //!
 //! Limited places of a category are claimed by PostgreSQL in the registering transaction
 //! (`register_participant`, `change_category`, `release_form_places` in the forms
@@ -8,6 +10,11 @@
 
 pub mod categories;
 pub mod consents;
+pub mod form;
+mod public;
+pub mod questions;
+
+pub use form::{Audience, Form, LimitedOption};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,7 +22,9 @@ use utoipa::ToSchema;
 use crate::validation::Validator;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.configure(categories::routes);
+    cfg.configure(categories::routes)
+        .configure(questions::routes)
+        .configure(public::routes);
 }
 
 /// A text in Russian and in English (as sent).

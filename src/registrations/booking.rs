@@ -20,6 +20,7 @@ use crate::db::{self, schema::registration_sessions, schema::registrations, sche
 use crate::email;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventStatus, Language};
+use crate::forms::LimitedOption;
 use crate::programme::{Session, SessionStatus};
 
 /// Transactions that lost a race (deadlock, serialisation) are run again this many times.
@@ -306,14 +307,6 @@ pub struct NewRegistration<'a> {
     pub limited_options: &'a [LimitedOption],
     /// The consents accepted: `[{"key", "version"}]`.
     pub consents: &'a serde_json::Value,
-}
-
-/// A choice option with limited places, as chosen in an answer (to name it when it is full).
-#[derive(Debug, Clone)]
-pub struct LimitedOption {
-    pub id: Uuid,
-    pub question: String,
-    pub option: String,
 }
 
 /// A registration made, or the answer to the same request made before with its

@@ -165,6 +165,9 @@ pub struct RegistrationView {
     pub source: Source,
     /// Every session the registration has had, cancelled places included.
     pub sessions: Vec<SessionPlace>,
+    /// Answers to the event's questions by key (`GET /events/{event}/registration-form`).
+    #[schema(value_type = Object, example = json!({"transfer": true, "town": "Мончегорск"}))]
+    pub answers: serde_json::Value,
     /// The language of mail to the participant.
     pub language: Language,
     /// Set while the address waits to be confirmed (through the link mailed to it): the
@@ -199,6 +202,7 @@ impl RegistrationView {
             category_waitlist_position,
             source: r.source,
             sessions,
+            answers: r.answers,
             language: r.language,
             confirm_by: r.confirm_by,
             consent_at: r.consent_at,

@@ -52,9 +52,20 @@ pub struct NewRegistrationBody {
     /// organisers may also use invite-only ones).
     #[schema(example = "business", pattern = "^[a-z0-9_-]{1,40}$")]
     pub category: String,
-    /// Consent to the processing of personal data (the event's `personal_data` consent text,
-    /// in its current version); must be true.
-    pub consent: bool,
+    /// Accepted consent texts of the event by key (`GET /events/{event}/registration-form`):
+    /// every required one must be `true`. The versions in force are recorded.
+    #[serde(default)]
+    #[schema(example = json!({"personal_data": true}))]
+    #[expect(dead_code, reason = "read from the body as sent, by the form's check")]
+    pub consents: Option<std::collections::BTreeMap<String, bool>>,
+    /// The earlier form of `consents: {"personal_data": true}`, still accepted when
+    /// `consents` is not sent; `false` is refused.
+    #[serde(default)]
+    pub consent: Option<bool>,
+    /// Answers to the event's questions by key: see the form's JSON Schema.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"transfer": true, "direction": "volunteering"}))]
+    pub answers: Option<serde_json::Map<String, serde_json::Value>>,
     /// Sessions to register for (none: the event only).
     #[serde(default)]
     #[schema(max_items = 50)]
@@ -92,9 +103,19 @@ pub struct ManualRegistrationBody {
     /// organisers may also use invite-only ones).
     #[schema(example = "business", pattern = "^[a-z0-9_-]{1,40}$")]
     pub category: String,
-    /// Consent to the processing of personal data (the event's `personal_data` consent text,
-    /// in its current version); must be true.
-    pub consent: bool,
+    /// Accepted consent texts of the event by key (`GET /events/{event}/registration-form`):
+    /// every required one must be `true`. The versions in force are recorded.
+    #[serde(default)]
+    #[schema(example = json!({"personal_data": true}))]
+    pub consents: Option<std::collections::BTreeMap<String, bool>>,
+    /// The earlier form of `consents: {"personal_data": true}`, still accepted when
+    /// `consents` is not sent; `false` is refused.
+    #[serde(default)]
+    pub consent: Option<bool>,
+    /// Answers to the event's questions by key: see the form's JSON Schema.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"transfer": true, "direction": "volunteering"}))]
+    pub answers: Option<serde_json::Map<String, serde_json::Value>>,
     /// Sessions to register for (none: the event only).
     #[serde(default)]
     #[schema(max_items = 50)]
@@ -123,6 +144,8 @@ impl ManualRegistrationBody {
                 phone: self.phone,
                 category: self.category,
                 consent: self.consent,
+                consents: self.consents,
+                answers: self.answers,
                 session_ids: self.session_ids,
                 language: self.language,
             },
@@ -191,7 +214,11 @@ fn validate(body: &NewRegistrationBody) -> ApiResult<()> {
     let mut v = Validator::new();
     validate_applicant(&mut v, body);
     forms::check_code(&mut v, "category", &body.category);
-    v.check(body.consent, "consent", "must be true to register");
+    v.check(
+        body.consent != Some(false),
+        "consent",
+        "must be true to register",
+    );
     check_session_list(&mut v, "session_ids", &body.session_ids);
     v.finish()
 }
@@ -235,6 +262,8 @@ fn created(state: &AppState, outcome: Registered) -> HttpResponse {
 struct Request<'a> {
     event_ref: &'a str,
     body: &'a NewRegistrationBody,
+    /// The body as sent (without `over_capacity`), to check against the event's form.
+    raw: &'a Value,
     mode: Mode,
     idempotency: Option<IdempotencyRequest>,
     /// The language `Accept-Language` asks for, if it names one of ours.
@@ -283,12 +312,17 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
     booking::check_event(event, request.mode, now, !ids.is_empty())?;
     let sessions = booking::check_bookable(event, found, ids, request.mode, now, "session_ids")?;
     booking::check_overlaps(event, &sessions.iter().collect::<Vec<_>>())?;
-    let consents = forms::consents::current(&mut conn, event.id).await?;
-    let accepted = forms::consents::accepted(
-        consents
-            .iter()
-            .filter(|c| c.key == forms::consents::PERSONAL_DATA),
-    );
+    let form = forms::Form::load(&mut conn, event.id).await?;
+    form.check(
+        request.raw,
+        match request.mode {
+            Mode::Public => forms::Audience::Public,
+            Mode::Organiser { .. } => forms::Audience::Organiser,
+        },
+    )?;
+    let answers = Value::Object(request.body.answers.clone().unwrap_or_default());
+    let limited_options = form.limited_options(&answers);
+    let accepted = form.accepted_consents(request.raw);
     let mut nonce = [0u8; 32];
     rand::fill(&mut nonce);
     let token = tokens::derived(
@@ -308,8 +342,8 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
             token_nonce: &nonce,
             language: request.body.language.or(request.accepted_language),
             idempotency: request.idempotency.as_ref(),
-            answers: &serde_json::json!({}),
-            limited_options: &[],
+            answers: &answers,
+            limited_options: &limited_options,
             consents: &accepted,
         },
     )
@@ -345,6 +379,7 @@ fn accepted_language(req: &HttpRequest) -> Option<Language> {
         (status = 409, description = "`session_full`: a session without waitlist is full (`session_id`). \
             `event_full`: the event has no places left. \
             `category_full`: the category has no places left and no waitlist. \
+            `option_full`: a chosen option has no places left (`field` names `answers.<key>`, `option` the option). \
             `already_registered`: this email has an active registration. \
             `schedule_conflict`: two sessions overlap (`sessions`). \
             `registration_closed`: outside the registration window (`session_id` when a session's). \
@@ -352,8 +387,9 @@ fn accepted_language(req: &HttpRequest) -> Option<Language> {
             `idempotency_key_in_use`: the first request with this key is still running (with \
             `Retry-After`).",
          body = Problem, content_type = "application/problem+json", headers(("Retry-After" = String))),
-        (status = 422, description = "`validation_failed`: invalid fields, `consent` not true, or a session \
-            that is not a published session of the event. `idempotency_key_reused`: the key was used with another body.",
+        (status = 422, description = "`validation_failed`: invalid fields (named in `errors`: \
+            `answers.<key>`, `consents.<key>`, `category`…, as the form's JSON Schema says), a required consent \
+            not accepted, or a session that is not a published session of the event. `idempotency_key_reused`: the key was used with another body.",
          body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: too many registrations from this address; see `Retry-After`.",
          body = Problem, content_type = "application/problem+json"),
@@ -375,7 +411,7 @@ async fn register(
         None => None,
     };
     // Read as a value first: the idempotency digest is of the JSON, whatever its shape.
-    let body: NewRegistrationBody = extract::from_value(raw)?;
+    let body: NewRegistrationBody = extract::from_value(raw.clone())?;
     validate(&body)?;
     state.rate_limits.check_registration(&state, &req).await?;
     run(
@@ -384,6 +420,7 @@ async fn register(
         Request {
             event_ref: &path,
             body: &body,
+            raw: &raw,
             mode: Mode::Public,
             idempotency,
             accepted_language: accepted_language(&req),
@@ -417,9 +454,14 @@ async fn register_manually(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    body: Body<ManualRegistrationBody>,
+    body: Body<Value>,
 ) -> ApiResult<HttpResponse> {
-    let (body, over_capacity) = body.into_inner().split();
+    let mut raw = body.into_inner();
+    let manual: ManualRegistrationBody = extract::from_value(raw.clone())?;
+    let (body, over_capacity) = manual.split();
+    if let Some(object) = raw.as_object_mut() {
+        object.remove("over_capacity");
+    }
     validate(&body)?;
     run(
         &state,
@@ -427,6 +469,7 @@ async fn register_manually(
         Request {
             event_ref: &path,
             body: &body,
+            raw: &raw,
             mode: Mode::Organiser { over_capacity },
             idempotency: None,
             accepted_language: accepted_language(&req),

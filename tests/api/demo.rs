@@ -167,3 +167,35 @@ async fn loading_the_demo_with_reset_replaces_it() {
         .json();
     assert_eq!(event["id"], second.event_id.to_string());
 }
+
+#[tokio::test]
+async fn the_demo_has_a_registration_form_with_a_limited_excursion_and_the_consent() {
+    let app = spawn_app().await;
+    load(&app, false).await;
+
+    let form = app
+        .get(
+            &format!("/api/v1/events/{}/registration-form", demo::SLUG),
+            None,
+        )
+        .await;
+
+    form.assert_status(200);
+    let form = form.json();
+    let keys: Vec<&str> = form["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["direction", "town", "transfer", "arrival", "excursion"]
+    );
+    let plant = &form["questions"][4]["options"][0];
+    assert_eq!(plant["key"], "plant");
+    assert_eq!(plant["capacity"], 30);
+    assert!(plant["places_left"].as_i64().unwrap() < 30);
+    assert_eq!(form["consents"][0]["key"], "personal_data");
+    assert_eq!(form["categories"].as_array().unwrap().len(), 5);
+}

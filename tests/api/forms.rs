@@ -490,3 +490,426 @@ async fn simultaneous_registrations_never_oversell_a_category_and_queue_in_exact
         assert_eq!(now["category_waitlist_position"], expected, "{id}");
     }
 }
+
+/// A form with every type of question, a condition and a category rule, on event `mmdn`:
+/// the excursion to the plant has `plant_places` places.
+async fn event_with_form(app: &TestApp, token: &str, plant_places: i64) {
+    app.event(token, "mmdn", json!({})).await;
+    let label = |ru: &str, en: &str| json!({"ru": ru, "en": en});
+    let questions = [
+        json!({"key": "direction", "type": "single_choice", "required": true,
+               "label": label("Направление работы", "Direction of work"), "options": [
+                   {"key": "volunteering", "label": label("Волонтёрство", "Volunteering")},
+                   {"key": "projects", "label": label("Проекты", "Projects")}]}),
+        json!({"key": "town", "type": "text", "required": true, "max_length": 100,
+               "label": label("Город", "Town")}),
+        json!({"key": "transfer", "type": "yes_no", "required": true,
+               "label": label("Нужен трансфер из Мурманска?", "Transfer from Murmansk?")}),
+        json!({"key": "arrival", "type": "date", "required": true,
+               "label": label("Дата приезда", "Arrival"),
+               "shown_when": {"question": "transfer", "equals": true}}),
+        json!({"key": "mobile", "type": "phone", "label": label("Телефон", "Phone")}),
+        json!({"key": "assistant", "type": "email", "label": label("Почта помощника", "Assistant's email")}),
+        json!({"key": "country", "type": "country", "label": label("Страна", "Country")}),
+        json!({"key": "guests", "type": "number", "min": 0, "max": 5,
+               "label": label("Гости", "Guests")}),
+        json!({"key": "topics", "type": "multiple_choice", "max_choices": 2,
+               "label": label("Темы", "Topics"), "options": [
+                   {"key": "a", "label": label("А", "A")}, {"key": "b", "label": label("Б", "B")},
+                   {"key": "c", "label": label("В", "C")}]}),
+        json!({"key": "excursion", "type": "single_choice", "categories": ["business", "government"],
+               "label": label("Экскурсия", "Excursion"), "options": [
+                   {"key": "plant", "label": label("На комбинат", "To the plant"), "capacity": plant_places},
+                   {"key": "museum", "label": label("В музей", "To the museum")}]}),
+        json!({"key": "notes", "type": "multiline", "help": label("Что угодно", "Anything"),
+               "label": label("Заметки", "Notes")}),
+    ];
+    for question in questions {
+        app.post("/api/v1/events/mmdn/questions", Some(token), &question)
+            .await
+            .assert_status(201);
+    }
+}
+
+/// A body that satisfies the form of `event_with_form`.
+fn full_body(email: &str) -> Value {
+    let mut body = registration_body(email, &[]);
+    body["category"] = json!("business");
+    body["answers"] = json!({
+        "direction": "projects", "town": "Мончегорск", "transfer": true, "arrival": "2027-04-23",
+        "mobile": "+7 (815) 365-00-00", "assistant": "help@example.org", "country": "RU",
+        "guests": 2, "topics": ["a", "c"], "excursion": "museum", "notes": "Строка\nещё строка",
+    });
+    body
+}
+
+fn python_verdicts(schema: &Value, bodies: &[Value]) -> Vec<bool> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(crate::python::python())
+        .arg(crate::python::support_dir().join("validate_form.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            json!({"schema": schema, "bodies": bodies})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Bodies that break one rule of the form each, with the field the server must name.
+fn broken_bodies() -> Vec<(Value, &'static str)> {
+    let mut cases = Vec::new();
+    let mut with = |f: &dyn Fn(&mut Value), field: &'static str| {
+        let mut body = full_body("broken@example.org");
+        f(&mut body);
+        cases.push((body, field));
+    };
+    with(&|b| b["answers"]["unknown"] = json!(1), "answers.unknown");
+    with(
+        &|b| b["answers"]["transfer"] = json!("yes"),
+        "answers.transfer",
+    );
+    with(
+        &|b| {
+            b["answers"]["transfer"] = json!(false);
+        },
+        "answers.arrival",
+    );
+    with(&|b| b["category"] = json!("nonprofit"), "answers.excursion");
+    with(
+        &|b| b["answers"]["topics"] = json!(["a", "b", "c"]),
+        "answers.topics",
+    );
+    with(
+        &|b| b["answers"]["topics"] = json!(["a", "a"]),
+        "answers.topics",
+    );
+    with(
+        &|b| b["answers"]["town"] = json!("М".repeat(101)),
+        "answers.town",
+    );
+    with(
+        &|b| {
+            b["answers"].as_object_mut().unwrap().remove("town");
+        },
+        "answers.town",
+    );
+    with(
+        &|b| {
+            b["answers"].as_object_mut().unwrap().remove("arrival");
+        },
+        "answers.arrival",
+    );
+    with(
+        &|b| b["answers"]["arrival"] = json!("23.04.2027"),
+        "answers.arrival",
+    );
+    with(
+        &|b| b["answers"]["country"] = json!("XX"),
+        "answers.country",
+    );
+    with(&|b| b["answers"]["guests"] = json!(6), "answers.guests");
+    with(
+        &|b| b["answers"]["mobile"] = json!("call me"),
+        "answers.mobile",
+    );
+    with(
+        &|b| b["answers"]["assistant"] = json!("nobody"),
+        "answers.assistant",
+    );
+    with(
+        &|b| b["answers"]["direction"] = json!("sailing"),
+        "answers.direction",
+    );
+    with(
+        &|b| {
+            b.as_object_mut().unwrap().remove("consent");
+            b["consents"] = json!({"personal_data": false});
+        },
+        "consents.personal_data",
+    );
+    with(
+        &|b| {
+            b.as_object_mut().unwrap().remove("consent");
+            b["consents"] = json!({});
+        },
+        "consents.personal_data",
+    );
+    with(
+        &|b| {
+            b.as_object_mut().unwrap().remove("consent");
+            b["consents"] = json!({"personal_data": true, "tattoos": true});
+        },
+        "consents.tattoos",
+    );
+    cases
+}
+
+#[tokio::test]
+async fn a_form_with_every_question_type_takes_valid_answers_and_shows_them() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    event_with_form(&app, &token, 30).await;
+
+    let form = app.get("/api/v1/events/mmdn/registration-form", None).await;
+    let registered = app
+        .post(
+            "/api/v1/events/mmdn/registrations",
+            None,
+            &full_body("anna@example.org"),
+        )
+        .await;
+    let mut without_transfer = full_body("boris@example.org");
+    without_transfer["answers"]["transfer"] = json!(false);
+    without_transfer["answers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("arrival");
+    let second = app
+        .post("/api/v1/events/mmdn/registrations", None, &without_transfer)
+        .await;
+
+    form.assert_status(200);
+    let form = form.json();
+    let keys: Vec<&str> = form["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 11);
+    assert_eq!(
+        form["schema"]["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(form["consents"][0]["key"], "personal_data");
+    assert_eq!(form["consents"][0]["version"], 1);
+    registered.assert_status(201);
+    second.assert_status(201);
+    let view = app
+        .get(
+            &format!("/api/v1/registrations/{}", id_of(&registered.json())),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(view.json()["answers"], full_body("x")["answers"]);
+    let plant = app
+        .get("/api/v1/events/mmdn/questions/excursion", None)
+        .await;
+    assert_eq!(plant.json()["options"][0]["places_left"], 30);
+}
+
+#[tokio::test]
+async fn each_broken_rule_is_a_422_naming_the_field_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    event_with_form(&app, &token, 30).await;
+
+    for (body, field) in broken_bodies() {
+        let answer = app
+            .post("/api/v1/events/mmdn/registrations", None, &body)
+            .await;
+        let problem = answer.assert_problem(422, "validation_failed");
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{field}: {problem}");
+        assert!(
+            !problem.to_string().contains("23.04.2027") && !problem.to_string().contains("sailing"),
+            "{problem}"
+        );
+    }
+    assert_eq!(count(&app, "SELECT count(*) FROM registrations").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM form_seats WHERE registration_id IS NOT NULL"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_independent_validator_agrees_with_the_server_on_valid_and_invalid_bodies() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    event_with_form(&app, &token, 30).await;
+    let schema = app
+        .get("/api/v1/events/mmdn/registration-form", None)
+        .await
+        .json()["schema"]
+        .clone();
+    let mut bodies: Vec<Value> = broken_bodies().into_iter().map(|(b, _)| b).collect();
+    let mut valid = full_body("v1@example.org");
+    valid.as_object_mut().unwrap().remove("consent");
+    valid["consents"] = json!({"personal_data": true});
+    bodies.push(valid);
+    let mut minimal = registration_body("v2@example.org", &[]);
+    minimal.as_object_mut().unwrap().remove("consent");
+    minimal["consents"] = json!({"personal_data": true});
+    minimal["answers"] =
+        json!({"direction": "volunteering", "town": "Кандалакша", "transfer": false});
+    bodies.push(minimal);
+
+    let python = python_verdicts(&schema, &bodies);
+    let mut server = Vec::new();
+    for body in &bodies {
+        let answer = app
+            .post("/api/v1/events/mmdn/registrations", None, body)
+            .await;
+        server.push(answer.status.as_u16() == 201);
+    }
+
+    assert_eq!(python, server);
+    assert_eq!(server.iter().filter(|ok| **ok).count(), 2);
+}
+
+#[tokio::test]
+async fn a_full_option_is_a_409_naming_the_answer_and_the_option() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    event_with_form(&app, &token, 1).await;
+    let mut first = full_body("first@example.org");
+    first["answers"]["excursion"] = json!("plant");
+    app.post("/api/v1/events/mmdn/registrations", None, &first)
+        .await
+        .assert_status(201);
+
+    let mut second = full_body("second@example.org");
+    second["answers"]["excursion"] = json!("plant");
+    let refused = app
+        .post("/api/v1/events/mmdn/registrations", None, &second)
+        .await;
+
+    let problem = refused.assert_problem(409, "option_full");
+    assert_eq!(problem["field"], "answers.excursion");
+    assert_eq!(problem["option"], "plant");
+    assert_eq!(count(&app, "SELECT count(*) FROM registrations").await, 1);
+}
+
+#[tokio::test]
+async fn questions_with_answers_refuse_changes_that_would_orphan_them() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    event_with_form(&app, &token, 30).await;
+    let mut body = full_body("anna@example.org");
+    body["answers"]["excursion"] = json!("plant");
+    app.post("/api/v1/events/mmdn/registrations", None, &body)
+        .await
+        .assert_status(201);
+    let path = "/api/v1/events/mmdn/questions";
+
+    let new_type = app
+        .patch(
+            &format!("{path}/town"),
+            Some(&token),
+            &json!({"type": "multiline"}),
+        )
+        .await;
+    let new_key = app
+        .patch(
+            &format!("{path}/town"),
+            Some(&token),
+            &json!({"key": "city"}),
+        )
+        .await;
+    let option_removed = app
+        .patch(
+            &format!("{path}/excursion"),
+            Some(&token),
+            &json!({"options": [{"key": "museum", "label": {"ru": "Музей", "en": "Museum"}}]}),
+        )
+        .await;
+    let deleted = app.delete(&format!("{path}/town"), Some(&token)).await;
+    let relabelled = app
+        .patch(
+            &format!("{path}/town"),
+            Some(&token),
+            &json!({"label": {"ru": "Ваш город", "en": "Your town"}, "max_length": 50}),
+        )
+        .await;
+    app.post(
+        path,
+        Some(&token),
+        &json!({"key": "late", "type": "text", "label": {"ru": "Поздний", "en": "Late"}}),
+    )
+    .await
+    .assert_status(201);
+    let unanswered = app.delete(&format!("{path}/late"), Some(&token)).await;
+    let bad_condition = app
+        .post(
+            path,
+            Some(&token),
+            &json!({"key": "hotel", "type": "yes_no", "label": {"ru": "Отель", "en": "Hotel"},
+                    "shown_when": {"question": "town", "equals": true}}),
+        )
+        .await;
+
+    new_type.assert_problem(409, "question_in_use");
+    new_key.assert_problem(409, "question_in_use");
+    assert_eq!(
+        option_removed.assert_problem(409, "option_in_use")["option"],
+        "plant"
+    );
+    deleted.assert_problem(409, "question_in_use");
+    relabelled.assert_status(200);
+    unanswered.assert_status(204);
+    assert_eq!(
+        field_of(&bad_condition.assert_problem(422, "validation_failed")),
+        "shown_when.equals"
+    );
+}
+
+#[tokio::test]
+async fn simultaneous_registrations_never_oversell_an_option() {
+    let app = parallel_app().await;
+    let token = app.admin().await.access;
+    event_with_form(&app, &token, 30).await;
+
+    let answers = join_all((0..60).map(|i| {
+        let mut body = full_body(&format!("p{i}@example.org"));
+        body["answers"]["excursion"] = json!("plant");
+        let app = &app;
+        async move {
+            app.post("/api/v1/events/mmdn/registrations", None, &body)
+                .await
+        }
+    }))
+    .await;
+
+    let ok = answers.iter().filter(|a| a.status.as_u16() == 201).count();
+    assert_eq!(ok, 30);
+    for refused in answers.iter().filter(|a| a.status.as_u16() != 201) {
+        assert_eq!(
+            refused.assert_problem(409, "option_full")["option"],
+            "plant"
+        );
+    }
+    assert_eq!(count(&app, "SELECT count(*) FROM registrations").await, 30);
+    let held = count(
+        &app,
+        "SELECT count(*) FROM form_seats s JOIN form_options o ON o.id = s.pool \
+         WHERE o.key = 'plant' AND s.registration_id IS NOT NULL",
+    )
+    .await;
+    assert_eq!(held, 30);
+    let plant = app
+        .get("/api/v1/events/mmdn/questions/excursion", None)
+        .await;
+    assert_eq!(plant.json()["options"][0]["places_left"], 0);
+    assert_eq!(plant.json()["options"][0]["full"], true);
+}

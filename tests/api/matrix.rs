@@ -74,6 +74,9 @@ fn policy(route: &str) -> Option<Policy> {
         | "GET /api/v1/events/{event}/venues/{venue_id}"
         | "GET /api/v1/events/{event}/categories"
         | "GET /api/v1/events/{event}/categories/{code}"
+        | "GET /api/v1/events/{event}/questions"
+        | "GET /api/v1/events/{event}/questions/{key}"
+        | "GET /api/v1/events/{event}/registration-form"
         | "GET /api/v1/events/{event}/checkin-key" => EventView,
         "GET /api/v1/events/{event}/members"
         | "GET /api/v1/events/{event}/registrations"
@@ -96,6 +99,9 @@ fn policy(route: &str) -> Option<Policy> {
         | "POST /api/v1/events/{event}/categories"
         | "PATCH /api/v1/events/{event}/categories/{code}"
         | "DELETE /api/v1/events/{event}/categories/{code}"
+        | "POST /api/v1/events/{event}/questions"
+        | "PATCH /api/v1/events/{event}/questions/{key}"
+        | "DELETE /api/v1/events/{event}/questions/{key}"
         | "POST /api/v1/events/{event}/speakers"
         | "PATCH /api/v1/events/{event}/speakers/{speaker_id}"
         | "DELETE /api/v1/events/{event}/speakers/{speaker_id}"
@@ -531,6 +537,18 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
         };
         path = path.replace("{code}", &code);
     }
+    if path.contains("{key}") {
+        // A question of its own for every call.
+        let key = format!("q{n}");
+        app.post(
+            "/api/v1/events/a/questions",
+            Some(owner),
+            &json!({"key": key, "type": "text", "label": {"ru": "Вопрос", "en": "Question"}}),
+        )
+        .await
+        .assert_status(201);
+        path = path.replace("{key}", &key);
+    }
     if path.contains("{speaker_id}") {
         let speaker = if deleting {
             let speaker = id(&app
@@ -661,6 +679,9 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
         ("POST", "/api/v1/events/{event}/categories") => Some(json!({
             "code": format!("new{n}"), "name": {"ru": "Студенты", "en": "Students"}})),
         ("PATCH", "/api/v1/events/{event}/categories/{code}") => Some(json!({"capacity": 50})),
+        ("POST", "/api/v1/events/{event}/questions") => Some(json!({
+            "key": format!("new{n}"), "type": "yes_no", "label": {"ru": "Трансфер", "en": "Transfer"}})),
+        ("PATCH", "/api/v1/events/{event}/questions/{key}") => Some(json!({"required": false})),
         ("POST", "/api/v1/events/{event}/speakers") => Some(json!({"full_name": "Спикер"})),
         ("PATCH", "/api/v1/events/{event}/speakers/{speaker_id}") => Some(json!({"bio": "Био"})),
         ("POST", "/api/v1/events/{event}/sessions") => Some(json!({

@@ -1,0 +1,455 @@
+//! The form of an event as one value: its categories, questions and consents, the JSON Schema
+//! (2020-12) of the registration body built from them, and the check of a body against that
+//! same schema with the `jsonschema` crate, so that what a frontend validates with an
+//! off-the-shelf library and what the server accepts cannot differ. Problems name the field
+//! (`answers.transfer`, `consents.photos`, `category`) and never repeat the value sent.
+
+use std::collections::BTreeSet;
+
+use diesel_async::AsyncPgConnection;
+use jsonschema::error::ValidationErrorKind;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::categories::{self, Category};
+use super::consents::{self, CurrentConsent};
+use super::questions::{self, MULTILINE_MAX, Question, QuestionType, TEXT_MAX};
+use crate::error::{ApiError, ApiResult, FieldError};
+
+/// Who registers: the public sees public categories only; organisers may use any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Public,
+    Organiser,
+}
+
+/// A choice option with limited places, as chosen in an answer (to name it when it is full).
+#[derive(Debug, Clone)]
+pub struct LimitedOption {
+    pub id: Uuid,
+    pub question: String,
+    pub option: String,
+}
+
+/// An event's form, loaded.
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub categories: Vec<Category>,
+    pub questions: Vec<Question>,
+    pub consents: Vec<CurrentConsent>,
+}
+
+/// ISO 3166-1 alpha-2 codes (from Debian's iso-codes), the answers a country question takes.
+pub const COUNTRIES: &[&str] = &[
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
+    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
+    "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
+    "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE",
+    "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF",
+    "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM",
+    "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM",
+    "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC",
+    "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
+    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA",
+    "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG",
+    "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW",
+    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS",
+    "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO",
+    "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
+    "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
+];
+
+/// A date: YYYY-MM-DD (months 01–12, days 01–31).
+pub const DATE_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+/// A phone number: digits, spaces, + - ( ) ., at least three digits.
+pub const PHONE_PATTERN: &str = "^[+]?[ (]*[0-9][0-9 ().-]*[0-9][0-9 ().-]*[0-9][0-9 ().-]*$";
+/// An email address, permissively: something@something.something, no spaces.
+pub const EMAIL_PATTERN: &str = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$";
+
+impl Form {
+    pub async fn load(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiResult<Form> {
+        Ok(Form {
+            categories: categories::of_event(conn, event_id).await?,
+            questions: questions::of_event(conn, event_id).await?,
+            consents: consents::current(conn, event_id).await?,
+        })
+    }
+
+    fn question(&self, key: &str) -> Option<&Question> {
+        self.questions.iter().find(|q| q.key() == key)
+    }
+
+    /// The JSON Schema of the answer to one question.
+    fn answer_schema(q: &Question) -> Value {
+        let r = &q.row;
+        let mut schema = match r.kind {
+            QuestionType::Text | QuestionType::Multiline => {
+                let max = r.max_length.unwrap_or(if r.kind == QuestionType::Text {
+                    TEXT_MAX
+                } else {
+                    MULTILINE_MAX
+                });
+                json!({"type": "string", "minLength": 1, "maxLength": max})
+            }
+            QuestionType::Number => {
+                let mut s = json!({"type": "number"});
+                if let Some(min) = r.min {
+                    s["minimum"] = json!(min);
+                }
+                if let Some(max) = r.max {
+                    s["maximum"] = json!(max);
+                }
+                s
+            }
+            QuestionType::YesNo => json!({"type": "boolean"}),
+            QuestionType::SingleChoice => {
+                json!({"type": "string", "enum": q.options.iter().map(|o| &o.key).collect::<Vec<_>>()})
+            }
+            QuestionType::MultipleChoice => json!({
+                "type": "array",
+                "items": {"enum": q.options.iter().map(|o| &o.key).collect::<Vec<_>>()},
+                "uniqueItems": true,
+                "minItems": 1,
+                "maxItems": r.max_choices.map_or(q.options.len() as i64, i64::from),
+            }),
+            QuestionType::Date => {
+                json!({"type": "string", "pattern": DATE_PATTERN, "format": "date"})
+            }
+            QuestionType::Phone => {
+                json!({"type": "string", "maxLength": 50, "pattern": PHONE_PATTERN})
+            }
+            QuestionType::Email => {
+                json!({"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN, "format": "email"})
+            }
+            QuestionType::Country => json!({"type": "string", "enum": COUNTRIES}),
+        };
+        schema["title"] = json!(r.label_ru);
+        if let Some(help) = &r.help_ru {
+            schema["description"] = json!(help);
+        }
+        schema
+    }
+
+    /// The JSON Schema (2020-12) of the body of `POST /events/{event}/registrations` (for
+    /// the public) or `…/registrations/manual` (for organisers; without `over_capacity`).
+    pub fn schema(&self, audience: Audience) -> Value {
+        let codes: Vec<&str> = self
+            .categories
+            .iter()
+            .filter(|c| audience == Audience::Organiser || c.public)
+            .map(|c| c.code.as_str())
+            .collect();
+        let mut answers = Map::new();
+        let mut required_answers = Vec::new();
+        let mut rules = Vec::new();
+        for q in &self.questions {
+            answers.insert(q.key().to_owned(), Self::answer_schema(q));
+            let mut conditions = Vec::new();
+            if let Some(categories) = q.categories() {
+                conditions.push(json!({
+                    "properties": {"category": {"enum": categories}},
+                    "required": ["category"],
+                }));
+            }
+            if let Some(condition) = q.condition() {
+                conditions.push(json!({
+                    "properties": {"answers": {
+                        "properties": {condition.question.clone(): {"const": condition.equals}},
+                        "required": [condition.question],
+                    }},
+                    "required": ["answers"],
+                }));
+            }
+            if conditions.is_empty() {
+                if q.row.required {
+                    required_answers.push(q.key().to_owned());
+                }
+                continue;
+            }
+            let then = if q.row.required {
+                json!({"properties": {"answers": {"required": [q.key()]}}, "required": ["answers"]})
+            } else {
+                json!(true)
+            };
+            rules.push(json!({
+                "if": {"allOf": conditions},
+                "then": then,
+                "else": {"properties": {"answers": {"properties": {q.key(): false}}}},
+            }));
+        }
+        let mut consent_properties = Map::new();
+        let mut required_consents = Vec::new();
+        for c in &self.consents {
+            let schema = if c.required {
+                required_consents.push(c.key.clone());
+                json!({"const": true, "title": c.text_ru})
+            } else {
+                json!({"type": "boolean", "title": c.text_ru})
+            };
+            consent_properties.insert(c.key.clone(), schema);
+        }
+        let line = |max: u32| json!({"type": ["string", "null"], "maxLength": max});
+        let mut required = vec!["full_name", "email", "category"];
+        if !required_answers.is_empty() {
+            required.push("answers");
+        }
+        if !required_consents.is_empty() {
+            required.push("consents");
+        }
+        let mut schema = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {
+                "full_name": {"type": "string", "minLength": 1, "maxLength": 200},
+                "email": {"type": "string", "maxLength": 254, "format": "email"},
+                "organisation": line(300),
+                "position": line(300),
+                "city": line(200),
+                "phone": line(50),
+                "category": {"type": "string", "enum": codes},
+                "consents": {
+                    "type": "object",
+                    "properties": consent_properties,
+                    "required": required_consents,
+                    "additionalProperties": false,
+                },
+                "consent": {
+                    "type": "boolean",
+                    "description": "Earlier form of consents.personal_data: true",
+                },
+                "session_ids": {
+                    "type": "array",
+                    "items": {"type": "string", "format": "uuid"},
+                    "maxItems": 50,
+                    "uniqueItems": true,
+                },
+                "language": {"enum": ["ru", "en", null]},
+                "answers": {
+                    "type": "object",
+                    "properties": answers,
+                    "required": required_answers,
+                    "additionalProperties": false,
+                },
+            },
+            "required": required,
+            "additionalProperties": false,
+        });
+        if !rules.is_empty() {
+            schema["allOf"] = Value::Array(rules);
+        }
+        schema
+    }
+
+    /// Checks a registration body against the form's schema. The old `consent` field stands
+    /// for `consents.personal_data` when `consents` is not sent.
+    pub fn check(&self, body: &Value, audience: Audience) -> ApiResult<()> {
+        let body = with_consents(body);
+        let schema = self.schema(audience);
+        let validator = jsonschema::draft202012::new(&schema).map_err(|e| {
+            ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}"))
+        })?;
+        let mut errors: Vec<FieldError> = Vec::new();
+        for error in validator.iter_errors(&body) {
+            for (field, message) in self.describe(&error) {
+                if !errors.iter().any(|e| e.field == field) {
+                    errors.push(FieldError { field, message });
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(errors))
+        }
+    }
+
+    /// The field a schema error is about, and what is wrong, without the value sent.
+    fn describe(&self, error: &jsonschema::ValidationError<'_>) -> Vec<(String, String)> {
+        let pointer = error.instance_path().as_str().to_owned();
+        let segments: Vec<String> = pointer
+            .split('/')
+            .skip(1)
+            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let field = field_of(&segments);
+        let question = match segments.as_slice() {
+            [answers, key, ..] if answers == "answers" => self.question(key),
+            _ => None,
+        };
+        let single = |message: String| vec![(field.clone(), message)];
+        match error.kind() {
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                let inner = if field.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{field}.{name}")
+                };
+                let message = match segments.first().map(String::as_str) {
+                    Some("consents") => "must be accepted to register",
+                    _ => "is required",
+                };
+                vec![(inner, message.to_owned())]
+            }
+            ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
+                .iter()
+                .map(|name| {
+                    let message = match field.as_str() {
+                        "answers" => "is not a question of this event",
+                        "consents" => "is not a consent of this event",
+                        _ => "is not a field of this request",
+                    };
+                    let inner = if field.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{field}.{name}")
+                    };
+                    (inner, message.to_owned())
+                })
+                .collect(),
+            ValidationErrorKind::FalseSchema => single(
+                "is not asked: the question does not apply to this category, or its condition \
+                 is not met"
+                    .to_owned(),
+            ),
+            ValidationErrorKind::Constant { .. }
+                if segments.first().is_some_and(|s| s == "consents") =>
+            {
+                single("must be accepted (true) to register".to_owned())
+            }
+            ValidationErrorKind::Enum { .. } | ValidationErrorKind::Constant { .. } => {
+                single(match (field.as_str(), question.map(|q| q.row.kind)) {
+                    ("category", _) => "is not a category open to registration".to_owned(),
+                    (_, Some(QuestionType::Country)) => {
+                        "must be an ISO 3166-1 alpha-2 country code such as RU".to_owned()
+                    }
+                    (_, Some(_)) => "is not an option of this question".to_owned(),
+                    _ => "is not one of the values allowed".to_owned(),
+                })
+            }
+            ValidationErrorKind::Type { kind } => single(format!(
+                "must be {}",
+                match kind {
+                    jsonschema::error::TypeKind::Single(t) => article(&t.to_string()),
+                    jsonschema::error::TypeKind::Multiple(_) => "of another type".to_owned(),
+                }
+            )),
+            ValidationErrorKind::MaxLength { limit } => {
+                single(format!("must be at most {limit} characters"))
+            }
+            ValidationErrorKind::MinLength { .. } => single("must not be empty".to_owned()),
+            ValidationErrorKind::Minimum { limit }
+            | ValidationErrorKind::ExclusiveMinimum { limit } => {
+                single(format!("must be at least {limit}"))
+            }
+            ValidationErrorKind::Maximum { limit }
+            | ValidationErrorKind::ExclusiveMaximum { limit } => {
+                single(format!("must be at most {limit}"))
+            }
+            ValidationErrorKind::MaxItems { limit } => {
+                single(format!("must have at most {limit} entries"))
+            }
+            ValidationErrorKind::MinItems { .. } => {
+                single("must choose at least one option".to_owned())
+            }
+            ValidationErrorKind::UniqueItems => single("must not list an entry twice".to_owned()),
+            ValidationErrorKind::Pattern { .. } => single(
+                match question.map(|q| q.row.kind) {
+                    Some(QuestionType::Date) => "must be a date: YYYY-MM-DD",
+                    Some(QuestionType::Phone) => {
+                        "must be a phone number: digits, spaces, + - ( ), at most 50 characters"
+                    }
+                    Some(QuestionType::Email) => "must be an email address",
+                    _ => "is not in the form expected",
+                }
+                .to_owned(),
+            ),
+            _ => single("is not valid here".to_owned()),
+        }
+    }
+
+    /// The options with limited places the answers choose.
+    pub fn limited_options(&self, answers: &Value) -> Vec<LimitedOption> {
+        let mut chosen = Vec::new();
+        for q in &self.questions {
+            let picked: Vec<&str> = match answers.get(q.key()) {
+                Some(Value::String(key)) => vec![key.as_str()],
+                Some(Value::Array(keys)) => keys.iter().filter_map(Value::as_str).collect(),
+                _ => continue,
+            };
+            for o in &q.options {
+                if o.capacity.is_some() && picked.contains(&o.key.as_str()) {
+                    chosen.push(LimitedOption {
+                        id: o.id,
+                        question: q.key().to_owned(),
+                        option: o.key.clone(),
+                    });
+                }
+            }
+        }
+        chosen
+    }
+
+    /// What a registration records of the consents a body accepts: `[{"key", "version"}]`,
+    /// in the versions in force.
+    pub fn accepted_consents(&self, body: &Value) -> Value {
+        let body = with_consents(body);
+        let accepted: BTreeSet<&str> = body
+            .get("consents")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| **v == Value::Bool(true))
+                    .map(|(k, _)| k.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        consents::accepted(
+            self.consents
+                .iter()
+                .filter(|c| accepted.contains(c.key.as_str())),
+        )
+    }
+}
+
+/// The body with the old `consent` read as `consents.personal_data` (when `consents` is not
+/// sent), and without `consent`.
+fn with_consents(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(object) = body.as_object_mut() {
+        let consent = object.remove("consent");
+        if !object.contains_key("consents")
+            && let Some(consent) = consent
+        {
+            object.insert(
+                "consents".to_owned(),
+                json!({ consents::PERSONAL_DATA: consent }),
+            );
+        }
+    }
+    body
+}
+
+fn article(kind: &str) -> String {
+    match kind {
+        "integer" | "object" | "array" => format!("an {kind}"),
+        "null" => "null".to_owned(),
+        other => format!("a {other}"),
+    }
+}
+
+/// `answers.transfer`, `session_ids[2]`, `consents.photos` from a JSON pointer's segments.
+fn field_of(segments: &[String]) -> String {
+    let mut field = String::new();
+    for segment in segments {
+        if segment.parse::<usize>().is_ok() && !field.is_empty() {
+            field.push_str(&format!("[{segment}]"));
+        } else {
+            if !field.is_empty() {
+                field.push('.');
+            }
+            field.push_str(segment);
+        }
+    }
+    field
+}
