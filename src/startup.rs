@@ -24,8 +24,8 @@ use crate::runner::Runner;
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, email, events, maintenance, notifications, ops, programme, registrations,
-    telemetry, users, widget,
+    auth, badges, db, email, events, forms, maintenance, notifications, ops, programme,
+    registrations, telemetry, users, widget,
 };
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
@@ -39,6 +39,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(users::routes)
                 .configure(events::routes)
                 .configure(programme::routes)
+                .configure(forms::routes)
                 .configure(registrations::routes)
                 .configure(badges::routes)
                 .configure(notifications::routes),
