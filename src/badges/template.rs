@@ -86,8 +86,7 @@ struct TemplateRow {
 }
 
 /// Which fields the badges show; the name and the QR code always are.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BadgeFields {
     pub organisation: bool,
     pub position: bool,
@@ -96,10 +95,30 @@ pub struct BadgeFields {
     pub event_title: bool,
 }
 
-/// A logo image.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// Which fields the badges show; the name and the QR code always are.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct NewBadgeFields {
+    pub organisation: bool,
+    pub position: bool,
+    pub city: bool,
+    /// The event's name at the top.
+    pub event_title: bool,
+}
+
+/// A logo image.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BadgeLogo {
+    /// `image/png` or `image/jpeg`.
+    pub media_type: String,
+    /// The image, base64 (standard alphabet).
+    pub data: String,
+}
+
+/// A logo image.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBadgeLogo {
     /// `image/png` or `image/jpeg`.
     pub media_type: String,
     /// The image, base64 (standard alphabet), at most 128 KiB decoded.
@@ -129,7 +148,7 @@ pub struct BadgeTemplate {
 pub struct NewBadgeTemplate {
     /// All shown but the city when absent.
     #[serde(default)]
-    pub fields: Option<BadgeFields>,
+    pub fields: Option<NewBadgeFields>,
     /// `a6` when absent.
     #[serde(default)]
     pub layout: Option<Layout>,
@@ -141,7 +160,7 @@ pub struct NewBadgeTemplate {
     pub category_labels: BTreeMap<String, String>,
     /// No logo when absent.
     #[serde(default)]
-    pub logo: Option<BadgeLogo>,
+    pub logo: Option<NewBadgeLogo>,
 }
 
 fn layout_name(layout: Layout) -> &'static str {
@@ -395,7 +414,7 @@ async fn put_template(
     let logo = new.validate()?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
-    let fields = new.fields.clone().unwrap_or(BadgeFields {
+    let fields = new.fields.clone().unwrap_or(NewBadgeFields {
         organisation: true,
         position: true,
         city: false,
