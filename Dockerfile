@@ -6,6 +6,7 @@ COPY .cargo .cargo
 COPY src src
 COPY migrations migrations
 COPY templates templates
+COPY assets assets
 COPY openapi openapi
 RUN cargo build --release --locked && strip target/release/registrar
 

@@ -25,6 +25,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    badge_templates (event_id) {
+        event_id -> Uuid,
+        show_organisation -> Bool,
+        show_position -> Bool,
+        show_city -> Bool,
+        show_event_title -> Bool,
+        layout -> Text,
+        category_colours -> Jsonb,
+        category_labels -> Jsonb,
+        logo -> Nullable<Bytea>,
+        logo_media_type -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     change_consumers (name) {
         name -> Text,
         last_xid -> Int8,
@@ -486,6 +502,7 @@ diesel::table! {
 diesel::joinable!(api_keys -> events (event_id));
 diesel::joinable!(api_keys -> users (created_by));
 diesel::joinable!(auth_sessions -> users (user_id));
+diesel::joinable!(badge_templates -> events (event_id));
 diesel::joinable!(changes -> events (event_id));
 diesel::joinable!(changes -> registrations (registration_id));
 diesel::joinable!(checkins -> events (event_id));
@@ -523,6 +540,7 @@ diesel::joinable!(webhook_endpoints -> users (created_by));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     auth_sessions,
+    badge_templates,
     change_consumers,
     changes,
     checkins,

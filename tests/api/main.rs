@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod badge_pdfs;
 mod badges;
 mod changes;
 mod concurrency;

@@ -84,6 +84,7 @@ fn policy(route: &str) -> Option<Policy> {
         | "GET /api/v1/events/{event}/api-keys"
         | "GET /api/v1/events/{event}/sessions/{session_id}/waitlist"
         | "GET /api/v1/events/{event}/webhooks"
+        | "GET /api/v1/events/{event}/badge-template"
         | "GET /api/v1/events/{event}/webhooks/{webhook_id}"
         | "GET /api/v1/events/{event}/webhooks/{webhook_id}/deliveries"
         | "GET /api/v1/events/{event}/webhooks/{webhook_id}/deliveries/{delivery_id}" => {
@@ -114,6 +115,7 @@ fn policy(route: &str) -> Option<Policy> {
         | "POST /api/v1/events/{event}/api-keys"
         | "DELETE /api/v1/events/{event}/api-keys/{key_id}"
         | "POST /api/v1/events/{event}/print-jobs"
+        | "PUT /api/v1/events/{event}/badge-template"
         | "POST /api/v1/events/{event}/webhooks"
         | "PATCH /api/v1/events/{event}/webhooks/{webhook_id}"
         | "DELETE /api/v1/events/{event}/webhooks/{webhook_id}"
@@ -133,6 +135,7 @@ fn policy(route: &str) -> Option<Policy> {
         | "GET /api/v1/events/{event}/sessions/{session_id}/attendees.csv"
         | "GET /api/v1/events/{event}/sessions/{session_id}/attendees.xlsx" => ReadAttendees,
         "GET /api/v1/events/{event}/print-jobs"
+        | "GET /api/v1/events/{event}/badges.pdf"
         | "POST /api/v1/events/{event}/print-jobs/claim"
         | "POST /api/v1/events/{event}/print-jobs/{job_id}/done" => PrintBadges,
         "POST /api/v1/events/{event}/checkins" | "POST /api/v1/events/{event}/checkins/batch" => {
@@ -141,6 +144,7 @@ fn policy(route: &str) -> Option<Policy> {
         "GET /api/v1/registrations/{id}"
         | "GET /api/v1/registrations/{id}/export"
         | "GET /api/v1/registrations/{id}/qr.png"
+        | "GET /api/v1/registrations/{id}/badge.pdf"
         | "GET /api/v1/registrations/{id}/qr.svg" => RegistrationView,
         "PATCH /api/v1/registrations/{id}"
         | "DELETE /api/v1/registrations/{id}"
@@ -670,6 +674,9 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
             "starts_on": "2027-05-01", "ends_on": "2027-05-02"})),
         ("PATCH", "/api/v1/events/{event}") => Some(json!({"description": "Описание"})),
         ("PUT", "/api/v1/events/{event}/members/{user_id}") => Some(json!({"role": "viewer"})),
+        ("PUT", "/api/v1/events/{event}/badge-template") => {
+            Some(json!({"category_labels": {"media": "Пресса"}}))
+        }
         ("POST", "/api/v1/events/{event}/venues") => Some(json!({"name": "Зал"})),
         ("PATCH", "/api/v1/events/{event}/venues/{venue_id}") => {
             Some(json!({"city": "Мончегорск"}))

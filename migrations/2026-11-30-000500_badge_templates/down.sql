@@ -1,0 +1,1 @@
+DROP TABLE badge_templates;
