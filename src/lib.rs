@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod headers;
+pub mod imports;
 pub mod maintenance;
 pub mod metrics;
 pub mod notifications;

@@ -24,8 +24,8 @@ use crate::runner::Runner;
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, email, events, maintenance, notifications, ops, programme, registrations,
-    telemetry, users,
+    auth, badges, db, email, events, imports, maintenance, notifications, ops, programme,
+    registrations, telemetry, users,
 };
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
@@ -40,6 +40,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(programme::routes)
                 .configure(registrations::routes)
                 .configure(badges::routes)
+                .configure(imports::routes)
                 .configure(notifications::routes),
         );
 }
@@ -229,6 +230,7 @@ fn serve(
     runner.spawn(shared.clone().forget_what_others_changed(runner.stopping()));
     maintenance::start(&mut runner, shared.clone());
     notifications::start(&mut runner, &shared)?;
+    imports::start(&mut runner, &shared);
 
     let server = HttpServer::new(move || {
         let state = web::Data::new(

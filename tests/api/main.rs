@@ -15,6 +15,7 @@ mod events;
 mod faults;
 mod fixtures;
 mod headers;
+mod imports;
 mod limits;
 mod matrix;
 mod operations;
