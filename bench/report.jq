@@ -42,6 +42,7 @@ def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b | r2)
     programme: ($r.programme + {ratio_to: "static_programme", ratio: $ratios.programme_to_static}),
     programme_304: ($r.programme_304 + {ratio_to: "static_programme", ratio: $ratios.programme_304_to_static}),
     export: ($r.export + {ratio_to: "copy (seconds over seconds)", ratio: $ratios.export_seconds_to_copy_seconds}),
+    import: $r.import,
     feed: $r.feed
   },
   ceilings: {

@@ -39,6 +39,8 @@ def pad(w): . + (" " * (w - length));
      "COPY \($j.ceilings.copy.seconds | num(2)) s", (.ratio | num(2)),
      "time<=2x " + yes($j.targets.export_ratio_at_most_2) + ", RSS<100MB " + yes($j.targets.export_peak_rss_under_100_mb),
      "\(.seconds | num(2)) s (median of \(.runs_s | length)), \((.bytes // 0) / 1048576 | num(1)) MiB, peak RSS \(.peak_rss_mb) MB (idle \(.rss_before_mb) MB); \(cores)"]),
+  ($j.scenarios.import // empty | ["import, \(.rows) rows: dry run, then commit", "\(.commit_rows_per_s) rows/s", "n/a", "n/a", "n/a",
+     "n/a", "n/a", "n/a", "dry run \(.dry_run_seconds | num(1)) s (peak RSS \(.dry_run_peak_rss_mb) MB), commit \(.commit_seconds | num(1)) s (peak RSS \(.commit_peak_rss_mb) MB); idle \(.rss_before_mb) MB"]),
   ($j.scenarios.feed | ["feed sync, \(.distinct // "n/a") attendees, 1000 a page", "\(.items_per_s | num(0)) att/s", (.p50_ms | ms), (.p99_ms | ms), (.errors | tostring),
      "n/a", "n/a", "n/a", "\(.pages // "n/a") pages in \(.seconds | num(1)) s; \(cores)"]),
   ($j.ceilings.service_sql_hot | ["pgbench: service's registration SQL, hot (\(.transactions // "n/a"))", (.tps | num(0)), (.p50_ms | ms), (.p99_ms | ms), "n/a",
