@@ -16,6 +16,7 @@ pub mod email;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod forms;
 pub mod headers;
 pub mod imports;
 pub mod maintenance;

@@ -24,7 +24,7 @@ use crate::runner::Runner;
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, email, events, imports, maintenance, notifications, ops, programme,
+    auth, badges, db, email, events, forms, imports, maintenance, notifications, ops, programme,
     registrations, telemetry, users,
 };
 
@@ -38,6 +38,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(users::routes)
                 .configure(events::routes)
                 .configure(programme::routes)
+                .configure(forms::routes)
                 .configure(registrations::routes)
                 .configure(badges::routes)
                 .configure(imports::routes)

@@ -29,7 +29,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Query;
 use crate::openapi::EventErrors;
 use crate::pagination::{Page, PageParams, decode_cursor, encode_cursor};
-use crate::registrations::{Category, RegistrationStatus, SessionRegistrationStatus};
+use crate::registrations::{RegistrationStatus, SessionRegistrationStatus};
 use crate::state::State;
 use crate::streams::{Stopped, StreamSender};
 
@@ -51,7 +51,7 @@ pub struct AttendeeRow {
     pub organisation: Option<String>,
     pub position: Option<String>,
     pub city: Option<String>,
-    pub category: Category,
+    pub category: String,
     pub status: RegistrationStatus,
     pub checked_in_at: Option<DateTime<Utc>>,
     pub badge_printed_at: Option<DateTime<Utc>>,
@@ -67,7 +67,9 @@ pub struct Attendee {
     pub organisation: Option<String>,
     pub position: Option<String>,
     pub city: Option<String>,
-    pub category: Category,
+    /// The code of one of the event's categories.
+    #[schema(example = "business")]
+    pub category: String,
     /// `cancelled` attendees come through the feed too, so devices can drop them.
     pub status: RegistrationStatus,
     /// Sessions the attendee is confirmed for.
@@ -384,7 +386,7 @@ fn csv_batch(
             neutralise(r.organisation.as_deref().unwrap_or("")),
             neutralise(r.position.as_deref().unwrap_or("")),
             neutralise(r.city.as_deref().unwrap_or("")),
-            Cow::Borrowed(r.category.as_str()),
+            neutralise(&r.category),
             Cow::Borrowed(r.status.as_str()),
             neutralise(&r.sessions),
             Cow::Borrowed(checked_in.as_str()),

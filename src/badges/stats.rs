@@ -36,7 +36,6 @@ pub struct Totals {
 #[derive(Debug, Serialize, ToSchema, QueryableByName)]
 pub struct CategoryStats {
     #[diesel(sql_type = Text)]
-    #[schema(value_type = crate::registrations::Category)]
     pub category: String,
     #[diesel(sql_type = BigInt)]
     pub registered: i64,

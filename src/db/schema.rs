@@ -83,6 +83,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    event_categories (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        code -> Text,
+        name_ru -> Text,
+        name_en -> Text,
+        capacity -> Nullable<Int4>,
+        waitlist -> Bool,
+        registration_opens_at -> Nullable<Timestamptz>,
+        registration_closes_at -> Nullable<Timestamptz>,
+        public -> Bool,
+        position -> Int4,
+        last_ticket -> Int8,
+        waiting -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     event_members (event_id, user_id) {
         event_id -> Uuid,
         user_id -> Uuid,
@@ -125,6 +145,74 @@ diesel::table! {
         require_email_confirmation -> Bool,
         email_confirmation_hours -> Int4,
         reminder_hours -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
+    form_consent_versions (consent_id, version) {
+        consent_id -> Uuid,
+        version -> Int4,
+        text_ru -> Text,
+        text_en -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    form_consents (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        key -> Text,
+        required -> Bool,
+        position -> Int4,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    form_options (id) {
+        id -> Uuid,
+        question_id -> Uuid,
+        key -> Text,
+        label_ru -> Text,
+        label_en -> Text,
+        capacity -> Nullable<Int4>,
+        position -> Int4,
+    }
+}
+
+diesel::table! {
+    form_questions (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        key -> Text,
+        #[sql_name = "type"]
+        type_ -> Text,
+        label_ru -> Text,
+        label_en -> Text,
+        help_ru -> Nullable<Text>,
+        help_en -> Nullable<Text>,
+        required -> Bool,
+        position -> Int4,
+        min -> Nullable<Float8>,
+        max -> Nullable<Float8>,
+        max_length -> Nullable<Int4>,
+        max_choices -> Nullable<Int4>,
+        categories -> Nullable<Array<Nullable<Text>>>,
+        shown_when -> Nullable<Jsonb>,
+        personal -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    form_seats (pool, seat_no) {
+        pool -> Uuid,
+        seat_no -> Int4,
+        registration_id -> Nullable<Uuid>,
     }
 }
 
@@ -209,6 +297,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    registration_consents (registration_id, consent_key) {
+        registration_id -> Uuid,
+        consent_key -> Text,
+        version -> Int4,
+        accepted_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     registration_sessions (registration_id, session_id) {
         registration_id -> Uuid,
         session_id -> Uuid,
@@ -248,6 +345,8 @@ diesel::table! {
         language -> Text,
         token_nonce -> Nullable<Bytea>,
         confirm_by -> Nullable<Timestamptz>,
+        answers -> Jsonb,
+        category_waitlist_order -> Nullable<Int8>,
     }
 }
 
@@ -427,16 +526,22 @@ diesel::joinable!(checkins -> registrations (registration_id));
 diesel::joinable!(checkins -> sessions (session_id));
 diesel::joinable!(email_messages -> events (event_id));
 diesel::joinable!(email_messages -> registrations (registration_id));
+diesel::joinable!(event_categories -> events (event_id));
 diesel::joinable!(event_members -> events (event_id));
 diesel::joinable!(event_members -> users (user_id));
 diesel::joinable!(event_seats -> events (event_id));
 diesel::joinable!(events -> users (created_by));
+diesel::joinable!(form_consent_versions -> form_consents (consent_id));
+diesel::joinable!(form_consents -> events (event_id));
+diesel::joinable!(form_options -> form_questions (question_id));
+diesel::joinable!(form_questions -> events (event_id));
 diesel::joinable!(import_rows -> imports (import_id));
 diesel::joinable!(import_rows -> registrations (registration_id));
 diesel::joinable!(imports -> events (event_id));
 diesel::joinable!(print_jobs -> events (event_id));
 diesel::joinable!(print_jobs -> registrations (registration_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (auth_session_id));
+diesel::joinable!(registration_consents -> registrations (registration_id));
 diesel::joinable!(registration_sessions -> registrations (registration_id));
 diesel::joinable!(registrations -> events (event_id));
 diesel::joinable!(session_seats -> sessions (session_id));
@@ -458,15 +563,22 @@ diesel::allow_tables_to_appear_in_same_query!(
     changes,
     checkins,
     email_messages,
+    event_categories,
     event_members,
     event_seats,
     events,
+    form_consent_versions,
+    form_consents,
+    form_options,
+    form_questions,
+    form_seats,
     idempotency_keys,
     import_rows,
     imports,
     print_jobs,
     rate_limits,
     refresh_tokens,
+    registration_consents,
     registration_sessions,
     registrations,
     session_seats,

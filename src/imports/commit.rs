@@ -163,13 +163,21 @@ async fn commit_batch(
             .first(conn)
             .await?;
         let mode = Mode::Organiser { over_capacity };
+        // The organiser vouches for the consent to the processing of personal data, as with
+        // a manual registration.
+        let consents = crate::forms::consents::current(conn, event.id).await?;
+        let accepted = crate::forms::consents::accepted(
+            consents
+                .iter()
+                .filter(|c| c.key == crate::forms::consents::PERSONAL_DATA),
+        );
         for row in rows {
             let outcome = if row.verdict == "invalid" {
                 Outcome::Invalid
             } else {
                 let fields: Fields = serde_json::from_value(row.fields)
                     .map_err(|e| ApiError::internal(anyhow::anyhow!("import row: {e}")))?;
-                register_row(conn, state, &event, import_id, mode, &fields).await?
+                register_row(conn, state, &event, import_id, mode, &fields, &accepted).await?
             };
             record(conn, import_id, row.row_number, outcome).await?;
         }
@@ -193,6 +201,7 @@ async fn register_row(
     import_id: Uuid,
     mode: Mode,
     fields: &Fields,
+    consents: &serde_json::Value,
 ) -> ApiResult<Outcome> {
     let attempt = conn
         .transaction::<_, ApiError, _>(async |conn| {
@@ -229,7 +238,7 @@ async fn register_row(
                         position: fields.position.clone(),
                         city: fields.city.clone(),
                         phone: fields.phone.clone(),
-                        category: fields.category,
+                        category: fields.category.clone(),
                     },
                     sessions: &chosen,
                     mode,
@@ -238,6 +247,9 @@ async fn register_row(
                     token_nonce: &nonce,
                     language: fields.language,
                     idempotency: None,
+                    answers: &json!({}),
+                    limited_options: &[],
+                    consents,
                 },
             )
             .await

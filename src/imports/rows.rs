@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::read::{Column, Field, FileError, column_letter};
 use crate::events::Language;
-use crate::registrations::{Category, MAX_SESSIONS, NewRegistrationBody, validate_applicant};
+use crate::registrations::{MAX_SESSIONS, NewRegistrationBody, validate_applicant};
 use crate::validation::Validator;
 
 /// Which column holds which field.
@@ -150,8 +150,9 @@ pub struct Fields {
     pub position: Option<String>,
     pub city: Option<String>,
     pub phone: Option<String>,
-    /// `other` when the row names none.
-    pub category: Category,
+    /// A category code of the event: `other` when the row names none (or, if the event has
+    /// no such category, its first).
+    pub category: String,
     /// The sessions named, by id.
     pub session_ids: Vec<Uuid>,
     /// Null: the event's default language.
@@ -183,8 +184,19 @@ pub struct SessionName {
     pub title: String,
 }
 
-/// Reads rows against the event's sessions.
+/// A category a row may name: by its code, or its Russian or English name.
+#[derive(Debug, Clone)]
+pub struct CategoryName {
+    pub code: String,
+    pub name_ru: String,
+    pub name_en: String,
+}
+
+/// Reads rows against the event's sessions and categories.
 pub struct RowReader {
+    /// Codes by code and by name (lower case); the codes in the event's order.
+    categories: HashMap<String, String>,
+    codes: Vec<String>,
     ids: HashMap<Uuid, ()>,
     /// Titles compared regardless of case and spacing; two sessions of one title: `None`.
     titles: HashMap<String, Option<Uuid>>,
@@ -198,11 +210,24 @@ fn title_key(title: &str) -> String {
         .to_lowercase()
 }
 
-/// Categories when a row names none.
-pub const DEFAULT_CATEGORY: Category = Category::Other;
+/// The category of a row that names none, if the event has it.
+pub const DEFAULT_CATEGORY: &str = "other";
 
 impl RowReader {
-    pub fn new(sessions: Vec<SessionName>) -> Self {
+    /// `categories` in the event's order.
+    pub fn new(sessions: Vec<SessionName>, categories: Vec<CategoryName>) -> Self {
+        let mut by_name = HashMap::new();
+        for c in &categories {
+            for name in [&c.name_ru, &c.name_en] {
+                by_name
+                    .entry(title_key(name))
+                    .or_insert_with(|| c.code.clone());
+            }
+        }
+        // Codes win over names.
+        for c in &categories {
+            by_name.insert(c.code.to_lowercase(), c.code.clone());
+        }
         let mut titles: HashMap<String, Option<Uuid>> = HashMap::new();
         for s in &sessions {
             titles
@@ -211,6 +236,8 @@ impl RowReader {
                 .or_insert(Some(s.id));
         }
         RowReader {
+            categories: by_name,
+            codes: categories.into_iter().map(|c| c.code).collect(),
             ids: sessions.iter().map(|s| (s.id, ())).collect(),
             titles,
         }
@@ -226,22 +253,30 @@ impl RowReader {
                 message,
             });
         };
+        let fallback = self
+            .codes
+            .iter()
+            .find(|c| *c == DEFAULT_CATEGORY)
+            .or(self.codes.first())
+            .cloned();
         let category = match layout.cell(cells, Field::Category) {
-            None => DEFAULT_CATEGORY,
-            Some(code) => Category::from_str(&code.to_lowercase()).unwrap_or_else(|_| {
-                problem(
-                    Field::Category,
-                    format!(
-                        "«{code}» is not a category; one of {}",
-                        Category::ALL
-                            .iter()
-                            .map(|c| c.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-                DEFAULT_CATEGORY
+            None => fallback.unwrap_or_else(|| {
+                problem(Field::Category, "the event has no categories".to_owned());
+                String::new()
             }),
+            Some(name) => match self.categories.get(&title_key(name)) {
+                Some(code) => code.clone(),
+                None => {
+                    problem(
+                        Field::Category,
+                        format!(
+                            "«{name}» is not a category of this event; one of {}",
+                            self.codes.join(", ")
+                        ),
+                    );
+                    name.to_owned()
+                }
+            },
         };
         let language = layout.cell(cells, Field::Language).and_then(|code| {
             Language::from_str(&code.to_lowercase())
@@ -289,7 +324,7 @@ impl RowReader {
             position: text(Field::Position),
             city: text(Field::City),
             phone: text(Field::Phone),
-            category,
+            category: category.clone(),
             consent: true,
             session_ids: Vec::new(),
             language,
@@ -351,16 +386,23 @@ mod tests {
     fn sessions_are_found_by_title_or_id() {
         let a = Uuid::now_v7();
         let b = Uuid::now_v7();
-        let reader = RowReader::new(vec![
-            SessionName {
-                id: a,
-                title: "Пленарное заседание".into(),
-            },
-            SessionName {
-                id: b,
-                title: "Круглый стол".into(),
-            },
-        ]);
+        let reader = RowReader::new(
+            vec![
+                SessionName {
+                    id: a,
+                    title: "Пленарное заседание".into(),
+                },
+                SessionName {
+                    id: b,
+                    title: "Круглый стол".into(),
+                },
+            ],
+            vec![CategoryName {
+                code: "press".into(),
+                name_ru: "Пресса".into(),
+                name_en: "Press".into(),
+            }],
+        );
         let layout = Layout::new(header(&["full_name", "email", "sessions"]), None).unwrap();
         let row = reader.read(
             &layout,
@@ -373,8 +415,45 @@ mod tests {
         );
         assert!(row.problems.is_empty(), "{:?}", row.problems);
         assert_eq!(row.fields.session_ids, vec![a, b]);
+        // No `other` category: the event's first.
+        assert_eq!(row.fields.category, "press");
         let row = reader.read(&layout, 3, &header(&["", "not-an-email", "Нет такой"]));
         let fields: Vec<Field> = row.problems.iter().map(|p| p.field).collect();
         assert_eq!(fields, vec![Field::Sessions, Field::FullName, Field::Email]);
+    }
+
+    #[test]
+    fn categories_are_found_by_code_or_name() {
+        let reader = RowReader::new(
+            Vec::new(),
+            vec![
+                CategoryName {
+                    code: "government".into(),
+                    name_ru: "Власть".into(),
+                    name_en: "Government".into(),
+                },
+                CategoryName {
+                    code: "other".into(),
+                    name_ru: "Другое".into(),
+                    name_en: "Other".into(),
+                },
+            ],
+        );
+        let layout = Layout::new(header(&["full_name", "email", "category"]), None).unwrap();
+        for (cell, code) in [
+            ("власть", "government"),
+            ("GOVERNMENT", "government"),
+            ("", "other"),
+        ] {
+            let row = reader.read(&layout, 2, &header(&["Анна", "anna@example.org", cell]));
+            assert!(row.problems.is_empty(), "{:?}", row.problems);
+            assert_eq!(row.fields.category, code);
+        }
+        let row = reader.read(
+            &layout,
+            2,
+            &header(&["Анна", "anna@example.org", "royalty"]),
+        );
+        assert_eq!(row.problems[0].field, Field::Category);
     }
 }

@@ -22,7 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::read::{self, Column, FileError, Format, MAX_BYTES};
-use super::rows::{Layout, ReadRow, RowReader, SessionName};
+use super::rows::{CategoryName, Layout, ReadRow, RowReader, SessionName};
 use super::{DRY_RUN_HOURS, ImportRowsParams, ImportView, file_problem, view};
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
@@ -64,7 +64,8 @@ pub struct ImportUpload {
     file: Vec<u8>,
     /// Optional JSON object: which field each column holds, `{"<column header>": "<field>"
     /// | null}` (null: leave the column out). Fields: `full_name`, `email`, `organisation`,
-    /// `position`, `city`, `phone`, `category`, `sessions`, `language`. Columns not named
+    /// `position`, `city`, `phone`, `category` (a code or name of one of the event's
+    /// categories), `sessions`, `language`. Columns not named
     /// are read by their headers (field names, or the usual Russian ones: «ФИО», «Эл.
     /// почта», «Организация», «Должность», «Город», «Телефон», «Категория», «Сессии»).
     mapping: Option<String>,
@@ -468,10 +469,19 @@ pub async fn create_import(
         .into_iter()
         .map(|(id, title)| SessionName { id, title })
         .collect();
+    let categories: Vec<CategoryName> = crate::forms::categories::of_event(&mut conn, event.id)
+        .await?
+        .into_iter()
+        .map(|c| CategoryName {
+            code: c.code,
+            name_ru: c.name_ru,
+            name_en: c.name_en,
+        })
+        .collect();
     let (sender, receiver) = mpsc::channel(4);
     let file = upload.file;
     let reading = tokio::task::spawn_blocking(move || {
-        read_file(file, mapping, RowReader::new(names), sender);
+        read_file(file, mapping, RowReader::new(names, categories), sender);
     });
     let stored = store(
         &mut conn,

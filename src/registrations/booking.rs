@@ -14,9 +14,7 @@ use uuid::Uuid;
 
 use super::capacity::{self, event_lock_key, session_lock_key};
 use super::idempotency::IdempotencyRequest;
-use super::{
-    Category, Registration, RegistrationStatus, SessionOutcome, SessionRegistrationStatus, Source,
-};
+use super::{Registration, RegistrationStatus, SessionOutcome, SessionRegistrationStatus, Source};
 use crate::changes::{self as change_log, Actor, ActorKind, ChangeKind, NewChange};
 use crate::db::{self, schema::registration_sessions, schema::registrations, schema::sessions};
 use crate::email;
@@ -45,7 +43,8 @@ pub struct Applicant {
     pub position: Option<String>,
     pub city: Option<String>,
     pub phone: Option<String>,
-    pub category: Category,
+    /// A category code of the event (checked when registering).
+    pub category: String,
 }
 
 fn registration_closed(session: Option<&Session>) -> ApiError {
@@ -225,7 +224,7 @@ async fn claim_all(
     order.sort_unstable();
     let claims = capacity::claim_sessions(conn, registration_id, &order, exceeds(mode))
         .await
-        .map_err(|error| registering_failed(error, sessions))?;
+        .map_err(|error| registering_failed(error, sessions, &[]))?;
     let mut outcomes = Vec::with_capacity(claims.len());
     let mut entries = Vec::with_capacity(claims.len());
     for claim in claims {
@@ -302,6 +301,20 @@ pub struct NewRegistration<'a> {
     /// The participant's language; `None`: the event's default.
     pub language: Option<Language>,
     pub idempotency: Option<&'a IdempotencyRequest>,
+    /// The answers, checked against the event's form.
+    pub answers: &'a serde_json::Value,
+    /// The choice options with limited places the answers choose.
+    pub limited_options: &'a [LimitedOption],
+    /// The consents accepted: `[{"key", "version"}]`.
+    pub consents: &'a serde_json::Value,
+}
+
+/// A choice option with limited places, as chosen in an answer (to name it when it is full).
+#[derive(Debug, Clone)]
+pub struct LimitedOption {
+    pub id: Uuid,
+    pub question: String,
+    pub option: String,
 }
 
 /// A registration made, or the answer to the same request made before with its
@@ -310,6 +323,8 @@ pub struct Registered {
     pub replayed: bool,
     pub id: Uuid,
     pub sessions: Vec<SessionOutcome>,
+    /// The position in the category's waitlist, when it waits for a place in it.
+    pub category_waitlist_position: Option<i64>,
     pub language: Language,
     /// Until when the address must be confirmed, when the event asks for it.
     pub confirm_by: Option<DateTime<Utc>>,
@@ -351,10 +366,13 @@ pub async fn register(
     };
     let a = new.applicant;
     let key = new.idempotency;
+    // Options are claimed in the order of their ids, as sessions are.
+    let mut options: Vec<Uuid> = new.limited_options.iter().map(|o| o.id).collect();
+    options.sort_unstable();
     let call = || {
         diesel::sql_query(
             "SELECT register_participant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                    $14, $15, $16, $17, $18, $19, $20, $21, $22) AS answer",
+                    $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) AS answer",
         )
         .bind::<SqlUuid, _>(id)
         .bind::<SqlUuid, _>(event.id)
@@ -365,7 +383,7 @@ pub async fn register(
         .bind::<Nullable<Text>, _>(&a.position)
         .bind::<Nullable<Text>, _>(&a.city)
         .bind::<Nullable<Text>, _>(&a.phone)
-        .bind::<Text, _>(a.category.as_str())
+        .bind::<Text, _>(&a.category)
         .bind::<Text, _>(match new.mode {
             Mode::Public => Source::Public.as_str(),
             Mode::Organiser { .. } => Source::Organiser.as_str(),
@@ -381,12 +399,19 @@ pub async fn register(
         .bind::<Nullable<BigInt>, _>(key.map(|k| k.lock_key(event.id)))
         .bind::<Bytea, _>(new.token_nonce)
         .bind::<Nullable<Text>, _>(new.language.map(Language::as_str))
+        .bind::<diesel::sql_types::Jsonb, _>(new.answers)
+        .bind::<Array<SqlUuid>, _>(&options)
+        .bind::<diesel::sql_types::Jsonb, _>(new.consents)
     };
     let mut attempt = 1;
     let answer: Answer = loop {
         match call().get_result(conn).await {
             Err(error) if db::is_retryable(&error) && attempt < ATTEMPTS => attempt += 1,
-            result => break result.map_err(|error| registering_failed(error, new.sessions))?,
+            result => {
+                break result.map_err(|error| {
+                    registering_failed(error, new.sessions, new.limited_options)
+                })?;
+            }
         }
     };
     let outcome: Outcome = serde_json::from_value(answer.answer).map_err(ApiError::internal)?;
@@ -408,6 +433,7 @@ pub async fn register(
         replayed: outcome.replayed,
         id: outcome.id,
         sessions,
+        category_waitlist_position: outcome.category_waitlist_position,
         language: outcome.language,
         confirm_by: outcome.confirm_by,
         token_nonce,
@@ -426,6 +452,8 @@ struct Outcome {
     replayed: bool,
     id: Uuid,
     sessions: Vec<SessionOutcome>,
+    #[serde(default)]
+    category_waitlist_position: Option<i64>,
     language: Language,
     confirm_by: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -434,12 +462,34 @@ struct Outcome {
 
 /// The problem a failed `register_participant` call reports (SQLSTATE RG409/RG422, the code
 /// as message, a session id as detail).
-fn registering_failed(error: diesel::result::Error, sessions: &[Session]) -> ApiError {
+fn registering_failed(
+    error: diesel::result::Error,
+    sessions: &[Session],
+    options: &[LimitedOption],
+) -> ApiError {
     use diesel::result::{DatabaseErrorKind, Error};
     let Error::DatabaseError(DatabaseErrorKind::Unknown, info) = &error else {
         return map_email_conflict(error);
     };
+    if let Some(problem) = category_failed(info.message()) {
+        return problem;
+    }
     match info.message() {
+        "option_full" => {
+            let option = info
+                .details()
+                .and_then(|id| id.parse::<Uuid>().ok())
+                .and_then(|id| options.iter().find(|o| o.id == id));
+            match option {
+                Some(o) => ApiError::conflict(
+                    "option_full",
+                    format!("answers.{}: «{}» has no places left", o.question, o.option),
+                )
+                .with("field", format!("answers.{}", o.question))
+                .with("option", &o.option),
+                None => ApiError::conflict("option_full", "a chosen option has no places left"),
+            }
+        }
         "session_full" => {
             let session = info
                 .details()
@@ -470,6 +520,39 @@ fn registering_failed(error: diesel::result::Error, sessions: &[Session]) -> Api
     }
 }
 
+/// The problem for a category the registering functions refused (`category_*` raised in
+/// `register_participant` and `change_category`).
+fn category_failed(message: &str) -> Option<ApiError> {
+    Some(match message {
+        "category_unknown" => ApiError::invalid("category", "is not a category of this event"),
+        "category_invite_only" => ApiError::invalid(
+            "category",
+            "is invite-only: the event's organisers register participants in it",
+        ),
+        "category_closed" => ApiError::conflict(
+            "registration_closed",
+            "registration in this category is not open",
+        )
+        .with("field", "category"),
+        "category_full" => ApiError::conflict(
+            "category_full",
+            "this category has no places left and no waitlist",
+        )
+        .with("field", "category"),
+        _ => return None,
+    })
+}
+
+fn category_change_failed(error: diesel::result::Error) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match &error {
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            category_failed(info.message()).unwrap_or_else(|| error.into())
+        }
+        _ => error.into(),
+    }
+}
+
 /// What a change asks for; `None` leaves a field as it is.
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -479,7 +562,7 @@ pub struct Changes {
     pub position: Option<Option<String>>,
     pub city: Option<Option<String>>,
     pub phone: Option<Option<String>>,
-    pub category: Option<Category>,
+    pub category: Option<String>,
     pub language: Option<Language>,
     /// The complete set of sessions wanted.
     pub session_ids: Option<Vec<Uuid>>,
@@ -632,45 +715,63 @@ pub async fn change(
         let current = lock_registration(conn, registration.id, &current_ids).await?;
         let fields = changes.changed_fields(&current);
         if !fields.is_empty() {
-            diesel::update(registrations::table.find(registration.id))
-                .set((
-                    changes
-                        .full_name
-                        .as_ref()
-                        .map(|v| registrations::full_name.eq(v)),
-                    changes
-                        .email
-                        .as_ref()
-                        .map(|v| registrations::email.eq(v.trim())),
-                    changes
-                        .email
-                        .as_ref()
-                        .map(|v| registrations::email_normalized.eq(email::normalise(v))),
-                    changes
-                        .email
-                        .as_ref()
-                        .map(|_| registrations::email_rule.eq(email::RULE)),
-                    // A new address competes like any other.
-                    changes
-                        .email
-                        .as_ref()
-                        .map(|_| registrations::email_shared.eq(false)),
-                    changes
-                        .organisation
-                        .as_ref()
-                        .map(|v| registrations::organisation.eq(v)),
-                    changes
-                        .position
-                        .as_ref()
-                        .map(|v| registrations::position.eq(v)),
-                    changes.city.as_ref().map(|v| registrations::city.eq(v)),
-                    changes.phone.as_ref().map(|v| registrations::phone.eq(v)),
-                    changes.category.map(|v| registrations::category.eq(v)),
-                    changes.language.map(|v| registrations::language.eq(v)),
-                ))
-                .execute(conn)
-                .await
-                .map_err(map_email_conflict)?;
+            if fields.iter().any(|f| *f != "category") {
+                diesel::update(registrations::table.find(registration.id))
+                    .set((
+                        changes
+                            .full_name
+                            .as_ref()
+                            .map(|v| registrations::full_name.eq(v)),
+                        changes
+                            .email
+                            .as_ref()
+                            .map(|v| registrations::email.eq(v.trim())),
+                        changes
+                            .email
+                            .as_ref()
+                            .map(|v| registrations::email_normalized.eq(email::normalise(v))),
+                        changes
+                            .email
+                            .as_ref()
+                            .map(|_| registrations::email_rule.eq(email::RULE)),
+                        // A new address competes like any other.
+                        changes
+                            .email
+                            .as_ref()
+                            .map(|_| registrations::email_shared.eq(false)),
+                        changes
+                            .organisation
+                            .as_ref()
+                            .map(|v| registrations::organisation.eq(v)),
+                        changes
+                            .position
+                            .as_ref()
+                            .map(|v| registrations::position.eq(v)),
+                        changes.city.as_ref().map(|v| registrations::city.eq(v)),
+                        changes.phone.as_ref().map(|v| registrations::phone.eq(v)),
+                        changes.language.map(|v| registrations::language.eq(v)),
+                    ))
+                    .execute(conn)
+                    .await
+                    .map_err(map_email_conflict)?;
+            }
+            if let Some(category) = changes
+                .category
+                .as_ref()
+                .filter(|c| **c != current.category)
+            {
+                diesel::sql_query("SELECT change_category($1, $2, $3, $4)")
+                    .bind::<SqlUuid, _>(registration.id)
+                    .bind::<Text, _>(category)
+                    .bind::<Text, _>(match mode {
+                        Mode::Public => Source::Public.as_str(),
+                        Mode::Organiser { .. } => Source::Organiser.as_str(),
+                    })
+                    .bind::<Bool, _>(exceeds(mode))
+                    .execute(conn)
+                    .await
+                    .map_err(category_change_failed)?;
+            }
             change_log::record(
                 conn,
                 vec![
@@ -782,6 +883,11 @@ async fn cancel_when(
                 registrations::cancelled_at.eq(now),
                 registrations::updated_at.eq(now),
             ))
+            .execute(conn)
+            .await?;
+        // After the status: a freed place in the category goes to whoever is next.
+        diesel::sql_query("SELECT release_form_places($1)")
+            .bind::<SqlUuid, _>(registration.id)
             .execute(conn)
             .await?;
         change_log::record(

@@ -40,17 +40,6 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 }
 
 crate::text_enum! {
-    /// Printed on badges and used in statistics.
-    pub enum Category {
-        Government => "government",
-        Business => "business",
-        Nonprofit => "nonprofit",
-        Media => "media",
-        Other => "other",
-    }
-}
-
-crate::text_enum! {
     pub enum RegistrationStatus {
         Active => "active",
         Cancelled => "cancelled",
@@ -84,7 +73,8 @@ pub struct Registration {
     pub position: Option<String>,
     pub city: Option<String>,
     pub phone: Option<String>,
-    pub category: Category,
+    /// The code of one of the event's categories.
+    pub category: String,
     pub status: RegistrationStatus,
     pub source: Source,
     pub consent_at: DateTime<Utc>,
@@ -96,6 +86,9 @@ pub struct Registration {
     /// it was kept, without an Idempotency-Key).
     pub token_nonce: Option<Vec<u8>>,
     pub confirm_by: Option<DateTime<Utc>>,
+    pub answers: serde_json::Value,
+    /// The ticket in the category's waitlist while waiting for a place in it.
+    pub category_waitlist_order: Option<i64>,
 }
 
 /// The outcome for one session.
@@ -164,7 +157,12 @@ pub struct RegistrationView {
     pub position: Option<String>,
     pub city: Option<String>,
     pub phone: Option<String>,
-    pub category: Category,
+    /// The code of one of the event's categories (`GET /events/{event}/categories`).
+    #[schema(example = "business")]
+    pub category: String,
+    /// Place in the category's waitlist (1 = next to get a place) while the category is
+    /// full and the registration waits for a place in it; null when it holds one.
+    pub category_waitlist_position: Option<i64>,
     /// `public` (self-registered) or `organiser` (added by an organiser).
     pub source: Source,
     /// Every session the registration has had, cancelled places included.
@@ -181,7 +179,11 @@ pub struct RegistrationView {
 }
 
 impl RegistrationView {
-    pub fn new(r: Registration, sessions: Vec<SessionPlace>) -> Self {
+    pub fn new(
+        r: Registration,
+        sessions: Vec<SessionPlace>,
+        category_waitlist_position: Option<i64>,
+    ) -> Self {
         RegistrationView {
             id: r.id,
             event_id: r.event_id,
@@ -193,6 +195,7 @@ impl RegistrationView {
             city: r.city,
             phone: r.phone,
             category: r.category,
+            category_waitlist_position,
             source: r.source,
             sessions,
             language: r.language,
@@ -212,13 +215,50 @@ pub async fn views_of(
 ) -> ApiResult<Vec<RegistrationView>> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let mut places = places_of(conn, &ids).await?;
+    let waiting: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.category_waitlist_order.is_some())
+        .map(|r| r.id)
+        .collect();
+    let positions = category_waitlist_positions(conn, &waiting).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
             let sessions = places.remove(&r.id).unwrap_or_default();
-            RegistrationView::new(r, sessions)
+            let position = positions.get(&r.id).copied();
+            RegistrationView::new(r, sessions, position)
         })
         .collect())
+}
+
+#[derive(QueryableByName)]
+struct WaitlistPosition {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    position: i64,
+}
+
+/// Positions in their categories' waitlists of the given registrations that wait in one.
+pub async fn category_waitlist_positions(
+    conn: &mut AsyncPgConnection,
+    registration_ids: &[Uuid],
+) -> ApiResult<HashMap<Uuid, i64>> {
+    if registration_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<WaitlistPosition> = diesel::sql_query(
+        "SELECT r.id, (SELECT count(*) FROM registrations w \
+                       WHERE w.event_id = r.event_id AND w.category = r.category \
+                         AND w.status = 'active' \
+                         AND w.category_waitlist_order <= r.category_waitlist_order) AS position \
+         FROM registrations r \
+         WHERE r.id = ANY($1) AND r.category_waitlist_order IS NOT NULL",
+    )
+    .bind::<Array<SqlUuid>, _>(registration_ids)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.position)).collect())
 }
 
 pub async fn view_of(

@@ -12,8 +12,8 @@ use super::capacity;
 use super::counts::{self, SessionCountsView};
 use super::history::{self, HistoryEntryView};
 use super::{
-    Category, Registration, RegistrationStatus, RegistrationView, SessionRegistrationStatus,
-    view_of, views_of,
+    Registration, RegistrationStatus, RegistrationView, SessionRegistrationStatus, view_of,
+    views_of,
 };
 use crate::access::{self, EventAction, RegistrationAction};
 use crate::auth::Caller;
@@ -47,7 +47,8 @@ pub struct RegistrationListParams {
     pub session_id: Option<Uuid>,
     /// With `session_id`: only those with this status in it.
     pub session_status: Option<SessionRegistrationStatus>,
-    pub category: Option<Category>,
+    /// A category's code.
+    pub category: Option<String>,
     /// Text in the name, email or organisation (case-insensitive; an address also in any of
     /// the forms that compare equal to it).
     #[param(max_length = 200)]
@@ -97,7 +98,7 @@ async fn list_registrations(
     if let Some(status) = params.status {
         query = query.filter(registrations::status.eq(status));
     }
-    if let Some(category) = params.category {
+    if let Some(category) = &params.category {
         query = query.filter(registrations::category.eq(category));
     }
     if let Some(session_id) = params.session_id {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::booking::{self, Changes, Mode};
 use super::public::{check_session_list, is_phone};
-use super::{Category, RegistrationView, view_of};
+use super::{RegistrationView, view_of};
 use crate::access::{self, RegistrationAction};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -51,8 +51,8 @@ pub struct RegistrationPatch {
     #[schema(value_type = Option<String>, max_length = 50)]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch::non_null")]
-    #[schema(nullable = false)]
-    pub category: Option<Category>,
+    #[schema(nullable = false, pattern = "^[a-z0-9_-]{1,40}$")]
+    pub category: Option<String>,
     /// The language of mail to the participant.
     #[serde(default, deserialize_with = "patch::non_null")]
     #[schema(nullable = false)]
@@ -89,6 +89,9 @@ fn validate(body: &RegistrationPatch) -> ApiResult<()> {
             "phone",
             "must be a phone number: digits, spaces, + - ( ), at most 50 characters",
         );
+    }
+    if let Some(category) = &body.category {
+        crate::forms::check_code(&mut v, "category", category);
     }
     if let Some(ids) = &body.session_ids {
         check_session_list(&mut v, "session_ids", ids);

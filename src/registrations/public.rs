@@ -9,13 +9,14 @@ use uuid::Uuid;
 
 use super::booking::{self, Applicant, Mode, NewRegistration, Registered};
 use super::idempotency::IdempotencyRequest;
-use super::{Category, RegistrationStatus, SessionOutcome};
+use super::{RegistrationStatus, SessionOutcome};
 use crate::access::{self, EventAction, EventContext};
 use crate::auth::{Caller, tokens};
 use crate::changes::Actor;
 use crate::error::{ApiResult, Problem};
 use crate::events::Language;
 use crate::extract::{self, Body};
+use crate::forms;
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::state::{AppState, State};
 use crate::validation::Validator;
@@ -48,8 +49,12 @@ pub struct NewRegistrationBody {
     #[serde(default)]
     #[schema(example = "+7 815 365-00-00", max_length = 50)]
     pub phone: Option<String>,
-    pub category: Category,
-    /// Consent to the processing of personal data; must be true.
+    /// The code of one of the event's public categories (`GET /events/{event}/categories`;
+    /// organisers may also use invite-only ones).
+    #[schema(example = "business", pattern = "^[a-z0-9_-]{1,40}$")]
+    pub category: String,
+    /// Consent to the processing of personal data (the event's `personal_data` consent text,
+    /// in its current version); must be true.
     pub consent: bool,
     /// Sessions to register for (none: the event only).
     #[serde(default)]
@@ -84,8 +89,12 @@ pub struct ManualRegistrationBody {
     #[serde(default)]
     #[schema(example = "+7 815 365-00-00", max_length = 50)]
     pub phone: Option<String>,
-    pub category: Category,
-    /// Consent to the processing of personal data; must be true.
+    /// The code of one of the event's public categories (`GET /events/{event}/categories`;
+    /// organisers may also use invite-only ones).
+    #[schema(example = "business", pattern = "^[a-z0-9_-]{1,40}$")]
+    pub category: String,
+    /// Consent to the processing of personal data (the event's `personal_data` consent text,
+    /// in its current version); must be true.
     pub consent: bool,
     /// Sessions to register for (none: the event only).
     #[serde(default)]
@@ -137,6 +146,9 @@ pub struct RegistrationCreated {
     pub status: RegistrationStatus,
     /// The outcome for each session asked for, in the order asked.
     pub sessions: Vec<SessionOutcome>,
+    /// Set when the category is full and has a waitlist: the registration waits for a
+    /// place in it at this position (1 = next); null when it holds a place.
+    pub category_waitlist_position: Option<i64>,
     /// The language of mail to the participant.
     pub language: Language,
     /// Set when the address must be confirmed: the registration holds its places until
@@ -179,6 +191,7 @@ pub fn check_session_list(v: &mut Validator, field: &str, ids: &[Uuid]) {
 fn validate(body: &NewRegistrationBody) -> ApiResult<()> {
     let mut v = Validator::new();
     validate_applicant(&mut v, body);
+    forms::check_code(&mut v, "category", &body.category);
     v.check(body.consent, "consent", "must be true to register");
     check_session_list(&mut v, "session_ids", &body.session_ids);
     v.finish()
@@ -192,7 +205,7 @@ fn applicant(body: &NewRegistrationBody) -> Applicant {
         position: body.position.clone(),
         city: body.city.clone(),
         phone: body.phone.clone(),
-        category: body.category,
+        category: body.category.clone(),
     }
 }
 
@@ -214,6 +227,7 @@ fn created(state: &AppState, outcome: Registered) -> HttpResponse {
         manage_token: token,
         status: RegistrationStatus::Active,
         sessions: outcome.sessions,
+        category_waitlist_position: outcome.category_waitlist_position,
         language: outcome.language,
         confirm_by: outcome.confirm_by,
     })
@@ -270,6 +284,12 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
     booking::check_event(event, request.mode, now, !ids.is_empty())?;
     let sessions = booking::check_bookable(event, found, ids, request.mode, now, "session_ids")?;
     booking::check_overlaps(event, &sessions.iter().collect::<Vec<_>>())?;
+    let consents = forms::consents::current(&mut conn, event.id).await?;
+    let accepted = forms::consents::accepted(
+        consents
+            .iter()
+            .filter(|c| c.key == forms::consents::PERSONAL_DATA),
+    );
     let mut nonce = [0u8; 32];
     rand::fill(&mut nonce);
     let token = tokens::derived(
@@ -289,6 +309,9 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
             token_nonce: &nonce,
             language: request.body.language.or(request.accepted_language),
             idempotency: request.idempotency.as_ref(),
+            answers: &serde_json::json!({}),
+            limited_options: &[],
+            consents: &accepted,
         },
     )
     .await?;
@@ -322,6 +345,7 @@ fn accepted_language(req: &HttpRequest) -> Option<Language> {
          body = RegistrationCreated, headers(("Location" = String), ("Idempotent-Replayed" = String))),
         (status = 409, description = "`session_full`: a session without waitlist is full (`session_id`). \
             `event_full`: the event has no places left. \
+            `category_full`: the category has no places left and no waitlist. \
             `already_registered`: this email has an active registration. \
             `schedule_conflict`: two sessions overlap (`sessions`). \
             `registration_closed`: outside the registration window (`session_id` when a session's). \

@@ -122,18 +122,7 @@ async fn a_value_of_the_wrong_type_is_named_by_its_json_path() {
     let cases = [
         ("full_name", json!(42), "full_name", "must be a string"),
         ("consent", json!("yes"), "consent", "must be a boolean"),
-        (
-            "category",
-            json!("unknown"),
-            "category",
-            "must be one of `government`, `business`, `nonprofit`, `media`, `other`",
-        ),
-        (
-            "category",
-            json!(42),
-            "category",
-            "must be one of `government`, `business`, `nonprofit`, `media`, `other`",
-        ),
+        ("category", json!(42), "category", "must be a string"),
         (
             "session_ids",
             json!(["not-a-uuid"]),
@@ -248,7 +237,7 @@ async fn answers_do_not_repeat_the_values_sent() {
     let category = app
         .post("/api/v1/events/a/registrations", None, &misplaced)
         .await
-        .assert_problem(422, "invalid_body");
+        .assert_problem(422, "validation_failed");
     let users = app
         .post(
             "/api/v1/users",

@@ -14,6 +14,7 @@ mod errors;
 mod events;
 mod faults;
 mod fixtures;
+mod forms;
 mod headers;
 mod imports;
 mod limits;

@@ -75,6 +75,8 @@ fn policy(route: &str) -> Option<Policy> {
         | "GET /api/v1/events/{event}/tracks/{track_id}"
         | "GET /api/v1/events/{event}/venues"
         | "GET /api/v1/events/{event}/venues/{venue_id}"
+        | "GET /api/v1/events/{event}/categories"
+        | "GET /api/v1/events/{event}/categories/{code}"
         | "GET /api/v1/events/{event}/checkin-key" => EventView,
         "GET /api/v1/events/{event}/members"
         | "GET /api/v1/events/{event}/registrations"
@@ -94,6 +96,9 @@ fn policy(route: &str) -> Option<Policy> {
         | "POST /api/v1/events/{event}/tracks"
         | "PATCH /api/v1/events/{event}/tracks/{track_id}"
         | "DELETE /api/v1/events/{event}/tracks/{track_id}"
+        | "POST /api/v1/events/{event}/categories"
+        | "PATCH /api/v1/events/{event}/categories/{code}"
+        | "DELETE /api/v1/events/{event}/categories/{code}"
         | "POST /api/v1/events/{event}/speakers"
         | "PATCH /api/v1/events/{event}/speakers/{speaker_id}"
         | "DELETE /api/v1/events/{event}/speakers/{speaker_id}"
@@ -519,6 +524,23 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
         };
         path = path.replace("{track_id}", &track);
     }
+    if path.contains("{code}") {
+        let code = if deleting || *method == Method::PATCH {
+            // A category of its own: a PATCH that succeeds must not rename the shared one.
+            let code = format!("c{n}");
+            app.post(
+                "/api/v1/events/a/categories",
+                Some(owner),
+                &json!({"code": code, "name": {"ru": "Категория", "en": "Category"}}),
+            )
+            .await
+            .assert_status(201);
+            code
+        } else {
+            "business".to_owned()
+        };
+        path = path.replace("{code}", &code);
+    }
     if path.contains("{speaker_id}") {
         let speaker = if deleting {
             let speaker = id(&app
@@ -662,6 +684,9 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
         }
         ("POST", "/api/v1/events/{event}/tracks") => Some(json!({"title": "Направление"})),
         ("PATCH", "/api/v1/events/{event}/tracks/{track_id}") => Some(json!({"colour": "#1f6feb"})),
+        ("POST", "/api/v1/events/{event}/categories") => Some(json!({
+            "code": format!("new{n}"), "name": {"ru": "Студенты", "en": "Students"}})),
+        ("PATCH", "/api/v1/events/{event}/categories/{code}") => Some(json!({"capacity": 50})),
         ("POST", "/api/v1/events/{event}/speakers") => Some(json!({"full_name": "Спикер"})),
         ("PATCH", "/api/v1/events/{event}/speakers/{speaker_id}") => Some(json!({"bio": "Био"})),
         ("POST", "/api/v1/events/{event}/sessions") => Some(json!({
