@@ -47,6 +47,8 @@ def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b | r2)
                            then ($r.xlsx_export.seconds / $r.export.seconds * 100 | round / 100)
                            else null end)}),
     badges_pdf: $r.badges_pdf,
+
+    import: $r.import,
     feed: $r.feed
   },
   ceilings: {

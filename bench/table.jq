@@ -45,6 +45,9 @@ def pad(w): . + (" " * (w - length));
   ($j.scenarios.badges_pdf | select(. != null) | ["badges PDF, \(.badges) on A4 sheets of 8", "\(.badges_per_s) badges/s", "n/a", "n/a", (if .status == "200" then "0" else "1" end),
      "", "", "",
      "\(.seconds | num(2)) s, \(.pages) pages, \((.bytes // 0) / 1048576 | num(1)) MiB, peak RSS \(.peak_rss_mb) MB; \(cores)"]),
+
+  ($j.scenarios.import // empty | ["import, \(.rows) rows: dry run, then commit", "\(.commit_rows_per_s) rows/s", "n/a", "n/a", "n/a",
+     "n/a", "n/a", "n/a", "dry run \(.dry_run_seconds | num(1)) s (peak RSS \(.dry_run_peak_rss_mb) MB), commit \(.commit_seconds | num(1)) s (peak RSS \(.commit_peak_rss_mb) MB); idle \(.rss_before_mb) MB"]),
   ($j.scenarios.feed | ["feed sync, \(.distinct // "n/a") attendees, 1000 a page", "\(.items_per_s | num(0)) att/s", (.p50_ms | ms), (.p99_ms | ms), (.errors | tostring),
      "n/a", "n/a", "n/a", "\(.pages // "n/a") pages in \(.seconds | num(1)) s; \(cores)"]),
   ($j.ceilings.service_sql_hot | ["pgbench: service's registration SQL, hot (\(.transactions // "n/a"))", (.tps | num(0)), (.p50_ms | ms), (.p99_ms | ms), "n/a",

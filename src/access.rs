@@ -11,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Scope, UserCaller};
-use crate::db::schema::{event_members, events, registrations};
+use crate::db::schema::{event_members, events, imports, registrations};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventRef, EventStatus, MemberRole};
 use crate::registrations::Registration;
@@ -134,6 +134,44 @@ pub async fn event(
 }
 
 /// The rule itself, separate from loading so it can be tested exhaustively.
+/// The event of an import, for `action` on it: viewing an import's rows (participants'
+/// details) takes `ViewPrivate`, uploading and committing `Edit`. An import of an event the
+/// caller may not see does not exist (404).
+pub async fn import(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    import_id: Uuid,
+    action: EventAction,
+) -> ApiResult<EventContext> {
+    let event_id: Uuid = imports::table
+        .find(import_id)
+        .select(imports::event_id)
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("import"))?;
+    match event(conn, caller, &event_id.to_string(), action).await {
+        Err(error) if error.status() == actix_web::http::StatusCode::NOT_FOUND => {
+            Err(ApiError::not_found("import"))
+        }
+        Err(error)
+            if error.status() == actix_web::http::StatusCode::FORBIDDEN
+                && event(
+                    conn,
+                    caller,
+                    &event_id.to_string(),
+                    EventAction::ViewPrivate,
+                )
+                .await
+                .is_err() =>
+        {
+            // Strangers to the event learn nothing of its imports.
+            Err(ApiError::not_found("import"))
+        }
+        result => result,
+    }
+}
+
 pub fn decide(caller: &Caller, context: &EventContext, action: EventAction) -> ApiResult<()> {
     let published = context.event.status == EventStatus::Published;
     let own_device = match caller {

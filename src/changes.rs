@@ -69,12 +69,14 @@ crate::text_enum! {
 
 crate::text_enum! {
     /// Who made a change: the participant (manage token), an organiser, a device (badge
-    /// printer, check-in desk), or the service itself (a promotion when a seat frees up).
+    /// printer, check-in desk), the service itself (a promotion when a seat frees up), or an
+    /// import of participants being committed (the id is the import's).
     pub enum ActorKind {
         Participant => "participant",
         Organiser => "organiser",
         Device => "device",
         System => "system",
+        Import => "import",
     }
 }
 
@@ -82,7 +84,7 @@ crate::text_enum! {
 #[derive(Debug, Clone, Copy)]
 pub struct Actor {
     pub kind: ActorKind,
-    /// The registration (participant), user account (organiser) or API key (device).
+    /// The registration (participant), user account (organiser), API key (device) or import.
     pub id: Option<Uuid>,
 }
 
@@ -105,6 +107,13 @@ impl Actor {
         Actor {
             kind: ActorKind::Device,
             id: Some(key_id),
+        }
+    }
+
+    pub fn import(import_id: Uuid) -> Self {
+        Actor {
+            kind: ActorKind::Import,
+            id: Some(import_id),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod events;
 pub mod extract;
 pub mod forms;
 pub mod headers;
+pub mod imports;
 pub mod maintenance;
 pub mod metrics;
 pub mod notifications;

@@ -36,6 +36,7 @@ pub use fields::shared_object_schemas;
         (name = "programme", description = "Venues, tracks, sessions, speakers and the public programme"),
         (name = "registrations", description = "Registering, waitlists, self-service and the organisers' side"),
         (name = "forms", description = "Registration forms: participant categories, questions, consent texts, and the form as JSON Schema"),
+        (name = "imports", description = "Importing participants from CSV and XLSX: a dry run, then a commit"),
         (name = "badges", description = "Device keys, attendee feed and export, print queue, QR codes, check-in, numbers"),
         (name = "webhooks", description = "Organisers' webhook endpoints, what was delivered to them, and (under `webhooks`) the signed messages they receive"),
         (name = "personal data", description = "A participant's export and erasure of their personal data, and the organisers' erasure of an event's"),

@@ -24,8 +24,8 @@ use crate::runner::Runner;
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
-    auth, badges, db, email, events, forms, maintenance, notifications, ops, privacy, programme,
-    registrations, telemetry, users, widget,
+    auth, badges, db, email, events, forms, imports, maintenance, notifications, ops, privacy,
+    programme, registrations, telemetry, users, widget,
 };
 
 /// Every documented route of the API. The OpenAPI document is collected from this too.
@@ -42,6 +42,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(forms::routes)
                 .configure(registrations::routes)
                 .configure(badges::routes)
+                .configure(imports::routes)
                 .configure(notifications::routes)
                 .configure(privacy::routes),
         );
@@ -233,6 +234,7 @@ fn serve(
     maintenance::start(&mut runner, shared.clone());
     notifications::start(&mut runner, &shared)?;
     privacy::start(&mut runner, shared.clone());
+    imports::start(&mut runner, &shared);
 
     let server = HttpServer::new(move || {
         let state = web::Data::new(

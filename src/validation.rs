@@ -88,6 +88,11 @@ impl Validator {
         }
     }
 
+    /// The problems found, for callers that report them otherwise than as a 422.
+    pub fn into_errors(self) -> Vec<FieldError> {
+        self.errors
+    }
+
     pub fn finish(self) -> ApiResult<()> {
         if self.errors.is_empty() {
             Ok(())

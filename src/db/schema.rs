@@ -246,6 +246,41 @@ diesel::table! {
 }
 
 diesel::table! {
+    import_rows (import_id, row_number) {
+        import_id -> Uuid,
+        row_number -> Int4,
+        fields -> Jsonb,
+        email_normalized -> Nullable<Text>,
+        verdict -> Text,
+        problems -> Jsonb,
+        duplicate_of_registration -> Nullable<Uuid>,
+        duplicate_of_row -> Nullable<Int4>,
+        outcome -> Nullable<Text>,
+        registration_id -> Nullable<Uuid>,
+        result -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    imports (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        created_by -> Nullable<Uuid>,
+        committed_by -> Nullable<Uuid>,
+        file_name -> Nullable<Text>,
+        format -> Text,
+        column_map -> Jsonb,
+        status -> Text,
+        over_capacity -> Bool,
+        total_rows -> Int4,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        commit_requested_at -> Nullable<Timestamptz>,
+        committed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     print_jobs (id) {
         id -> Uuid,
         event_id -> Uuid,
@@ -519,6 +554,9 @@ diesel::joinable!(form_consent_versions -> form_consents (consent_id));
 diesel::joinable!(form_consents -> events (event_id));
 diesel::joinable!(form_options -> form_questions (question_id));
 diesel::joinable!(form_questions -> events (event_id));
+diesel::joinable!(import_rows -> imports (import_id));
+diesel::joinable!(import_rows -> registrations (registration_id));
+diesel::joinable!(imports -> events (event_id));
 diesel::joinable!(print_jobs -> events (event_id));
 diesel::joinable!(print_jobs -> registrations (registration_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (auth_session_id));
@@ -555,6 +593,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     form_questions,
     form_seats,
     idempotency_keys,
+    import_rows,
+    imports,
     print_jobs,
     rate_limits,
     refresh_tokens,

@@ -293,7 +293,8 @@ pub struct NewRegistration<'a> {
     pub applicant: &'a Applicant,
     pub sessions: &'a [Session],
     pub mode: Mode,
-    pub actor_user: Option<Uuid>,
+    /// Who registers: `None` for the participant themselves.
+    pub actor: Option<Actor>,
     /// The manage token's digest, and the nonce it is derived from (kept with the
     /// registration, so that mail can carry the token without it being stored).
     pub token_hash: Vec<u8>,
@@ -348,8 +349,12 @@ pub async fn register(
     let locks: Vec<i64> = std::iter::once(event_lock_key(event.id))
         .chain(session_locks)
         .collect();
-    let (actor, actor_id) = match new.actor_user {
-        Some(user) => (ActorKind::Organiser, user),
+    let (actor, actor_id) = match new.actor {
+        Some(Actor {
+            kind,
+            id: Some(actor_id),
+        }) => (kind, actor_id),
+        Some(Actor { kind, id: None }) => (kind, id),
         None => (ActorKind::Participant, id),
     };
     let a = new.applicant;

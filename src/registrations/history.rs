@@ -55,7 +55,7 @@ pub struct HistoryEntryView {
     pub session_id: Option<Uuid>,
     pub actor: ActorKind,
     /// The organiser's account id, the registration id for the participant, the API key's id
-    /// for a device.
+    /// for a device, the import's id for an import.
     pub actor_id: Option<Uuid>,
     pub details: serde_json::Value,
     pub at: DateTime<Utc>,

@@ -25,9 +25,13 @@ use crate::db::schema::registrations;
 use crate::error::ApiResult;
 use crate::events::Language;
 
-pub use booking::{cancel, cancel_unconfirmed};
+pub use booking::{
+    Applicant, Mode, NewRegistration, Registered, cancel, cancel_unconfirmed, check_bookable,
+    check_event, check_overlaps, register,
+};
 pub use capacity::delete_event_without_registrations;
 pub use catalog::Catalog;
+pub use public::{MAX_SESSIONS, NewRegistrationBody, validate_applicant};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.configure(public::routes)

@@ -12,6 +12,7 @@ use super::idempotency::IdempotencyRequest;
 use super::{RegistrationStatus, SessionOutcome};
 use crate::access::{self, EventAction, EventContext};
 use crate::auth::{Caller, tokens};
+use crate::changes::Actor;
 use crate::error::{ApiResult, Problem};
 use crate::events::Language;
 use crate::extract::{self, Body};
@@ -337,7 +338,7 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
             applicant: &applicant(request.body),
             sessions: &sessions,
             mode: request.mode,
-            actor_user: caller.user().map(|u| u.id),
+            actor: caller.user().map(|u| Actor::organiser(u.id)),
             token_hash: tokens::digest(&token),
             token_nonce: &nonce,
             language: request.body.language.or(request.accepted_language),

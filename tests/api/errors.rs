@@ -313,6 +313,10 @@ async fn every_route_with_a_body_refuses_the_same_bad_bodies() {
             let Some(request_body) = operation.get("requestBody") else {
                 continue;
             };
+            // Uploads of files (imports) are not JSON: their bad input is tested with them.
+            if request_body["content"].get("application/json").is_none() {
+                continue;
+            }
             checked += 1;
             let url = fill_path(path);
             let method: Method = method.to_uppercase().parse().unwrap();

@@ -17,6 +17,7 @@ mod faults;
 mod fixtures;
 mod forms;
 mod headers;
+mod imports;
 mod limits;
 mod matrix;
 mod operations;

@@ -38,6 +38,10 @@ enum Policy {
     RegistrationChange,
     RegistrationHistory,
     RegistrationManage,
+    /// An import of event A: organisers of A see it, owners and editors commit it; to
+    /// anyone else it does not exist.
+    ImportView,
+    ImportCommit,
     /// Ends the caller's own login.
     Logout,
 }
@@ -121,9 +125,8 @@ fn policy(route: &str) -> Option<Policy> {
         | "DELETE /api/v1/events/{event}/webhooks/{webhook_id}"
         | "POST /api/v1/events/{event}/webhooks/{webhook_id}/rotate-secret"
         | "POST /api/v1/events/{event}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"
-        | "POST /api/v1/events/{event}/webhooks/{webhook_id}/deliveries/redeliver-failed" => {
-            EventEdit
-        }
+        | "POST /api/v1/events/{event}/webhooks/{webhook_id}/deliveries/redeliver-failed"
+        | "POST /api/v1/events/{event}/imports" => EventEdit,
         "DELETE /api/v1/events/{event}"
         | "PUT /api/v1/events/{event}/members/{user_id}"
         | "DELETE /api/v1/events/{event}/members/{user_id}"
@@ -152,6 +155,8 @@ fn policy(route: &str) -> Option<Policy> {
         | "POST /api/v1/registrations/{id}/erase" => RegistrationChange,
         "GET /api/v1/registrations/{id}/history" => RegistrationHistory,
         "POST /api/v1/registrations/{id}/sessions/{session_id}/promote" => RegistrationManage,
+        "GET /api/v1/imports/{id}" => ImportView,
+        "POST /api/v1/imports/{id}/commit" => ImportCommit,
         _ => return None,
     })
 }
@@ -253,6 +258,18 @@ fn expected(policy: Policy, who: Who) -> Expect {
                 _ if device => FORBIDDEN,
                 _ if organiser_allowed => Allow,
                 _ => FORBIDDEN,
+            }
+        }
+        ImportView | ImportCommit => {
+            let allowed = match policy {
+                ImportView => matches!(who, Viewer | Editor | Owner | Admin),
+                _ => matches!(who, Editor | Owner | Admin),
+            };
+            match who {
+                _ if allowed => Allow,
+                Anonymous => UNAUTHENTICATED,
+                Viewer => FORBIDDEN,
+                _ => HIDDEN,
             }
         }
         _ => {
@@ -646,6 +663,23 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
         };
         path = path.replace("{id}", &registration.0);
         own_registration = Some(registration);
+    }
+    if template.starts_with("/api/v1/imports/{id}") {
+        // Each call its own import: a commit consumes it.
+        let answer = app
+            .call(
+                Method::POST,
+                "/api/v1/events/a/imports?file_name=invited.csv",
+            )
+            .bearer(owner)
+            .body(
+                "text/csv",
+                format!("full_name,email\nАнна Иванова,import{n}@example.org\n"),
+            )
+            .send()
+            .await;
+        answer.assert_status(201);
+        path = path.replace("{id}", &id(&answer));
     }
     if template.starts_with("/api/v1/users/{id}") {
         path = path.replace("{id}", &w.spare_user.to_string());

@@ -1,0 +1,681 @@
+//! Importing participants from CSV and XLSX: the dry run, duplicates, bad files, the
+//! commit with capacity and waitlists, resumption after the service is killed, and two
+//! overlapping imports committed at once.
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use rust_xlsxwriter::{Formula, Workbook};
+use serde_json::{Value, json};
+
+use crate::helpers::{Answer, JWT_SECRET, PASSWORD, TestApp, TestDb, send_checked, spawn_app};
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// An admin's token and a published event `a`.
+async fn setup(app: &TestApp) -> String {
+    let admin = app.admin().await;
+    app.event(&admin.access, "a", json!({})).await;
+    admin.access
+}
+
+/// Uploads `body` as the request body itself.
+async fn upload_raw(
+    app: &TestApp,
+    token: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+    query: &str,
+) -> Answer {
+    app.call(Method::POST, &format!("/api/v1/events/a/imports{query}"))
+        .bearer(token)
+        .body(content_type, body)
+        .send()
+        .await
+}
+
+async fn upload_csv(app: &TestApp, token: &str, csv: &str) -> Answer {
+    upload_raw(app, token, "text/csv", csv.to_owned(), "").await
+}
+
+/// Uploads a file as a browser form would.
+async fn upload_form(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    mapping: Option<Value>,
+) -> Answer {
+    let mut form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
+    if let Some(mapping) = mapping {
+        form = form.text("mapping", mapping.to_string());
+    }
+    send_checked(
+        app.client
+            .post(format!("{}/api/v1/events/a/imports", app.address))
+            .bearer_auth(token)
+            .multipart(form),
+    )
+    .await
+    .unwrap()
+}
+
+async fn commit(app: &TestApp, token: &str, id: &str) -> Answer {
+    app.post(
+        &format!("/api/v1/imports/{id}/commit"),
+        Some(token),
+        &json!({}),
+    )
+    .await
+}
+
+/// Polls the import until every row has its outcome.
+async fn committed(app: &TestApp, token: &str, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let answer = app
+            .get(&format!("/api/v1/imports/{id}?limit=200"), Some(token))
+            .await;
+        answer.assert_status(200);
+        let body = answer.json();
+        if body["status"] == "committed" {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "not committed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn statuses(view: &Value) -> Vec<(i64, String)> {
+    view["rows"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_i64().unwrap(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn a_csv_with_bom_and_semicolons_is_a_dry_run_that_registers_nobody() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    let session = app.session(&token, "a", json!({"capacity": 10})).await;
+    let existing = app.register("a", "Petrov@Example.org", &[]).await;
+    existing.assert_status(201);
+    let existing_id = existing.json()["id"].as_str().unwrap().to_owned();
+    let csv = format!(
+        "\u{feff}ФИО;Эл. почта;Организация;Категория;Сессии;Примечание\r\n\
+         Анна Сергеевна Иванова;anna@example.org;АНО «Городские события»;government;{title}\r\n\
+         Пётр Петров;petrov@EXAMPLE.org;ООО «Север»;business;\r\n\
+         ;not-an-address;;royalty;Нет такой сессии\r\n\
+         \r\n\
+         Анна Иванова (дубль);ANNA@example.org;;;\r\n",
+        title = session["title"].as_str().unwrap()
+    );
+    let answer = upload_form(&app, &token, "приглашённые.csv", csv.into_bytes(), None).await;
+    answer.assert_status(201);
+    let view = answer.json();
+    assert_eq!(view["status"], "dry_run");
+    assert_eq!(view["format"], "csv");
+    assert_eq!(view["file_name"], "приглашённые.csv");
+    assert_eq!(
+        answer.header("location"),
+        Some(format!("/api/v1/imports/{}", view["id"].as_str().unwrap()).as_str())
+    );
+    let fields: Vec<Value> = view["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].clone())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            json!("full_name"),
+            json!("email"),
+            json!("organisation"),
+            json!("category"),
+            json!("sessions"),
+            Value::Null
+        ]
+    );
+    assert_eq!(
+        statuses(&view),
+        vec![
+            (2, "create".to_owned()),
+            (3, "duplicate".to_owned()),
+            (4, "invalid".to_owned()),
+            (6, "duplicate".to_owned()),
+        ]
+    );
+    assert_eq!(
+        view["summary"],
+        json!({"rows": 4, "create": 1, "duplicate": 2, "invalid": 1, "pending": 0,
+               "created": 0, "failed": 0})
+    );
+    let rows = view["rows"]["items"].as_array().unwrap();
+    assert_eq!(rows[0]["fields"]["session_ids"], json!([session["id"]]));
+    assert_eq!(rows[0]["fields"]["category"], "government");
+    assert_eq!(
+        rows[1]["duplicate_of"],
+        json!({"registration_id": existing_id, "row": null})
+    );
+    assert_eq!(
+        rows[3]["duplicate_of"],
+        json!({"registration_id": null, "row": 2})
+    );
+    let problems: Vec<(String, String)> = rows[2]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["column"].as_str().unwrap().to_owned(),
+                p["field"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            ("Категория".to_owned(), "category".to_owned()),
+            ("Сессии".to_owned(), "sessions".to_owned()),
+            ("ФИО".to_owned(), "full_name".to_owned()),
+            ("Эл. почта".to_owned(), "email".to_owned()),
+        ]
+    );
+    // Nothing registered.
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM registrations").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_xlsx_workbook_is_read_like_a_csv_with_a_mapping() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    let session = app.session(&token, "a", json!({})).await;
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    for (c, header) in ["Участник", "Адрес", "Тел.", "Сессия", "Язык"]
+        .iter()
+        .enumerate()
+    {
+        sheet.write_string(0, c as u16, *header).unwrap();
+    }
+    sheet.write_string(1, 0, "Мария Кузнецова").unwrap();
+    sheet.write_string(1, 1, "maria@example.org").unwrap();
+    // A phone number typed as a number.
+    sheet.write_number(1, 2, 78153650000.0).unwrap();
+    sheet
+        .write_string(1, 3, session["id"].as_str().unwrap())
+        .unwrap();
+    sheet.write_string(1, 4, "en").unwrap();
+    let bytes = workbook.save_to_buffer().unwrap();
+    let mapping = json!({"Адрес": "email", "Тел.": "phone"});
+    let query = format!(
+        "?file_name=list.xlsx&mapping={}",
+        url::form_urlencoded::byte_serialize(mapping.to_string().as_bytes()).collect::<String>()
+    );
+    let answer = upload_raw(&app, &token, XLSX, bytes, &query).await;
+    answer.assert_status(201);
+    let view = answer.json();
+    assert_eq!(view["format"], "xlsx");
+    assert_eq!(statuses(&view), vec![(2, "create".to_owned())]);
+    let fields = &view["rows"]["items"][0]["fields"];
+    assert_eq!(fields["full_name"], "Мария Кузнецова");
+    assert_eq!(fields["email"], "maria@example.org");
+    assert_eq!(fields["phone"], "78153650000");
+    assert_eq!(fields["language"], "en");
+    assert_eq!(fields["category"], "other");
+    assert_eq!(fields["session_ids"], json!([session["id"]]));
+
+    let id = view["id"].as_str().unwrap();
+    commit(&app, &token, id).await.assert_status(202);
+    let done = committed(&app, &token, id).await;
+    let row = &done["rows"]["items"][0];
+    assert_eq!(row["status"], "created");
+    let registration = app
+        .get(
+            &format!(
+                "/api/v1/registrations/{}",
+                row["registration_id"].as_str().unwrap()
+            ),
+            Some(&token),
+        )
+        .await;
+    registration.assert_status(200);
+    assert_eq!(registration.json()["language"], "en");
+    assert_eq!(registration.json()["source"], "organiser");
+}
+
+#[tokio::test]
+async fn committing_registers_rows_within_capacity_and_onto_waitlists() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    let waitlisted = app
+        .session(
+            &token,
+            "a",
+            json!({"title": "Круглый стол", "capacity": 1, "waitlist_enabled": true}),
+        )
+        .await;
+    let closed = app
+        .session(
+            &token,
+            "a",
+            json!({"title": "Мастер-класс", "capacity": 1, "waitlist_enabled": false,
+                   "starts_at": "2027-04-23T11:00:00+03:00", "ends_at": "2027-04-23T12:00:00+03:00"}),
+        )
+        .await;
+    let csv = "full_name,email,sessions\n\
+               Первый,first@example.org,Круглый стол; Мастер-класс\n\
+               Второй,second@example.org,Круглый стол\n\
+               Третий,third@example.org,Мастер-класс\n\
+               Без адреса,,\n";
+    let answer = upload_csv(&app, &token, csv).await;
+    answer.assert_status(201);
+    let id = answer.json()["id"].as_str().unwrap().to_owned();
+    let started = commit(&app, &token, &id).await;
+    started.assert_status(202);
+    assert!(matches!(
+        started.json()["status"].as_str(),
+        Some("committing" | "committed")
+    ));
+    let done = committed(&app, &token, &id).await;
+    assert_eq!(
+        statuses(&done),
+        vec![
+            (2, "created".to_owned()),
+            (3, "created".to_owned()),
+            (4, "failed".to_owned()),
+            (5, "invalid".to_owned()),
+        ]
+    );
+    let rows = done["rows"]["items"].as_array().unwrap();
+    assert_eq!(
+        rows[0]["sessions"],
+        json!([
+            {"session_id": waitlisted["id"], "status": "confirmed", "waitlist_position": null},
+            {"session_id": closed["id"], "status": "confirmed", "waitlist_position": null},
+        ])
+    );
+    assert_eq!(
+        rows[1]["sessions"],
+        json!([{"session_id": waitlisted["id"], "status": "waitlisted", "waitlist_position": 1}])
+    );
+    assert_eq!(rows[2]["error"]["code"], "session_full");
+    assert_eq!(
+        done["summary"],
+        json!({"rows": 4, "create": 0, "duplicate": 0, "invalid": 1, "pending": 0,
+               "created": 2, "failed": 1})
+    );
+    // The history names the import as who registered.
+    let history = app
+        .get(
+            &format!(
+                "/api/v1/registrations/{}/history",
+                rows[0]["registration_id"].as_str().unwrap()
+            ),
+            Some(&token),
+        )
+        .await;
+    history.assert_status(200);
+    let first = &history.json()[0];
+    assert_eq!(first["actor"], "import");
+    assert_eq!(first["actor_id"], json!(id));
+
+    commit(&app, &token, &id)
+        .await
+        .assert_problem(409, "import_committed");
+    // Only rows with a given status.
+    let failed = app
+        .get(&format!("/api/v1/imports/{id}?status=failed"), Some(&token))
+        .await;
+    assert_eq!(statuses(&failed.json()), vec![(4, "failed".to_owned())]);
+}
+
+#[tokio::test]
+async fn an_expired_dry_run_cannot_be_committed() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    let answer = upload_csv(&app, &token, "full_name,email\nАнна,anna@example.org\n").await;
+    let id = answer.json()["id"].as_str().unwrap().to_owned();
+    app.db
+        .client()
+        .await
+        .execute(
+            "UPDATE imports SET expires_at = now() - interval '1 minute'",
+            &[],
+        )
+        .await
+        .unwrap();
+    commit(&app, &token, &id)
+        .await
+        .assert_problem(409, "import_expired");
+    let view = app
+        .get(&format!("/api/v1/imports/{id}"), Some(&token))
+        .await;
+    assert_eq!(view.json()["status"], "expired");
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM registrations").await,
+        0
+    );
+}
+
+/// A problem about the file: 422 naming the row and column, and nothing stored.
+async fn refused(app: &TestApp, answer: Answer, code: &str, row: Value, column: Value) -> Value {
+    let problem = answer.assert_problem(422, code);
+    assert_eq!(problem["row"], row, "{problem}");
+    assert_eq!(problem["column"], column, "{problem}");
+    assert_eq!(count(&app.db, "SELECT count(*) FROM imports").await, 0);
+    assert_eq!(count(&app.db, "SELECT count(*) FROM import_rows").await, 0);
+    problem
+}
+
+#[tokio::test]
+async fn files_that_cannot_be_imported_are_refused_naming_row_and_column() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+
+    let pdf = upload_raw(&app, &token, "text/csv", b"%PDF-1.7\n\x00\x01".to_vec(), "").await;
+    refused(&app, pdf, "invalid_file", Value::Null, Value::Null).await;
+
+    let no_email = upload_csv(&app, &token, "ФИО;Город\nАнна;Мурманск\n").await;
+    let problem = refused(&app, no_email, "invalid_file", json!(1), Value::Null).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no usable header"),
+        "{problem}"
+    );
+
+    let mut broken = b"full_name,email\nAnna,anna@example.org\n".to_vec();
+    broken.extend_from_slice(b"Bor\xffis,boris@example.org\n");
+    let answer = upload_raw(&app, &token, "text/csv", broken, "").await;
+    refused(&app, answer, "invalid_file", json!(3), json!("A")).await;
+
+    let formula = upload_csv(
+        &app,
+        &token,
+        "full_name,email\nAnna,anna@example.org\n\"=HYPERLINK(\"\"http://x\"\")\",b@example.org\n",
+    )
+    .await;
+    refused(&app, formula, "invalid_file", json!(3), json!("A")).await;
+
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    sheet.write_string(0, 0, "full_name").unwrap();
+    sheet.write_string(0, 1, "email").unwrap();
+    sheet.write_string(1, 0, "Анна").unwrap();
+    sheet
+        .write_formula(1, 1, Formula::new("=CONCAT(\"a\",\"@example.org\")"))
+        .unwrap();
+    let answer = upload_raw(&app, &token, XLSX, workbook.save_to_buffer().unwrap(), "").await;
+    refused(&app, answer, "invalid_file", json!(2), json!("B")).await;
+
+    let answer = upload_form(
+        &app,
+        &token,
+        "list.csv",
+        b"full_name,email\nAnna,anna@example.org\n".to_vec(),
+        Some(json!({"Почта": "email"})),
+    )
+    .await;
+    let problem = refused(&app, answer, "invalid_file", json!(1), json!("Почта")).await;
+    assert_eq!(problem["errors"][0]["field"], "mapping.Почта");
+
+    let mut many = String::from("full_name,email\n");
+    for i in 0..50_000 {
+        many.push_str(&format!("П{i},p{i}@example.org\n"));
+    }
+    let answer = upload_csv(&app, &token, &many).await;
+    refused(&app, answer, "invalid_file", json!(50_000), Value::Null).await;
+
+    let huge = vec![b'a'; 20 * 1024 * 1024 + 1];
+    let answer = upload_raw(&app, &token, "text/csv", huge, "").await;
+    refused(&app, answer, "file_too_large", Value::Null, Value::Null).await;
+
+    upload_raw(&app, &token, "application/json", "{}", "")
+        .await
+        .assert_problem(415, "unsupported_media_type");
+}
+
+/// `n` rows of participants `from..from + n`.
+fn participants(from: usize, n: usize) -> String {
+    let mut csv = String::from("full_name;email\n");
+    for i in from..from + n {
+        csv.push_str(&format!("Участник {i};person{i}@example.org\n"));
+    }
+    csv
+}
+
+#[tokio::test]
+async fn overlapping_imports_committed_at_once_register_each_address_once() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    let first = upload_csv(&app, &token, &participants(0, 60)).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = upload_csv(&app, &token, &participants(30, 60)).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (a, b) = tokio::join!(commit(&app, &token, &first), commit(&app, &token, &second));
+    a.assert_status(202);
+    b.assert_status(202);
+    let a = committed(&app, &token, &first).await;
+    let b = committed(&app, &token, &second).await;
+    let created =
+        a["summary"]["created"].as_i64().unwrap() + b["summary"]["created"].as_i64().unwrap();
+    let duplicates =
+        a["summary"]["duplicate"].as_i64().unwrap() + b["summary"]["duplicate"].as_i64().unwrap();
+    assert_eq!(created, 90);
+    assert_eq!(duplicates, 30);
+    assert_eq!(
+        count(
+            &app.db,
+            "SELECT count(*) FROM registrations WHERE status = 'active'"
+        )
+        .await,
+        90
+    );
+    // Each duplicate names the registration the other import made.
+    let mut holders = HashSet::new();
+    for view in [&a, &b] {
+        for row in view["rows"]["items"].as_array().unwrap() {
+            match row["status"].as_str().unwrap() {
+                "created" => assert!(holders.insert(row["registration_id"].clone())),
+                "duplicate" => assert!(row["duplicate_of"]["registration_id"].is_string()),
+                other => panic!("{other}: {row}"),
+            }
+        }
+    }
+    assert_eq!(holders.len(), 90);
+}
+
+/// The service as its own process, so that it can be killed with SIGKILL.
+struct Process {
+    child: tokio::process::Child,
+    address: String,
+}
+
+impl Process {
+    async fn start(db: &TestDb) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+            .env("DATABASE_URL", &db.url)
+            .env("REGISTRAR_BIND", format!("127.0.0.1:{port}"))
+            .env("REGISTRAR_JWT_SECRET", JWT_SECRET)
+            .env("REGISTRAR_LOGIN_RATE_LIMIT", "0")
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let address = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while reqwest::get(format!("{address}/readyz")).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "not started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Process { child, address }
+    }
+}
+
+#[tokio::test]
+async fn a_commit_cut_off_by_sigkill_resumes_without_registering_a_row_twice() {
+    let db = TestDb::new().await;
+    let mut first = Process::start(&db).await;
+    {
+        use diesel_async::AsyncConnection;
+        let mut conn = diesel_async::AsyncPgConnection::establish(&db.url)
+            .await
+            .unwrap();
+        registrar::users::create_admin(&mut conn, "admin@example.org", "Admin", PASSWORD.into())
+            .await
+            .unwrap();
+    }
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{}/api/v1/auth/login", first.address))
+        .json(&json!({"email": "admin@example.org", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let event = json!({"slug": "a", "title": "Событие", "time_zone": "Europe/Moscow",
+        "starts_on": "2027-04-20", "ends_on": "2027-04-24", "status": "published"});
+    let created = http
+        .post(format!("{}/api/v1/events", first.address))
+        .bearer_auth(&token)
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    const ROWS: i64 = 600;
+    let upload: Value = http
+        .post(format!("{}/api/v1/events/a/imports", first.address))
+        .bearer_auth(&token)
+        .header("content-type", "text/csv")
+        .body(participants(0, ROWS as usize))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = upload["id"].as_str().unwrap().to_owned();
+    let started = http
+        .post(format!("{}/api/v1/imports/{id}/commit", first.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status().as_u16(), 202);
+    // Killed while rows are being registered.
+    let waiting = Instant::now();
+    loop {
+        let done = count(
+            &db,
+            "SELECT count(*) FROM import_rows WHERE outcome IS NOT NULL",
+        )
+        .await;
+        if done >= 50 {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "the commit did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+    let outcomes = count(
+        &db,
+        "SELECT count(*) FROM import_rows WHERE outcome IS NOT NULL",
+    )
+    .await;
+    assert!(outcomes < ROWS, "killed before the end: {outcomes}");
+    // Every registration made has its row's outcome, and the other way round.
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM registrations").await,
+        count(
+            &db,
+            "SELECT count(*) FROM import_rows WHERE outcome = 'created'"
+        )
+        .await
+    );
+
+    let second = Process::start(&db).await;
+    let waiting = Instant::now();
+    loop {
+        let status: String = db
+            .client()
+            .await
+            .query_one("SELECT status FROM imports", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if status == "committed" {
+            break;
+        }
+        assert!(waiting.elapsed() < Duration::from_secs(300), "not resumed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM registrations").await, ROWS);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM import_rows WHERE outcome = 'created'"
+        )
+        .await,
+        ROWS
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(DISTINCT registration_id) FROM import_rows"
+        )
+        .await,
+        ROWS
+    );
+    let report: Value = http
+        .get(format!("{}/api/v1/imports/{id}", second.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["summary"]["created"], ROWS);
+    assert_eq!(report["summary"]["duplicate"], 0);
+}
