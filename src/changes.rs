@@ -286,8 +286,9 @@ pub async fn backlog(conn: &mut AsyncPgConnection, consumer: &str) -> ApiResult<
          WHERE k.name = $1 AND (c.xid, c.id) > (k.last_xid, k.last_id)",
     )
     .bind::<Text, _>(consumer)
-    .get_result(conn)
-    .await?;
+    .get_results(conn)
+    .await
+    .and_then(crate::db::single)?;
     Ok((backlog.waiting, backlog.oldest_seconds.unwrap_or(0.0)))
 }
 

@@ -213,8 +213,9 @@ impl RateLimits {
         .bind::<Text, _>(client)
         .bind::<BigInt, _>(interval.as_micros() as i64)
         .bind::<BigInt, _>(tolerance.as_micros() as i64)
-        .get_result(&mut conn)
-        .await?;
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
         if verdict.allowed {
             return Ok(None);
         }

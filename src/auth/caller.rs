@@ -178,8 +178,9 @@ async fn device(state: &AppState, token: &str) -> ApiResult<Caller> {
          SELECT id, event_id, scopes FROM key",
     )
     .bind::<diesel::sql_types::Bytea, _>(tokens::digest(token))
-    .get_result(&mut conn)
+    .get_results(&mut conn)
     .await
+    .and_then(crate::db::single)
     .optional()?;
     let key = found.ok_or_else(|| invalid_token("the API key is not valid or was revoked"))?;
     Ok(Caller::Device(DeviceCaller {

@@ -146,8 +146,9 @@ async fn record(
                     .and(sessions::event_id.eq(event.id)),
             ),
         ))
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
         if !in_event {
             return Err(ApiError::invalid(
                 "session_id",
@@ -159,8 +160,9 @@ async fn record(
                 .find((registration_id, session_id))
                 .filter(registration_sessions::status.eq(SessionRegistrationStatus::Confirmed)),
         ))
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
         if !confirmed {
             return Err(ApiError::conflict(
                 "not_registered_for_session",
@@ -201,8 +203,8 @@ async fn record(
     .bind::<Nullable<SqlUuid>, _>(desk.device_key_id)
     .bind::<Nullable<SqlUuid>, _>(desk.user_id)
     .bind::<Nullable<Text>, _>(scan.client_nonce.as_deref())
-    .get_result(conn)
-    .await
+    .get_results(conn)
+    .await.and_then(crate::db::single)
     .optional()?;
     let recorded = match recorded {
         Some(recorded) => recorded,
@@ -213,8 +215,9 @@ async fn record(
         )
         .bind::<SqlUuid, _>(registration_id)
         .bind::<Nullable<SqlUuid>, _>(scan.session_id)
-        .get_result(conn)
+        .get_results(conn)
         .await
+        .and_then(crate::db::single)
         .optional()?
         .ok_or_else(|| {
             ApiError::conflict(

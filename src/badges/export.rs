@@ -266,8 +266,9 @@ pub async fn scope(
                     .and(sessions::event_id.eq(ctx.event.id)),
             ),
         ))
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
         if !exists {
             return Err(ApiError::not_found("session"));
         }

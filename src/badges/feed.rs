@@ -251,8 +251,9 @@ async fn session_attendees(
                 .and(sessions::event_id.eq(ctx.event.id)),
         ),
     ))
-    .get_result(&mut conn)
-    .await?;
+    .get_results(&mut conn)
+    .await
+    .and_then(crate::db::single)?;
     if !exists {
         return Err(ApiError::not_found("session"));
     }

@@ -103,8 +103,9 @@ async fn create_api_key(
             api_keys::created_by.eq(caller.user().map(|u| u.id)),
         ))
         .returning(ApiKeyView::as_returning())
-        .get_result(&mut conn)
-        .await?;
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
     Ok(HttpResponse::Created().json(ApiKeyCreated { view, key }))
 }
 
@@ -165,8 +166,9 @@ async fn revoke_api_key(
         diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
     >("coalesce(revoked_at, now())")))
     .returning(api_keys::id)
-    .get_result::<Uuid>(&mut conn)
+    .get_results::<Uuid>(&mut conn)
     .await
+    .and_then(crate::db::single)
     .optional()?;
     found.ok_or_else(|| ApiError::not_found("API key"))?;
     Ok(HttpResponse::NoContent().finish())

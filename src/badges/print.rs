@@ -282,8 +282,9 @@ async fn complete_job(
                     print_jobs::done_at.eq(Utc::now()),
                 ))
                 .returning(Job::as_returning())
-                .get_result(conn)
-                .await?;
+                .get_results(conn)
+                .await
+                .and_then(crate::db::single)?;
             diesel::update(registrations::table.find(job.registration_id))
                 .set(registrations::badge_printed_at.eq(Utc::now()))
                 .execute(conn)
@@ -379,8 +380,9 @@ pub async fn queue(
     .bind::<SqlUuid, _>(event_id)
     .bind::<SqlUuid, _>(registration_id)
     .bind::<Text, _>(reason.as_str())
-    .get_result(conn)
+    .get_results(conn)
     .await
+    .and_then(crate::db::single)
     .optional()?;
     if let Some(job) = created {
         return Ok((true, job));

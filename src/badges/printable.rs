@@ -26,7 +26,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::Event;
 use crate::extract::Query;
 use crate::openapi::{EventErrors, RegistrationErrors};
-use crate::registrations::{Category, RegistrationStatus, SessionRegistrationStatus};
+use crate::registrations::{RegistrationStatus, SessionRegistrationStatus};
 use crate::state::State;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -48,7 +48,7 @@ pub struct BadgesParams {
     pub layout: Option<Layout>,
     /// Only attendees of this category.
     #[param(inline)]
-    pub category: Option<Category>,
+    pub category: Option<String>,
     /// Only attendees confirmed for this session.
     pub session: Option<Uuid>,
     /// Only attendees whose badge is not printed yet.
@@ -96,7 +96,7 @@ fn parse_ids(ids: &str) -> ApiResult<Vec<Uuid>> {
 enum Selection {
     Event {
         event_id: Uuid,
-        category: Option<Category>,
+        category: Option<String>,
         session: Option<Uuid>,
         not_printed: bool,
         ids: Option<Vec<Uuid>>,
@@ -168,7 +168,7 @@ impl Selection {
 fn badges(key: &ed25519_dalek::SigningKey, look: &Look, rows: &[AttendeeRow]) -> Vec<Badge> {
     rows.iter()
         .map(|r| {
-            let (band, colour) = look.band(r.category);
+            let (band, colour) = look.band(&r.category);
             let shown = |show: bool, value: &Option<String>| value.clone().filter(|_| show);
             Badge {
                 full_name: r.full_name.clone(),

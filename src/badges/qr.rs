@@ -50,8 +50,9 @@ pub async fn signing_key(
     let stored: Option<Vec<u8>> = events::table
         .find(event_id)
         .select(events::checkin_key_sealed)
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
     let sealed = match stored {
         Some(sealed) => sealed,
         None => create_seed(conn, sealing, event_id).await?,
@@ -85,8 +86,9 @@ async fn create_seed(
     let kept: Option<Vec<u8>> = diesel::update(events::table.find(event_id))
         .set(events::checkin_key_sealed.eq(coalesce_bytes(events::checkin_key_sealed, sealed)))
         .returning(events::checkin_key_sealed)
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
     kept.ok_or_else(|| {
         ApiError::internal(anyhow::anyhow!(
             "check-in key of event {event_id} was not stored"

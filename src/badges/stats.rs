@@ -94,8 +94,8 @@ async fn event_stats(
          FROM registrations WHERE event_id = $1",
     )
     .bind::<SqlUuid, _>(event_id)
-    .get_result(&mut conn)
-    .await?;
+    .get_results(&mut conn)
+    .await.and_then(crate::db::single)?;
     let by_category: Vec<CategoryStats> = diesel::sql_query(
         "SELECT category, count(*) AS registered, \
                 count(*) FILTER (WHERE checked_in_at IS NOT NULL) AS checked_in \

@@ -21,8 +21,8 @@ use crate::db::schema::badge_templates;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, Language};
 use crate::extract::Body;
+use crate::forms::categories::{self, Category};
 use crate::openapi::{BodyErrors, EventErrors};
-use crate::registrations::Category;
 use crate::state::State;
 use crate::validation::Validator;
 
@@ -36,36 +36,27 @@ pub const MAX_LOGO_BYTES: usize = 128 * 1024;
 const MAX_LOGO_PIXELS: u32 = 4000;
 const MAX_LABEL_CHARS: usize = 40;
 
-const CATEGORIES: [Category; 5] = [
-    Category::Government,
-    Category::Business,
-    Category::Nonprofit,
-    Category::Media,
-    Category::Other,
-];
-
-fn default_colour(category: Category) -> &'static str {
-    match category {
-        Category::Government => "#1F4E9C",
-        Category::Business => "#1E8449",
-        Category::Nonprofit => "#D68910",
-        Category::Media => "#C0392B",
-        Category::Other => "#5D6D7E",
+/// Colours of the built-in categories' bands, and a palette for the event's own categories.
+fn default_colour(category: &Category) -> String {
+    const PALETTE: [&str; 8] = [
+        "#1F4E9C", "#1E8449", "#D68910", "#C0392B", "#6C3483", "#117A65", "#A04000", "#2E4053",
+    ];
+    match category.code.as_str() {
+        "government" => "#1F4E9C",
+        "business" => "#1E8449",
+        "nonprofit" => "#D68910",
+        "media" => "#C0392B",
+        "other" => "#5D6D7E",
+        _ => PALETTE[category.position.unsigned_abs() as usize % PALETTE.len()],
     }
+    .to_owned()
 }
 
-fn default_label(category: Category, language: Language) -> &'static str {
-    match (language, category) {
-        (Language::Ru, Category::Government) => "Органы власти",
-        (Language::Ru, Category::Business) => "Бизнес",
-        (Language::Ru, Category::Nonprofit) => "НКО",
-        (Language::Ru, Category::Media) => "СМИ",
-        (Language::Ru, Category::Other) => "Участник",
-        (_, Category::Government) => "Government",
-        (_, Category::Business) => "Business",
-        (_, Category::Nonprofit) => "Non-profit",
-        (_, Category::Media) => "Media",
-        (_, Category::Other) => "Participant",
+/// A category's band says its name in the event's language.
+fn default_label(category: &Category, language: Language) -> String {
+    match language {
+        Language::Ru => category.name_ru.clone(),
+        Language::En => category.name_en.clone(),
     }
 }
 
@@ -221,11 +212,12 @@ fn check_logo(media_type: &str, bytes: &[u8]) -> Result<(), String> {
 }
 
 impl NewBadgeTemplate {
-    fn validate(&self) -> ApiResult<Option<Vec<u8>>> {
+    fn validate(&self, categories: &[Category]) -> ApiResult<Option<Vec<u8>>> {
+        let known = |code: &str| categories.iter().any(|c| c.code == code);
         let mut v = Validator::new();
         for (category, colour) in &self.category_colours {
             let field = format!("category_colours.{category}");
-            if category.parse::<Category>().is_err() {
+            if !known(category) {
                 v.error(field, "is not a category");
             } else if parse_colour(colour).is_none() {
                 v.error(field, "must be a colour written #RRGGBB");
@@ -233,7 +225,7 @@ impl NewBadgeTemplate {
         }
         for (category, label) in &self.category_labels {
             let field = format!("category_labels.{category}");
-            if category.parse::<Category>().is_err() {
+            if !known(category) {
                 v.error(field, "is not a category");
             } else {
                 v.line(&field, label, MAX_LABEL_CHARS);
@@ -275,7 +267,7 @@ fn overrides(value: &serde_json::Value) -> BTreeMap<String, String> {
     serde_json::from_value(value.clone()).unwrap_or_default()
 }
 
-fn view(event: &Event, row: Option<&TemplateRow>) -> BadgeTemplate {
+fn view(event: &Event, categories: &[Category], row: Option<&TemplateRow>) -> BadgeTemplate {
     let colours = row
         .map(|r| overrides(&r.category_colours))
         .unwrap_or_default();
@@ -290,24 +282,24 @@ fn view(event: &Event, row: Option<&TemplateRow>) -> BadgeTemplate {
             event_title: row.is_none_or(|r| r.show_event_title),
         },
         layout: row.map_or(Layout::A6, |r| parse_layout(&r.layout)),
-        category_colours: CATEGORIES
+        category_colours: categories
             .iter()
             .map(|c| {
                 let colour = colours
-                    .get(c.as_str())
+                    .get(&c.code)
                     .cloned()
-                    .unwrap_or_else(|| default_colour(*c).to_owned());
-                (c.as_str().to_owned(), colour)
+                    .unwrap_or_else(|| default_colour(c));
+                (c.code.clone(), colour)
             })
             .collect(),
-        category_labels: CATEGORIES
+        category_labels: categories
             .iter()
             .map(|c| {
                 let label = labels
-                    .get(c.as_str())
+                    .get(&c.code)
                     .cloned()
-                    .unwrap_or_else(|| default_label(*c, event.default_language).to_owned());
-                (c.as_str().to_owned(), label)
+                    .unwrap_or_else(|| default_label(c, event.default_language));
+                (c.code.clone(), label)
             })
             .collect(),
         logo: row.and_then(|r| {
@@ -331,15 +323,11 @@ pub struct Look {
 
 impl Look {
     /// The band's label and colour for `category`.
-    pub fn band(&self, category: Category) -> (String, [u8; 3]) {
-        let label = self
-            .labels
-            .get(category.as_str())
-            .cloned()
-            .unwrap_or_default();
+    pub fn band(&self, category: &str) -> (String, [u8; 3]) {
+        let label = self.labels.get(category).cloned().unwrap_or_default();
         let colour = self
             .colours
-            .get(category.as_str())
+            .get(category)
             .and_then(|c| parse_colour(c))
             .unwrap_or([0x5D, 0x6D, 0x7E]);
         (label, colour)
@@ -349,7 +337,8 @@ impl Look {
 /// The event's badge look, with the defaults for what it did not set.
 pub async fn look(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<Look> {
     let row = stored(conn, event.id).await?;
-    let template = view(event, row.as_ref());
+    let categories = categories::of_event(conn, event.id).await?;
+    let template = view(event, &categories, row.as_ref());
     let logo = row.as_ref().and_then(|r| {
         Some(Logo {
             jpeg: r.logo_media_type.as_deref()? == "image/jpeg",
@@ -388,7 +377,8 @@ async fn get_template(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::ViewPrivate).await?;
     let row = stored(&mut conn, ctx.event.id).await?;
-    Ok(web::Json(view(&ctx.event, row.as_ref())))
+    let categories = categories::of_event(&mut conn, ctx.event.id).await?;
+    Ok(web::Json(view(&ctx.event, &categories, row.as_ref())))
 }
 
 /// Set the event's badge template: it replaces the whole template, and what is left out takes
@@ -411,9 +401,10 @@ async fn put_template(
     body: Body<NewBadgeTemplate>,
 ) -> ApiResult<web::Json<BadgeTemplate>> {
     let new = body.into_inner();
-    let logo = new.validate()?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
+    let categories = categories::of_event(&mut conn, ctx.event.id).await?;
+    let logo = new.validate(&categories)?;
     let fields = new.fields.clone().unwrap_or(NewBadgeFields {
         organisation: true,
         position: true,
@@ -443,9 +434,10 @@ async fn put_template(
         .do_update()
         .set(&row)
         .returning(TemplateRow::as_returning())
-        .get_result(&mut conn)
-        .await?;
-    Ok(web::Json(view(&ctx.event, Some(&saved))))
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
+    Ok(web::Json(view(&ctx.event, &categories, Some(&saved))))
 }
 
 #[cfg(test)]

@@ -31,6 +31,19 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// Arbitrary key of the session-level advisory lock held while migrating.
 const MIGRATION_LOCK_KEY: i64 = 0x7265_6769_7374_7261; // "registra"
 
+/// The one row a statement returned, read only once PostgreSQL has answered the whole
+/// statement: use it after `get_results` wherever `get_result` would do.
+///
+/// `diesel_async`'s `get_result` answers with the first row as soon as it arrives. A statement
+/// outside an explicit transaction commits after its rows are sent (at the protocol's Sync), so
+/// the caller could act on a row whose transaction then failed to commit: a deferred
+/// constraint, a full disk, or the server dying in between (a registration answered 201 and
+/// never stored). `get_results` reads until the server is ready for the next statement, after
+/// the commit or its error. `get_result` is refused by clippy (`clippy.toml`).
+pub fn single<T>(rows: Vec<T>) -> diesel::QueryResult<T> {
+    rows.into_iter().next().ok_or(DieselError::NotFound)
+}
+
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
 pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;

@@ -137,8 +137,9 @@ async fn one_by_one(
         .bind::<SqlUuid, _>(id)
         .bind::<Text, _>(key)
         .bind::<SmallInt, _>(RULE)
-        .get_result::<Outcome>(conn)
-        .await;
+        .get_results::<Outcome>(conn)
+        .await
+        .and_then(crate::db::single);
         match outcome {
             Ok(outcome) => {
                 if outcome.email_shared {

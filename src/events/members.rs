@@ -137,8 +137,9 @@ async fn put_member(
             let active: bool = diesel::select(diesel::dsl::exists(
                 users::table.filter(users::id.eq(user_id).and(users::disabled.eq(false))),
             ))
-            .get_result(conn)
-            .await?;
+            .get_results(conn)
+            .await
+            .and_then(crate::db::single)?;
             if !active {
                 return Err(ApiError::invalid(
                     "user_id",
@@ -249,8 +250,9 @@ async fn ensure_another_owner(
         .filter(event_members::role.eq(MemberRole::Owner))
         .filter(event_members::user_id.ne(user_id))
         .count()
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
     if others == 0 {
         return Err(last_owner());
     }

@@ -389,8 +389,9 @@ pub async fn create(
                 events::created_by.eq(owner),
             ))
             .returning(Event::as_returning())
-            .get_result(conn)
+            .get_results(conn)
             .await
+            .and_then(crate::db::single)
             .map_err(map_slug_conflict)?;
         if let Some(owner) = owner {
             diesel::insert_into(event_members::table)
@@ -635,8 +636,9 @@ async fn update_event(
                     events::updated_at.eq(Utc::now()),
                 ))
                 .returning(Event::as_returning())
-                .get_result(conn)
+                .get_results(conn)
                 .await
+                .and_then(crate::db::single)
                 .map_err(map_slug_conflict)?;
             if current.capacity != updated.capacity {
                 crate::registrations::capacity::set_event_capacity(

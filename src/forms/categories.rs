@@ -328,8 +328,9 @@ async fn in_use(conn: &mut AsyncPgConnection, event_id: Uuid, code: &str) -> Api
             .filter(registrations::event_id.eq(event_id))
             .filter(registrations::category.eq(code)),
     ))
-    .get_result(conn)
-    .await?)
+    .get_results(conn)
+    .await
+    .and_then(crate::db::single)?)
 }
 
 fn category_in_use() -> ApiError {
@@ -407,8 +408,9 @@ async fn create_category(
             let existing: i64 = event_categories::table
                 .filter(event_categories::event_id.eq(event_id))
                 .count()
-                .get_result(conn)
-                .await?;
+                .get_results(conn)
+                .await
+                .and_then(crate::db::single)?;
             if existing >= MAX_CATEGORIES {
                 return Err(ApiError::conflict(
                     "too_many_categories",
@@ -430,8 +432,9 @@ async fn create_category(
                     event_categories::position.eq(fields.position),
                 ))
                 .returning(Category::as_returning())
-                .get_result(conn)
+                .get_results(conn)
                 .await
+                .and_then(crate::db::single)
                 .map_err(code_taken)?;
             apply_capacity(conn, &category).await?;
             Ok(category)
@@ -548,8 +551,9 @@ async fn update_category(
                     event_categories::updated_at.eq(Utc::now()),
                 ))
                 .returning(Category::as_returning())
-                .get_result(conn)
+                .get_results(conn)
                 .await
+                .and_then(crate::db::single)
                 .map_err(code_taken)?;
             if category.capacity != current.capacity {
                 apply_capacity(conn, &category).await?;

@@ -525,8 +525,9 @@ async fn answered(conn: &mut AsyncPgConnection, event_id: Uuid, key: &str) -> Ap
     )
     .bind::<SqlUuid, _>(event_id)
     .bind::<Text, _>(key)
-    .get_result(conn)
-    .await?;
+    .get_results(conn)
+    .await
+    .and_then(crate::db::single)?;
     Ok(found.found)
 }
 
@@ -549,8 +550,8 @@ async fn option_chosen(
     .bind::<SqlUuid, _>(event_id)
     .bind::<Text, _>(question)
     .bind::<Text, _>(option)
-    .get_result(conn)
-    .await?;
+    .get_results(conn)
+    .await.and_then(crate::db::single)?;
     Ok(found.found)
 }
 
@@ -737,8 +738,9 @@ async fn store(
             form_questions::updated_at.eq(Utc::now()),
         ))
         .returning(QuestionRow::as_returning())
-        .get_result(conn)
-        .await?)
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?)
 }
 
 /// The event's questions, in order.

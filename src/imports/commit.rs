@@ -122,8 +122,9 @@ async fn commit_batch(
             diesel::sql_query("SELECT pg_try_advisory_xact_lock($1, $2) AS locked")
                 .bind::<Integer, _>(LOCK_SPACE)
                 .bind::<Integer, _>(lock_key(import_id))
-                .get_result(conn)
-                .await?;
+                .get_results(conn)
+                .await
+                .and_then(crate::db::single)?;
         if !locked.locked {
             return Ok(false);
         }

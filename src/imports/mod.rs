@@ -271,8 +271,8 @@ async fn view(
          FROM imports WHERE id = $1",
     )
     .bind::<SqlUuid, _>(id)
-    .get_result(conn)
-    .await
+    .get_results(conn)
+    .await.and_then(crate::db::single)
     .optional()?
     .ok_or_else(|| ApiError::not_found("import"))?;
     let summary: ImportSummary = diesel::sql_query(format!(
@@ -287,8 +287,9 @@ async fn view(
                WHERE r.import_id = $1) rows"
     ))
     .bind::<SqlUuid, _>(id)
-    .get_result(conn)
-    .await?;
+    .get_results(conn)
+    .await
+    .and_then(crate::db::single)?;
     let rows: Vec<RowRecord> = diesel::sql_query(format!(
         "SELECT r.row_number, {ROW_STATUS} AS status, r.fields, r.problems, \
                 r.duplicate_of_registration, r.duplicate_of_row, r.registration_id, r.result \

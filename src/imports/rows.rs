@@ -325,7 +325,9 @@ impl RowReader {
             city: text(Field::City),
             phone: text(Field::Phone),
             category: category.clone(),
-            consent: true,
+            consent: Some(true),
+            consents: None,
+            answers: None,
             session_ids: Vec::new(),
             language,
         };

@@ -79,8 +79,9 @@ pub async fn round(conn: &mut AsyncPgConnection) -> Result<Round, ApiError> {
     conn.transaction::<_, ApiError, _>(async |conn| {
         let lock: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
             .bind::<BigInt, _>(LOCK)
-            .get_result(conn)
-            .await?;
+            .get_results(conn)
+            .await
+            .and_then(crate::db::single)?;
         if !lock.locked {
             return Ok(Round {
                 ran: false,

@@ -338,16 +338,18 @@ async fn validate(conn: &mut AsyncPgConnection, event: &Event, s: &NewSession) -
         let found: bool = diesel::select(diesel::dsl::exists(
             venues::table.filter(venues::id.eq(venue_id).and(venues::event_id.eq(event.id))),
         ))
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
         v.check(found, "venue_id", "is not a venue of this event");
     }
     if let Some(track_id) = s.track_id {
         let found: bool = diesel::select(diesel::dsl::exists(
             tracks::table.filter(tracks::id.eq(track_id).and(tracks::event_id.eq(event.id))),
         ))
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
         v.check(found, "track_id", "is not a track of this event");
     }
     v.finish()
@@ -459,8 +461,9 @@ pub async fn create(
                 sessions::tags.eq(s.tags.clone().unwrap_or_default()),
             ))
             .returning(Session::as_returning())
-            .get_result(conn)
-            .await?;
+            .get_results(conn)
+            .await
+            .and_then(crate::db::single)?;
         registrations::capacity::set_session_capacity(conn, &session, None).await?;
         Ok(session)
     })
@@ -658,8 +661,9 @@ async fn update_session(
                     sessions::updated_at.eq(Utc::now()),
                 ))
                 .returning(Session::as_returning())
-                .get_result(conn)
-                .await?;
+                .get_results(conn)
+                .await
+                .and_then(crate::db::single)?;
             if updated.capacity != current.capacity {
                 registrations::capacity::set_session_capacity(
                     conn,

@@ -277,8 +277,9 @@ pub async fn create(
             speakers::phone.eq(s.phone),
         ))
         .returning(Speaker::as_returning())
-        .get_result(conn)
-        .await?)
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?)
 }
 
 /// Add a speaker.
@@ -338,8 +339,9 @@ async fn get_speaker(
         let public: bool = diesel::select(diesel::dsl::exists(
             public_speaker_ids(ctx.event.id).filter(session_speakers::speaker_id.eq(id)),
         ))
-        .get_result(&mut conn)
-        .await?;
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
         if !public {
             return Err(ApiError::not_found("speaker"));
         }
@@ -382,8 +384,9 @@ async fn update_speaker(
             speakers::updated_at.eq(Utc::now()),
         ))
         .returning(Speaker::as_returning())
-        .get_result(&mut conn)
-        .await?;
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
     state.event_changed(ctx.event.id);
     Ok(web::Json(SpeakerView::new(speaker, &ctx)))
 }

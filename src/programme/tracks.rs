@@ -205,8 +205,9 @@ pub async fn create(
             tracks::position.eq(order),
         ))
         .returning(Track::as_returning())
-        .get_result(conn)
-        .await?)
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?)
 }
 
 /// Add a track.
@@ -299,8 +300,9 @@ async fn update_track(
             tracks::updated_at.eq(Utc::now()),
         ))
         .returning(Track::as_returning())
-        .get_result(&mut conn)
-        .await?;
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
     state.event_changed(ctx.event.id);
     Ok(web::Json(track.into()))
 }

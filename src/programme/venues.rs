@@ -152,8 +152,9 @@ pub async fn create(
             venues::capacity.eq(body.capacity),
         ))
         .returning(Venue::as_returning())
-        .get_result(conn)
-        .await?)
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?)
 }
 
 /// Add a venue.
@@ -246,8 +247,9 @@ async fn update_venue(
             venues::updated_at.eq(Utc::now()),
         ))
         .returning(Venue::as_returning())
-        .get_result(&mut conn)
-        .await?;
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
     state.event_changed(ctx.event.id);
     Ok(web::Json(venue))
 }

@@ -398,7 +398,7 @@ pub async fn register(
     };
     let mut attempt = 1;
     let answer: Answer = loop {
-        match call().get_result(conn).await {
+        match call().get_results(conn).await.and_then(crate::db::single) {
             Err(error) if db::is_retryable(&error) && attempt < ATTEMPTS => attempt += 1,
             result => {
                 break result.map_err(|error| {

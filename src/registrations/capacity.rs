@@ -182,8 +182,9 @@ async fn confirmed_count(conn: &mut AsyncPgConnection, session_id: Uuid) -> ApiR
         .filter(registration_sessions::session_id.eq(session_id))
         .filter(registration_sessions::status.eq(SessionRegistrationStatus::Confirmed))
         .count()
-        .get_result(conn)
-        .await?)
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?)
 }
 
 /// Makes the session's seat pool match its (new) capacity and promotes whoever now fits.
@@ -238,8 +239,9 @@ pub async fn set_session_capacity(
             let seats: Count =
                 diesel::sql_query("SELECT count(*) AS n FROM session_seats WHERE session_id = $1")
                     .bind::<SqlUuid, _>(session.id)
-                    .get_result(conn)
-                    .await?;
+                    .get_results(conn)
+                    .await
+                    .and_then(crate::db::single)?;
             let seats = seats.n as i32;
             if seats < capacity {
                 add_session_seats(conn, session.id, capacity - seats).await?;
@@ -296,8 +298,9 @@ pub async fn set_event_capacity(
         .filter(registrations::event_id.eq(event.id))
         .filter(registrations::status.eq(super::RegistrationStatus::Active))
         .count()
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
     if active > i64::from(capacity) {
         return Err(ApiError::conflict(
             "capacity_below_registered",
@@ -308,8 +311,9 @@ pub async fn set_event_capacity(
     let seats: Count =
         diesel::sql_query("SELECT count(*) AS n FROM event_seats WHERE event_id = $1")
             .bind::<SqlUuid, _>(event.id)
-            .get_result(conn)
-            .await?;
+            .get_results(conn)
+            .await
+            .and_then(crate::db::single)?;
     let seats = seats.n as i32;
     if seats < capacity {
         diesel::sql_query(
@@ -365,8 +369,9 @@ pub async fn claim_event_seat(
     let seat: SeatTaken = diesel::sql_query("SELECT take_event_seat($1, $2) AS n")
         .bind::<SqlUuid, _>(event_id)
         .bind::<SqlUuid, _>(registration_id)
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
     Ok(seat.n.is_some())
 }
 
@@ -486,8 +491,9 @@ pub async fn delete_session(
                     .and(sessions::event_id.eq(event_id)),
             ),
         ))
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
         if !exists {
             return Err(ApiError::not_found("session"));
         }
@@ -495,8 +501,9 @@ pub async fn delete_session(
             .filter(registration_sessions::session_id.eq(session_id))
             .filter(registration_sessions::status.ne(SessionRegistrationStatus::Cancelled))
             .count()
-            .get_result(conn)
-            .await?;
+            .get_results(conn)
+            .await
+            .and_then(crate::db::single)?;
         if active > 0 {
             return Err(ApiError::conflict(
                 "session_has_registrations",
@@ -530,8 +537,9 @@ pub async fn delete_event_without_registrations(
         let any: bool = diesel::select(diesel::dsl::exists(
             registrations::table.filter(registrations::event_id.eq(event_id)),
         ))
-        .get_result(conn)
-        .await?;
+        .get_results(conn)
+        .await
+        .and_then(crate::db::single)?;
         if any {
             return Ok(false);
         }
@@ -576,8 +584,9 @@ pub async fn promote(
         )
         .bind::<SqlUuid, _>(session.id)
         .bind::<SqlUuid, _>(registration_id)
-        .get_result::<SeatNo>(conn)
+        .get_results::<SeatNo>(conn)
         .await
+        .and_then(crate::db::single)
         .optional()?
         .map(|s| s.n)
     } else {

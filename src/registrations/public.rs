@@ -57,7 +57,6 @@ pub struct NewRegistrationBody {
     /// every required one must be `true`. The versions in force are recorded.
     #[serde(default)]
     #[schema(example = json!({"personal_data": true}))]
-    #[expect(dead_code, reason = "read from the body as sent, by the form's check")]
     pub consents: Option<std::collections::BTreeMap<String, bool>>,
     /// The earlier form of `consents: {"personal_data": true}`, still accepted when
     /// `consents` is not sent; `false` is refused.

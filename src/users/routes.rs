@@ -118,8 +118,9 @@ async fn insert_user(
             users::password_hash.eq(password_hash),
         ))
         .returning(User::as_returning())
-        .get_result(conn)
+        .get_results(conn)
         .await
+        .and_then(crate::db::single)
         .map_err(|error| match db::violated_constraint(&error) {
             Some("users_email_key") => email_taken(),
             _ => error.into(),
@@ -285,8 +286,9 @@ async fn update_user(
                     users::updated_at.eq(Utc::now()),
                 ))
                 .returning(User::as_returning())
-                .get_result(conn)
+                .get_results(conn)
                 .await
+                .and_then(crate::db::single)
                 .optional()?
                 .ok_or_else(|| ApiError::not_found("account"))?;
             if user.disabled {
@@ -410,8 +412,9 @@ pub async fn create_admin(
     let taken: bool = diesel::select(diesel::dsl::exists(
         users::table.filter(users::email_normalized.eq(email::normalise(email))),
     ))
-    .get_result(conn)
-    .await?;
+    .get_results(conn)
+    .await
+    .and_then(crate::db::single)?;
     anyhow::ensure!(!taken, "an account with email {email} already exists");
     let hash = password::hash(password)
         .await

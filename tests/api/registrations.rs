@@ -1806,3 +1806,28 @@ async fn an_idempotency_key_reused_with_another_body_is_refused() {
     malformed.assert_problem(422, "validation_failed");
     assert_eq!(registration_count(&app).await, 1);
 }
+
+/// A statement outside an explicit transaction commits after it has sent its rows. A
+/// registration whose commit fails (here a deferred constraint refuses it at commit; a full
+/// disk or the server dying then does the same) must not be answered 201.
+#[tokio::test]
+async fn a_registration_whose_commit_fails_is_not_answered_201() {
+    let (app, token) = app_with_event(json!({})).await;
+    let plenary = session(&app, &token, with(at(21, 10, 12), json!({"capacity": 10}))).await;
+    app.db
+        .client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
+             CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON registrations
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();",
+        )
+        .await
+        .unwrap();
+
+    let answer = app.register("mmdn", "late@example.org", &[&plenary]).await;
+
+    assert_eq!(answer.status, 500, "{}", answer.text);
+    assert_eq!(count(&app, "SELECT count(*) FROM registrations").await, 0);
+}

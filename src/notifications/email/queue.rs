@@ -202,8 +202,9 @@ pub async fn observe(state: &AppState) -> anyhow::Result<()> {
         "SELECT count(*) AS depth, extract(epoch FROM now() - min(changed_at))::float8 AS oldest \
          FROM email_messages WHERE status = 'queued'",
     )
-    .get_result(&mut conn)
-    .await?;
+    .get_results(&mut conn)
+    .await
+    .and_then(crate::db::single)?;
     state
         .metrics
         .queue("email", figures.depth, figures.oldest.unwrap_or(0.0));

@@ -312,8 +312,9 @@ async fn redeliver(
                     .filter(webhook_deliveries::endpoint_id.eq(id))
                     .find(delivery_id),
             ))
-            .get_result(&mut conn)
-            .await?;
+            .get_results(&mut conn)
+            .await
+            .and_then(crate::db::single)?;
             Err(if exists {
                 ApiError::conflict(
                     "delivery_in_progress",

@@ -272,8 +272,9 @@ async fn create_webhook(
     let existing: i64 = webhook_endpoints::table
         .filter(webhook_endpoints::event_id.eq(ctx.event.id))
         .count()
-        .get_result(&mut conn)
-        .await?;
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
     if existing >= MAX_ENDPOINTS {
         return Err(ApiError::conflict(
             "too_many_webhooks",
@@ -298,8 +299,9 @@ async fn create_webhook(
             webhook_endpoints::created_by.eq(caller.user().map(|u| u.id)),
         ))
         .returning(Endpoint::as_returning())
-        .get_result(&mut conn)
-        .await?;
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
     Ok(HttpResponse::Created().json(WebhookWithSecret {
         webhook: endpoint.into(),
         secret,
@@ -385,8 +387,9 @@ async fn update_webhook(
                     webhook_endpoints::updated_at.eq(now),
                 ))
                 .returning(Endpoint::as_returning())
-                .get_result(conn)
-                .await?)
+                .get_results(conn)
+                .await
+                .and_then(crate::db::single)?)
         })
         .await?;
     Ok(web::Json(endpoint.into()))
@@ -489,8 +492,9 @@ async fn rotate_webhook_secret(
                     webhook_endpoints::updated_at.eq(now),
                 ))
                 .returning(Endpoint::as_returning())
-                .get_result(conn)
-                .await?)
+                .get_results(conn)
+                .await
+                .and_then(crate::db::single)?)
         })
         .await?;
     Ok(web::Json(WebhookWithSecret {

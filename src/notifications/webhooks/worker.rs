@@ -182,8 +182,9 @@ impl Worker {
             "SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS seconds \
              FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at > now()",
         )
-        .get_result(&mut conn)
-        .await?;
+        .get_results(&mut conn)
+        .await
+        .and_then(crate::db::single)?;
         let next_due = next
             .seconds
             .map(|s| Duration::from_secs_f64(s.clamp(0.0, POLL.as_secs_f64())));
@@ -369,8 +370,9 @@ async fn record_outcome(
             )
             .bind::<SqlUuid, _>(delivery.endpoint_id)
             .bind::<Timestamptz, _>(now)
-            .get_result(conn)
+            .get_results(conn)
             .await
+            .and_then(crate::db::single)
             .optional()?;
             if let Some(failing) = failing
                 && now - failing.failing_since >= give_up_after
@@ -435,8 +437,9 @@ pub async fn housekeeping(state: &AppState) -> anyhow::Result<()> {
                 extract(epoch FROM now() - min(changed_at))::float8 AS oldest_seconds \
          FROM webhook_deliveries WHERE status = 'pending'",
     )
-    .get_result(&mut conn)
-    .await?;
+    .get_results(&mut conn)
+    .await
+    .and_then(crate::db::single)?;
     state
         .metrics
         .queue(CHANNEL, queue.depth, queue.oldest_seconds.unwrap_or(0.0));
