@@ -336,6 +336,7 @@ fn cors(config: &Config) -> Cors {
             header::RETRY_AFTER,
             header::HeaderName::from_static("x-request-id"),
             header::HeaderName::from_static("idempotent-replayed"),
+            header::HeaderName::from_static("badge-count"),
         ])
         .max_age(3600);
     for origin in config

@@ -275,6 +275,16 @@ async fn event_badges(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::PrintBadges).await?;
     let event_id = ctx.event.id;
+    if let Some(code) = &params.category
+        && !crate::forms::categories::of_event(&mut conn, event_id)
+            .await?
+            .iter()
+            .any(|c| &c.code == code)
+    {
+        let mut v = crate::validation::Validator::new();
+        v.error("category", "is not a category of the event");
+        v.finish()?;
+    }
     let (category, session, not_printed) = (
         params.category,
         params.session,

@@ -478,10 +478,10 @@ await scenario("an event that asks for the address to be confirmed: the deadline
   await tab.close();
 });
 
-// With registration forms (FORM-CONTRACT): the event's own questions, an option with places,
-// a condition, and a required consent.
+// The event's own form: its questions, an option with places, a condition, and the required
+// consent.
 if (hasForms) {
-  await scenario("the event's own form: a question, a condition, an option with places, consents", async () => {
+  await scenario("the event's own form: a question, a condition, an option with places, the consent", async () => {
     const label = (ru, en) => ({ ru, en });
     await ok(
       call("POST", `/events/${EVENT}/questions`, {
@@ -507,20 +507,7 @@ if (hasForms) {
       }),
       "question visit",
     );
-    await ok(
-      call("POST", `/events/${EVENT}/consents`, {
-        token,
-        body: { key: "personal_data", required: true, text: label("Согласен на обработку персональных данных", "I agree to the processing of my personal data") },
-      }),
-      "consent personal_data",
-    );
-    await ok(
-      call("POST", `/events/${EVENT}/consents`, {
-        token,
-        body: { key: "photos", required: false, text: label("Согласен на фотосъёмку", "I agree to be photographed") },
-      }),
-      "consent photos",
-    );
+    // Every event asks for the consent to the processing of personal data (`personal_data`).
     const form = await ok(call("GET", `/events/${EVENT}/registration-form`), "the form");
 
     const tab = await open();
@@ -570,7 +557,6 @@ if (hasForms) {
     assert.ok(mine, "registered");
     const full = await ok(call("GET", `/registrations/${mine.id}`, { token }), "the registration");
     assert.deepEqual(full.answers, { transfer: true, visit: "museum" });
-    assert.ok(full.consents.some((c) => c.key === "personal_data"), JSON.stringify(full.consents));
     await shot(tab, "10-form-registered");
     await tab.close();
   });
