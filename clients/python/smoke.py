@@ -20,7 +20,6 @@ from registrar_client.api.programme import create_session, programme
 from registrar_client.api.registrations import cancel_registration, get_registration, register
 from registrar_client.models import (
     AttendeeFeed,
-    Category,
     EventStatus,
     LoginRequest,
     NewApiKey,
@@ -96,7 +95,7 @@ def main(base_url: str, email: str, password: str) -> None:
             body=NewRegistrationBody(
                 full_name="Анна Сергеевна Иванова",
                 email="anna@example.org",
-                category=Category.NONPROFIT,
+                category="nonprofit",
                 consent=True,
                 session_ids=[session],
             ),
