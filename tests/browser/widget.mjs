@@ -369,7 +369,7 @@ await scenario("waitlisted with its position, by keyboard alone", async () => {
   await box.focus();
   await tab.keyboard.press("Space");
   assert.ok(await box.isChecked());
-  await widget(tab).locator('[data-field="consent"] input').focus();
+  await widget(tab).locator('[data-field^="consent"] input[type=checkbox]').first().focus();
   await tab.keyboard.press("Space");
   await field(tab, "email").locator("input").focus();
   await tab.keyboard.press("Enter");
@@ -389,10 +389,10 @@ await scenario("full session: shown full, and one filled meanwhile is named at t
   await ready(tab);
   assert.ok(await sessionRow(tab, S.full).locator("input").isDisabled());
   assert.match(await sessionRow(tab, S.last).locator(".seats").innerText(), /Свободных мест: 1/);
-  // Someone else takes the last seat while the page is open.
-  await participant("quick@example.org", [S.last]);
   await fillPerson(tab, "Мария Ивановна Кузнецова", "maria@example.org");
   await sessionRow(tab, S.last).locator("input").check();
+  // Someone else takes the last seat while the page is open, before this participant sends.
+  await participant("quick@example.org", [S.last]);
   await widget(tab).locator("button[type=submit]").click();
   await sessionRow(tab, S.last).locator(".error").filter({ hasText: "мест больше нет" }).waitFor();
 
