@@ -4,6 +4,7 @@ pub mod access;
 pub mod auth;
 pub mod badges;
 pub mod body_deadline;
+pub mod caches;
 pub mod changes;
 pub mod cli;
 pub mod client_address;

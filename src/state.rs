@@ -11,14 +11,13 @@ use actix_web::web;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::jwt::Keys;
+use crate::caches::Caches;
 use crate::changes::{Signals, Stale};
 use crate::config::Config;
 use crate::db::{self, DbConn, DbPool};
 use crate::error::ApiResult;
 use crate::metrics::Metrics;
-use crate::programme::ProgrammeCache;
 use crate::ratelimit::RateLimits;
-use crate::registrations::Catalog;
 use crate::secrets::KeyRing;
 use crate::streams::StreamSlots;
 
@@ -31,8 +30,8 @@ pub struct AppState {
     /// Seals and opens secrets stored in the database.
     pub sealing: Arc<KeyRing>,
     pub metrics: Arc<Metrics>,
-    pub programme_cache: Arc<ProgrammeCache>,
-    pub catalog: Arc<Catalog>,
+    /// What the instance keeps of events for a moment (each domain's own cache).
+    pub caches: Arc<Caches>,
     pub rate_limits: RateLimits,
     /// Wakes the change log's consumers.
     pub signals: Arc<Signals>,
@@ -53,8 +52,7 @@ impl AppState {
             pools: Arc::new(Mutex::new(vec![db.clone()])),
             db,
             metrics: Arc::new(Metrics::new()),
-            programme_cache: Arc::new(ProgrammeCache::new(public_cache)),
-            catalog: Arc::new(Catalog::new(public_cache)),
+            caches: Arc::new(Caches::new(public_cache)),
             rate_limits: RateLimits::new(
                 config.login_rate_limit,
                 config.registration_rate_limit,
@@ -103,14 +101,8 @@ impl AppState {
     /// Drops what this instance keeps of public data that is stale.
     pub fn forget(&self, stale: Stale) {
         match stale {
-            Stale::Event(event_id) => {
-                self.programme_cache.invalidate(event_id);
-                self.catalog.invalidate(event_id);
-            }
-            Stale::Everything => {
-                self.programme_cache.clear();
-                self.catalog.clear();
-            }
+            Stale::Event(event_id) => self.caches.forget_event(event_id),
+            Stale::Everything => self.caches.clear(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! (`answers.transfer`, `consents.photos`, `category`) and never repeat the value sent.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 
 use diesel_async::AsyncPgConnection;
 use jsonschema::error::ValidationErrorKind;
@@ -37,6 +38,14 @@ pub struct Form {
     pub categories: Vec<Category>,
     pub questions: Vec<Question>,
     pub consents: Vec<CurrentConsent>,
+    /// The schema of each audience, compiled when first needed.
+    compiled: Arc<Compiled>,
+}
+
+#[derive(Debug, Default)]
+struct Compiled {
+    public: OnceLock<jsonschema::Validator>,
+    organiser: OnceLock<jsonschema::Validator>,
 }
 
 /// ISO 3166-1 alpha-2 codes (from Debian's iso-codes), the answers a country question takes.
@@ -72,6 +81,7 @@ impl Form {
             categories: categories::of_event(conn, event_id).await?,
             questions: questions::of_event(conn, event_id).await?,
             consents: consents::current(conn, event_id).await?,
+            compiled: Arc::default(),
         })
     }
 
@@ -244,10 +254,7 @@ impl Form {
     /// for `consents.personal_data` when `consents` is not sent.
     pub fn check(&self, body: &Value, audience: Audience) -> ApiResult<()> {
         let body = with_consents(body);
-        let schema = self.schema(audience);
-        let validator = jsonschema::draft202012::new(&schema).map_err(|e| {
-            ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}"))
-        })?;
+        let validator = self.validator(audience)?;
         let mut errors: Vec<FieldError> = Vec::new();
         for error in validator.iter_errors(&body) {
             for (field, message) in self.describe(&error) {
@@ -261,6 +268,21 @@ impl Form {
         } else {
             Err(ApiError::validation(errors))
         }
+    }
+
+    /// The audience's schema, compiled once per form.
+    fn validator(&self, audience: Audience) -> ApiResult<&jsonschema::Validator> {
+        let slot = match audience {
+            Audience::Public => &self.compiled.public,
+            Audience::Organiser => &self.compiled.organiser,
+        };
+        if let Some(validator) = slot.get() {
+            return Ok(validator);
+        }
+        let validator = jsonschema::draft202012::new(&self.schema(audience)).map_err(|e| {
+            ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}"))
+        })?;
+        Ok(slot.get_or_init(|| validator))
     }
 
     /// The field a schema error is about, and what is wrong, without the value sent.

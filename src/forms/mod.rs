@@ -8,12 +8,14 @@
 //! migration), like a session's seats; this module changes the pools (capacity) under the
 //! category's advisory lock.
 
+mod cache;
 pub mod categories;
 pub mod consents;
 pub mod form;
 mod public;
 pub mod questions;
 
+pub use cache::FormCache;
 pub use form::{Audience, Form, LimitedOption};
 
 use serde::{Deserialize, Serialize};

@@ -130,6 +130,20 @@ impl ProgrammeCache {
     }
 }
 
+impl crate::caches::EventCache for ProgrammeCache {
+    fn new(ttl: Duration) -> Self {
+        ProgrammeCache::new(ttl)
+    }
+
+    fn forget_event(&self, event_id: Uuid) {
+        self.invalidate(event_id);
+    }
+
+    fn clear(&self) {
+        ProgrammeCache::clear(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::cache::{Cached, Lookup};
+use super::cache::{Cached, Lookup, ProgrammeCache};
 use super::sessions::Session;
 use super::speakers::{SessionSpeakerView, of_sessions};
 use super::{SessionKind, SessionStatus, start_of_day};
@@ -315,7 +315,7 @@ async fn serve(
         },
         event_ref,
     );
-    let (rendered, public) = match state.programme_cache.lookup(&key) {
+    let (rendered, public) = match state.caches.get::<ProgrammeCache>().lookup(&key) {
         Lookup::Hit(hit) => (hit, true),
         Lookup::Build(old) => {
             let built = render(&state, &caller, event_ref, &params, &format).await;
@@ -334,7 +334,10 @@ async fn serve(
                 }
             };
             if public {
-                state.programme_cache.put(key, rendered.clone());
+                state
+                    .caches
+                    .get::<ProgrammeCache>()
+                    .put(key, rendered.clone());
             }
             (rendered, public)
         }

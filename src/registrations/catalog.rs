@@ -131,3 +131,17 @@ impl Catalog {
         lock(&self.sessions).retain(|_, copy| copy.value.event_id != event_id);
     }
 }
+
+impl crate::caches::EventCache for Catalog {
+    fn new(ttl: Duration) -> Self {
+        Catalog::new(ttl)
+    }
+
+    fn forget_event(&self, event_id: Uuid) {
+        self.invalidate(event_id);
+    }
+
+    fn clear(&self) {
+        Catalog::clear(self);
+    }
+}

@@ -1,5 +1,7 @@
 //! Public registration, as third-party frontends call it.
 
+use std::sync::Arc;
+
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,6 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::booking::{self, Applicant, Mode, NewRegistration, Registered};
+use super::catalog::Catalog;
 use super::idempotency::IdempotencyRequest;
 use super::{RegistrationStatus, SessionOutcome};
 use crate::access::{self, EventAction, EventContext};
@@ -16,7 +19,7 @@ use crate::changes::Actor;
 use crate::error::{ApiResult, Problem};
 use crate::events::Language;
 use crate::extract::{self, Body};
-use crate::forms;
+use crate::forms::{self, FormCache};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::state::{AppState, State};
 use crate::validation::Validator;
@@ -275,8 +278,10 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
     let ids = &request.body.session_ids;
     // Anonymous participants are checked against what this instance read of the event a
     // moment ago (see `Catalog`); organisers against the database.
-    let (event, found) = if request.mode == Mode::Public && matches!(caller, Caller::Anonymous) {
-        let event = match state.catalog.event(request.event_ref) {
+    let cached = request.mode == Mode::Public && matches!(caller, Caller::Anonymous);
+    let (event, found) = if cached {
+        let catalog = state.caches.get::<Catalog>();
+        let event = match catalog.event(request.event_ref) {
             Some(event) => {
                 let context = EventContext {
                     event,
@@ -290,11 +295,11 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
                 let event = access::event(&mut conn, caller, request.event_ref, EventAction::View)
                     .await?
                     .event;
-                state.catalog.keep_event(request.event_ref, &event);
+                catalog.keep_event(request.event_ref, &event);
                 event
             }
         };
-        let found = state.catalog.sessions(&mut conn, event.id, ids).await?;
+        let found = catalog.sessions(&mut conn, event.id, ids).await?;
         (event, found)
     } else {
         let action = match request.mode {
@@ -312,7 +317,15 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
     booking::check_event(event, request.mode, now, !ids.is_empty())?;
     let sessions = booking::check_bookable(event, found, ids, request.mode, now, "session_ids")?;
     booking::check_overlaps(event, &sessions.iter().collect::<Vec<_>>())?;
-    let form = forms::Form::load(&mut conn, event.id).await?;
+    let form = if cached {
+        state
+            .caches
+            .get::<FormCache>()
+            .form(&mut conn, event.id)
+            .await?
+    } else {
+        Arc::new(forms::Form::load(&mut conn, event.id).await?)
+    };
     form.check(
         request.raw,
         match request.mode {

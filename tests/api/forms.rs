@@ -913,3 +913,57 @@ async fn simultaneous_registrations_never_oversell_an_option() {
     assert_eq!(plant.json()["options"][0]["places_left"], 0);
     assert_eq!(plant.json()["options"][0]["full"], true);
 }
+
+#[tokio::test]
+async fn a_question_added_through_one_instance_is_asked_at_once_by_the_others() {
+    // Forms that would otherwise be kept for ten minutes.
+    let long_cache = |config: &mut registrar::config::Config| config.public_cache_ms = 600_000;
+    let one = crate::helpers::spawn_app_with(long_cache).await;
+    let other = crate::helpers::another_instance_with(&one, long_cache).await;
+    let token = one.admin().await.access;
+    one.event(&token, "mmdn", json!({})).await;
+    // Both instances read, and keep, the form as it is: no questions.
+    for (i, app) in [&one, &other].into_iter().enumerate() {
+        register_in(app, "mmdn", format!("before{i}@example.org"), "business")
+            .await
+            .assert_status(201);
+    }
+
+    one.post(
+        "/api/v1/events/mmdn/questions",
+        Some(&token),
+        &json!({"key": "town", "type": "text", "required": true,
+                "label": {"ru": "Город", "en": "Town"}}),
+    )
+    .await
+    .assert_status(201);
+
+    // The instance that made the change asks the question at once; the other as soon as it
+    // hears of it.
+    // (the body has no answers at all, and one is required now)
+    let here = register_in(&one, "mmdn", "here@example.org", "business").await;
+    assert_eq!(
+        field_of(&here.assert_problem(422, "validation_failed")),
+        "answers"
+    );
+    let changed = std::time::Instant::now();
+    for attempt in 0.. {
+        let there = register_in(
+            &other,
+            "mmdn",
+            format!("there{attempt}@example.org"),
+            "business",
+        )
+        .await;
+        if there.status.as_u16() == 422 {
+            assert_eq!(field_of(&there.json()), "answers");
+            break;
+        }
+        there.assert_status(201);
+        assert!(
+            changed.elapsed() < std::time::Duration::from_secs(10),
+            "the other instance still checks against its old form"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
