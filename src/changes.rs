@@ -220,11 +220,48 @@ pub async fn register_consumer(conn: &mut AsyncPgConnection, name: &str) -> ApiR
 
 /// Within a transaction: takes the consumer's cursor and reads up to `limit` changes after
 /// it. `None` when another instance holds the cursor (it is handling the same changes).
+///
+/// When nothing new can be read, the batch is empty and the cursor is not taken: the
+/// consumers look every time a registration commits, and a transaction that locks no row
+/// commits without writing to the disk.
 pub async fn next_batch(
     conn: &mut AsyncPgConnection,
     consumer: &str,
     limit: i64,
 ) -> ApiResult<Option<Batch>> {
+    #[derive(QueryableByName)]
+    struct Peek {
+        #[diesel(sql_type = BigInt)]
+        xid: i64,
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        news: bool,
+    }
+    let peek: Option<Peek> = diesel::sql_query(
+        "SELECT c.last_xid AS xid, c.last_id AS id, EXISTS ( \
+             SELECT 1 FROM changes l WHERE (l.xid, l.id) > (c.last_xid, c.last_id) \
+               AND l.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint) AS news \
+         FROM change_consumers c WHERE c.name = $1",
+    )
+    .bind::<Text, _>(consumer)
+    .get_results(conn)
+    .await?
+    .into_iter()
+    .next();
+    match peek {
+        None => return Ok(None),
+        Some(peek) if !peek.news => {
+            return Ok(Some(Batch {
+                changes: Vec::new(),
+                end: Position {
+                    xid: peek.xid,
+                    id: peek.id,
+                },
+            }));
+        }
+        Some(_) => {}
+    }
     let cursor: Option<(i64, i64)> = change_consumers::table
         .find(consumer)
         .select((change_consumers::last_xid, change_consumers::last_id))

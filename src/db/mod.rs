@@ -44,6 +44,21 @@ pub fn single<T>(rows: Vec<T>) -> diesel::QueryResult<T> {
     rows.into_iter().next().ok_or(DieselError::NotFound)
 }
 
+/// Lets the current transaction commit without waiting for its WAL to reach the disk
+/// (`synchronous_commit = off` for it alone). Only for records whose loss at a database crash
+/// is harmless because they would be made again, such as the outcome of a delivery that is
+/// then simply sent again: the commit is still atomic and visible to others at once, and
+/// it does not queue behind other transactions' flushes.
+pub async fn commit_without_waiting_for_disk(
+    conn: &mut AsyncPgConnection,
+) -> diesel::QueryResult<()> {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("SET LOCAL synchronous_commit = off")
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
 pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart};
@@ -29,6 +29,7 @@ use super::render::{self, EventInfo, MailContext, Participant, SessionInfo, Temp
 use crate::auth::tokens;
 use crate::badges::qr;
 use crate::config::Config;
+use crate::db;
 use crate::db::schema::{changes, events, registrations, sessions};
 use crate::events::Event;
 use crate::programme::{ProgrammeSession, Session, SessionStatus, entries_for};
@@ -126,13 +127,20 @@ pub async fn round(
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
+    // The round's outcomes in one transaction that does not wait for the disk: lost at a
+    // database crash, a mail is sent again when its lease runs out (at least once, as always).
     let mut conn = state.db.get().await?;
-    for (mail, settled) in settled {
-        if let Settled::Retry(reason) | Settled::Failed(reason) = &settled {
-            tracing::warn!(mail = mail.id, kind = %mail.kind, attempts = mail.attempts, reason, "a mail was not sent");
+    conn.transaction::<_, anyhow::Error, _>(async |conn| {
+        db::commit_without_waiting_for_disk(conn).await?;
+        for (mail, settled) in settled {
+            if let Settled::Retry(reason) | Settled::Failed(reason) = &settled {
+                tracing::warn!(mail = mail.id, kind = %mail.kind, attempts = mail.attempts, reason, "a mail was not sent");
+            }
+            queue::settle(state, conn, &mail, settled).await?;
         }
-        queue::settle(state, &mut conn, &mail, settled).await?;
-    }
+        Ok(())
+    })
+    .await?;
     Ok(more)
 }
 

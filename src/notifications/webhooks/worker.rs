@@ -12,6 +12,11 @@
 //!   pending: a receiver never learns of a cancellation before the registration itself.
 //! - **Isolation.** Up to `REGISTRAR_WEBHOOK_CONCURRENCY` requests run at once, each bounded
 //!   by its timeout, so an endpoint that hangs holds one slot for a while and delays no other.
+//! - **Outcomes.** Recording an outcome does not wait for the disk
+//!   (`db::commit_without_waiting_for_disk`): should the database crash within that moment,
+//!   the outcome is lost and the message is sent again when its lease runs out — at least
+//!   once, as always — while under load the deliveries do not queue their commits behind the
+//!   registrations'.
 //! - **Failures.** A failed attempt is tried again after `Backoff` (exponential, with
 //!   jitter); a message still failing three days after its first attempt has failed for
 //!   good. An answer 410 disables the endpoint at once; so does failing, with no success,
@@ -34,6 +39,7 @@ use zeroize::Zeroizing;
 
 use super::sender::{Attempt, Sender};
 use super::signing::{PREVIOUS_SECRET, SECRET};
+use crate::db;
 use crate::error::ApiError;
 use crate::notifications::retry::Backoff;
 use crate::state::AppState;
@@ -105,7 +111,9 @@ impl Worker {
             }
             let free = self.concurrency - in_flight.len();
             let mut pause = POLL;
-            if free > 0 {
+            // Claims in batches: when half the slots are free (or all), not at every one, so
+            // a busy queue costs one claim per several deliveries.
+            if free > 0 && (in_flight.is_empty() || free * 2 >= self.concurrency) {
                 match self.claim(free).await {
                     Ok((claimed, next_due)) => {
                         for delivery in claimed {
@@ -258,6 +266,7 @@ impl Worker {
         let give_up_after = chrono::Duration::from_std(self.backoff.give_up_after)?;
         let recorded = conn
             .transaction::<_, ApiError, _>(async |conn| {
+                db::commit_without_waiting_for_disk(conn).await?;
                 record_outcome(conn, delivery, attempt, outcome, now, give_up_after).await
             })
             .await
