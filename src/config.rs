@@ -126,7 +126,8 @@ pub struct Config {
     pub encryption_keys: Option<SecretString>,
 
     /// How long one instance may reuse public data it read (the rendered programme, the event
-    /// and session settings public registrations are checked against), in ms. Changes made
+    /// and session settings and the registration form public registrations are checked
+    /// against), in ms. Changes made
     /// through the instance are seen at once; 0 turns the caches off.
     #[arg(long, env = "REGISTRAR_PUBLIC_CACHE_MS", default_value_t = 2000)]
     pub public_cache_ms: u64,
