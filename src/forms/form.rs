@@ -243,13 +243,26 @@ impl Form {
     /// Checks a registration body against the form's schema. The old `consent` field stands
     /// for `consents.personal_data` when `consents` is not sent.
     pub fn check(&self, body: &Value, audience: Audience) -> ApiResult<()> {
-        let body = with_consents(body);
-        let schema = self.schema(audience);
-        let validator = jsonschema::draft202012::new(&schema).map_err(|e| {
+        self.check_against(&self.schema(audience), &with_consents(body))
+    }
+
+    /// Checks the body a registration would have after a change (its details, category and
+    /// answers) by the same schema, less its requirement of `consents`: they were recorded
+    /// when registering and are not asked again.
+    pub fn check_change(&self, body: &Value, audience: Audience) -> ApiResult<()> {
+        let mut schema = self.schema(audience);
+        if let Some(required) = schema["required"].as_array_mut() {
+            required.retain(|field| field != "consents");
+        }
+        self.check_against(&schema, body)
+    }
+
+    fn check_against(&self, schema: &Value, body: &Value) -> ApiResult<()> {
+        let validator = jsonschema::draft202012::new(schema).map_err(|e| {
             ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}"))
         })?;
         let mut errors: Vec<FieldError> = Vec::new();
-        for error in validator.iter_errors(&body) {
+        for error in validator.iter_errors(body) {
             for (field, message) in self.describe(&error) {
                 if !errors.iter().any(|e| e.field == field) {
                     errors.push(FieldError { field, message });
@@ -388,6 +401,31 @@ impl Form {
             }
         }
         chosen
+    }
+
+    /// What the history records of a change of answers: one entry per question whose answer
+    /// changed, in the form's order, `{"key", "old", "new"}` (null: not answered). A personal
+    /// question's entry is `{"key", "personal": true}` alone, as is one for a key the form no
+    /// longer has: the change log holds no personal data.
+    pub fn answer_changes(&self, old: &Value, new: &Value) -> Vec<Value> {
+        let empty = Map::new();
+        let old = old.as_object().unwrap_or(&empty);
+        let new = new.as_object().unwrap_or(&empty);
+        let mut keys: Vec<&str> = self.questions.iter().map(Question::key).collect();
+        let mut others: BTreeSet<&str> = old.keys().chain(new.keys()).map(String::as_str).collect();
+        others.retain(|key| !keys.contains(key));
+        keys.extend(others);
+        keys.into_iter()
+            .filter(|key| old.get(*key) != new.get(*key))
+            .map(|key| match self.question(key) {
+                Some(q) if !q.row.personal => json!({
+                    "key": key,
+                    "old": old.get(key).cloned().unwrap_or(Value::Null),
+                    "new": new.get(key).cloned().unwrap_or(Value::Null),
+                }),
+                _ => json!({"key": key, "personal": true}),
+            })
+            .collect()
     }
 
     /// What a registration records of the consents a body accepts: `[{"key", "version"}]`,
