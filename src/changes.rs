@@ -47,7 +47,8 @@ crate::text_enum! {
         RegistrationWaitlisted => "registration.waitlisted",
         /// Moved from a session's waitlist into a seat.
         RegistrationPromoted => "registration.promoted",
-        /// Details changed (`details.fields` names them).
+        /// Details changed (`details.fields` names them; `details.answers` lists the answers
+        /// changed, with old and new values for questions not marked personal).
         RegistrationChanged => "registration.changed",
         RegistrationCancelled => "registration.cancelled",
         /// A place in a session was given up.

@@ -253,10 +253,23 @@ impl Form {
     /// Checks a registration body against the form's schema. The old `consent` field stands
     /// for `consents.personal_data` when `consents` is not sent.
     pub fn check(&self, body: &Value, audience: Audience) -> ApiResult<()> {
-        let body = with_consents(body);
-        let validator = self.validator(audience)?;
+        self.check_with(self.validator(audience)?, &with_consents(body))
+    }
+
+    /// Checks the body a registration would have after a change (its details, category and
+    /// answers) by the same schema, less its requirement of `consents`: they were recorded
+    /// when registering and are not asked again.
+    pub fn check_change(&self, body: &Value, audience: Audience) -> ApiResult<()> {
+        let mut schema = self.schema(audience);
+        if let Some(required) = schema["required"].as_array_mut() {
+            required.retain(|field| field != "consents");
+        }
+        self.check_with(&compile(&schema)?, body)
+    }
+
+    fn check_with(&self, validator: &jsonschema::Validator, body: &Value) -> ApiResult<()> {
         let mut errors: Vec<FieldError> = Vec::new();
-        for error in validator.iter_errors(&body) {
+        for error in validator.iter_errors(body) {
             for (field, message) in self.describe(&error) {
                 if !errors.iter().any(|e| e.field == field) {
                     errors.push(FieldError { field, message });
@@ -279,9 +292,7 @@ impl Form {
         if let Some(validator) = slot.get() {
             return Ok(validator);
         }
-        let validator = jsonschema::draft202012::new(&self.schema(audience)).map_err(|e| {
-            ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}"))
-        })?;
+        let validator = compile(&self.schema(audience))?;
         Ok(slot.get_or_init(|| validator))
     }
 
@@ -412,6 +423,31 @@ impl Form {
         chosen
     }
 
+    /// What the history records of a change of answers: one entry per question whose answer
+    /// changed, in the form's order, `{"key", "old", "new"}` (null: not answered). A personal
+    /// question's entry is `{"key", "personal": true}` alone, as is one for a key the form no
+    /// longer has: the change log holds no personal data.
+    pub fn answer_changes(&self, old: &Value, new: &Value) -> Vec<Value> {
+        let empty = Map::new();
+        let old = old.as_object().unwrap_or(&empty);
+        let new = new.as_object().unwrap_or(&empty);
+        let mut keys: Vec<&str> = self.questions.iter().map(Question::key).collect();
+        let mut others: BTreeSet<&str> = old.keys().chain(new.keys()).map(String::as_str).collect();
+        others.retain(|key| !keys.contains(key));
+        keys.extend(others);
+        keys.into_iter()
+            .filter(|key| old.get(*key) != new.get(*key))
+            .map(|key| match self.question(key) {
+                Some(q) if !q.row.personal => json!({
+                    "key": key,
+                    "old": old.get(key).cloned().unwrap_or(Value::Null),
+                    "new": new.get(key).cloned().unwrap_or(Value::Null),
+                }),
+                _ => json!({"key": key, "personal": true}),
+            })
+            .collect()
+    }
+
     /// What a registration records of the consents a body accepts: `[{"key", "version"}]`,
     /// in the versions in force.
     pub fn accepted_consents(&self, body: &Value) -> Value {
@@ -436,6 +472,12 @@ impl Form {
 
 /// The body with the old `consent` read as `consents.personal_data` (when `consents` is not
 /// sent), and without `consent`.
+fn compile(schema: &Value) -> ApiResult<jsonschema::Validator> {
+    jsonschema::draft202012::new(schema).map_err(|e| {
+        ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}"))
+    })
+}
+
 fn with_consents(body: &Value) -> Value {
     let mut body = body.clone();
     if let Some(object) = body.as_object_mut() {

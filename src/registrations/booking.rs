@@ -20,7 +20,7 @@ use crate::db::{self, schema::registration_sessions, schema::registrations, sche
 use crate::email;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Event, EventStatus, Language};
-use crate::forms::LimitedOption;
+use crate::forms::{Audience, Form, LimitedOption};
 use crate::programme::{Session, SessionStatus};
 
 /// Transactions that lost a race (deadlock, serialisation) are run again this many times.
@@ -559,6 +559,8 @@ pub struct Changes {
     pub language: Option<Language>,
     /// The complete set of sessions wanted.
     pub session_ids: Option<Vec<Uuid>>,
+    /// The whole new set of answers (an object), replacing the old.
+    pub answers: Option<serde_json::Value>,
 }
 
 impl Changes {
@@ -596,11 +598,60 @@ impl Changes {
                 "language",
                 differs(self.language.as_ref(), &current.language),
             ),
+            ("answers", differs(self.answers.as_ref(), &current.answers)),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
         .collect()
     }
+
+    /// The body of the registration after this change, as the form's schema sees a
+    /// registering body (without consents, which are not asked again).
+    fn body_after(&self, current: &Registration) -> serde_json::Value {
+        let line = |new: &Option<Option<String>>, old: &Option<String>| {
+            new.as_ref().unwrap_or(old).clone()
+        };
+        json!({
+            "full_name": self.full_name.as_ref().unwrap_or(&current.full_name),
+            "email": self.email.as_deref().map_or(current.email.as_str(), str::trim),
+            "organisation": line(&self.organisation, &current.organisation),
+            "position": line(&self.position, &current.position),
+            "city": line(&self.city, &current.city),
+            "phone": line(&self.phone, &current.phone),
+            "category": self.category.as_ref().unwrap_or(&current.category),
+            "answers": self.answers.as_ref().unwrap_or(&current.answers),
+        })
+    }
+}
+
+/// Gives back the places of limited options the answers no longer choose and takes those of
+/// newly chosen ones (`change_answers`), storing the answers; an option chosen before and
+/// after keeps its place.
+async fn change_answers(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+    form: &Form,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    mode: Mode,
+) -> ApiResult<()> {
+    let before: HashSet<Uuid> = form.limited_options(old).iter().map(|o| o.id).collect();
+    let chosen = form.limited_options(new);
+    let after: HashSet<Uuid> = chosen.iter().map(|o| o.id).collect();
+    let release: Vec<Uuid> = before.difference(&after).copied().collect();
+    // Taken in the order of their ids, as when registering.
+    let mut take: Vec<Uuid> = after.difference(&before).copied().collect();
+    take.sort_unstable();
+    diesel::sql_query("SELECT change_answers($1, $2, $3, $4, $5)")
+        .bind::<SqlUuid, _>(registration_id)
+        .bind::<diesel::sql_types::Jsonb, _>(new)
+        .bind::<Array<SqlUuid>, _>(&release)
+        .bind::<Array<SqlUuid>, _>(&take)
+        .bind::<Bool, _>(exceeds(mode))
+        .execute(conn)
+        .await
+        .map_err(|error| registering_failed(error, &[], &chosen))?;
+    Ok(())
 }
 
 /// The sessions a registration currently holds a place in (confirmed or waitlisted).
@@ -669,6 +720,24 @@ pub async fn change(
     if registration.status == RegistrationStatus::Cancelled {
         return Err(cancelled_already());
     }
+    // New answers, or answers in a new category, are checked as when registering.
+    let new_category = changes
+        .category
+        .as_ref()
+        .is_some_and(|c| *c != registration.category);
+    let form = if changes.answers.is_some() || new_category {
+        let form = Form::load(conn, event.id).await?;
+        // The audiences differ only in the categories one may choose: a category already
+        // held (an invite-only one an organiser chose) is not chosen again.
+        let audience = match mode {
+            Mode::Public if new_category => Audience::Public,
+            _ => Audience::Organiser,
+        };
+        form.check_change(&changes.body_after(registration), audience)?;
+        Some(form)
+    } else {
+        None
+    };
     let now = Utc::now();
     let current = active_sessions(conn, registration.id).await?;
     let current_ids: HashSet<Uuid> = current.iter().map(|s| s.id).collect();
@@ -706,9 +775,17 @@ pub async fn change(
     retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
         capacity::lock(conn, &shared, &exclusive).await?;
         let current = lock_registration(conn, registration.id, &current_ids).await?;
+        // The answers were checked in the category and with the answers read before.
+        if form.is_some()
+            && (current.category != registration.category
+                || current.answers != registration.answers)
+        {
+            return Err(concurrent_change());
+        }
         let fields = changes.changed_fields(&current);
         if !fields.is_empty() {
-            if fields.iter().any(|f| *f != "category") {
+            let mut details = json!({ "fields": fields });
+            if fields.iter().any(|f| !matches!(*f, "category" | "answers")) {
                 diesel::update(registrations::table.find(registration.id))
                     .set((
                         changes
@@ -765,6 +842,13 @@ pub async fn change(
                     .await
                     .map_err(category_change_failed)?;
             }
+            if let (Some(form), Some(answers)) = (&form, &changes.answers)
+                && fields.contains(&"answers")
+            {
+                change_answers(conn, registration.id, form, &current.answers, answers, mode)
+                    .await?;
+                details["answers"] = form.answer_changes(&current.answers, answers).into();
+            }
             change_log::record(
                 conn,
                 vec![
@@ -775,7 +859,7 @@ pub async fn change(
                         ChangeKind::RegistrationChanged,
                         actor,
                     )
-                    .with_details(json!({ "fields": fields })),
+                    .with_details(details),
                 ],
             )
             .await?;

@@ -57,6 +57,10 @@ pub struct HistoryEntryView {
     /// The organiser's account id, the registration id for the participant, the API key's id
     /// for a device, the import's id for an import.
     pub actor_id: Option<Uuid>,
+    /// More about the change: for `changed`, `fields` (the details changed) and, when answers
+    /// changed, `answers`: `[{"key", "old", "new"}]`, or `{"key", "personal": true}` alone
+    /// for a question marked personal (the history holds no personal data).
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
     pub at: DateTime<Utc>,
 }

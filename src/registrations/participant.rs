@@ -27,6 +27,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 
 /// Changes to a registration (merge patch). `session_ids` is the complete set wanted:
 /// sessions left out are given up, new ones are booked under the same rules as registering.
+/// `answers` is likewise the whole new set of answers.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationPatch {
@@ -61,7 +62,17 @@ pub struct RegistrationPatch {
     #[schema(nullable = false)]
     #[schema(max_items = 50)]
     pub session_ids: Option<Vec<Uuid>>,
-    /// Organisers only: confirm in full sessions beyond their capacity.
+    /// The whole new set of answers to the event's questions, by key: it replaces the old
+    /// one (an answer left out is removed), and is checked against the form's JSON Schema
+    /// with the registration's category (as changed in the same request) exactly as when
+    /// registering; consents are not asked again. Places in choice options no longer chosen
+    /// are given back, newly chosen options with places take one (`option_full` when none is
+    /// left); options kept keep their place.
+    #[serde(default, deserialize_with = "patch::non_null")]
+    #[schema(value_type = Option<Object>, nullable = false, example = json!({"transfer": false, "direction": "projects"}))]
+    pub answers: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Organisers only: confirm in full sessions, and take newly chosen options, beyond their
+    /// capacity.
     #[serde(default)]
     pub over_capacity: bool,
 }
@@ -117,7 +128,7 @@ async fn get_registration(
     Ok(web::Json(view_of(&mut conn, ctx.registration.id).await?))
 }
 
-/// Change contact details and sessions.
+/// Change contact details, category, answers and sessions.
 #[utoipa::path(
     tag = "registrations",
     params(("id" = Uuid, Path, description = "Registration id")),
@@ -125,7 +136,9 @@ async fn get_registration(
     responses(
         (status = 200, description = "The changed registration.", body = RegistrationView),
         (status = 409, description = "`session_full`, `event_full`, `already_registered`, `schedule_conflict`, \
-            `registration_closed`, `session_cancelled` as when registering; \
+            `registration_closed`, `session_cancelled`, `category_full` as when registering; \
+            `option_full`: a newly chosen option has no places left (`field` names `answers.<key>`, \
+            `option` the option; nothing is changed); \
             `registration_cancelled`: the registration was cancelled; \
             `registration_erased`: its personal data was erased, it cannot be changed; \
             `concurrent_change`: it changed at the same time, try again.",
@@ -173,6 +186,7 @@ async fn update_registration(
         category: body.category,
         language: body.language,
         session_ids: body.session_ids,
+        answers: body.answers.map(serde_json::Value::Object),
     };
     booking::change(
         &mut conn,

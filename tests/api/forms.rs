@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Answer, TestApp, registration_body, spawn_app, spawn_app_with};
 use crate::registrations::{count, id_of};
 
-async fn add_category(app: &TestApp, token: &str, event: &str, body: Value) -> Value {
+pub async fn add_category(app: &TestApp, token: &str, event: &str, body: Value) -> Value {
     let answer = app
         .post(
             &format!("/api/v1/events/{event}/categories"),
@@ -31,7 +31,7 @@ async fn register_in(app: &TestApp, event: &str, email: impl AsRef<str>, categor
     .await
 }
 
-fn field_of(problem: &Value) -> String {
+pub fn field_of(problem: &Value) -> String {
     problem["errors"][0]["field"]
         .as_str()
         .or(problem["field"].as_str())
@@ -383,7 +383,7 @@ async fn changing_category_follows_the_rules_of_registering_in_it() {
 }
 
 /// An app that really runs requests in parallel.
-async fn parallel_app() -> TestApp {
+pub async fn parallel_app() -> TestApp {
     spawn_app_with(|config| {
         config.db_pool_size = 16;
         config.workers = 2;
@@ -493,7 +493,7 @@ async fn simultaneous_registrations_never_oversell_a_category_and_queue_in_exact
 
 /// A form with every type of question, a condition and a category rule, on event `mmdn`:
 /// the excursion to the plant has `plant_places` places.
-async fn event_with_form(app: &TestApp, token: &str, plant_places: i64) {
+pub async fn event_with_form(app: &TestApp, token: &str, plant_places: i64) {
     app.event(token, "mmdn", json!({})).await;
     let label = |ru: &str, en: &str| json!({"ru": ru, "en": en});
     let questions = [
@@ -532,7 +532,7 @@ async fn event_with_form(app: &TestApp, token: &str, plant_places: i64) {
 }
 
 /// A body that satisfies the form of `event_with_form`.
-fn full_body(email: &str) -> Value {
+pub fn full_body(email: &str) -> Value {
     let mut body = registration_body(email, &[]);
     body["category"] = json!("business");
     body["answers"] = json!({

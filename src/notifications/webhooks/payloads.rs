@@ -65,7 +65,8 @@ pub struct RegistrationData {
     /// Who made the change.
     pub actor: ActorKind,
     /// More about the change, never personal data: `fields` (the names of the details that
-    /// changed) for `registration.changed`; `over_capacity` and `out_of_turn` for organisers'
+    /// changed) for `registration.changed`, and `answers` when answers changed (`[{"key",
+    /// "old", "new"}]`; `{"key", "personal": true}` alone for a question marked personal); `over_capacity` and `out_of_turn` for organisers'
     /// decisions; `checkin_id` for a check-in.
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
@@ -261,7 +262,8 @@ fn summary(kind: ChangeKind) -> &'static str {
             "A registration moved from a session's waitlist into a seat (`session_id`)."
         }
         ChangeKind::RegistrationChanged => {
-            "A participant's details changed (`details.fields` names them)."
+            "A participant's details changed (`details.fields` names them, `details.answers` \
+             the answers changed)."
         }
         ChangeKind::RegistrationCancelled => "A registration was cancelled.",
         ChangeKind::RegistrationSessionRemoved => {
