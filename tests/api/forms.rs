@@ -493,7 +493,7 @@ async fn simultaneous_registrations_never_oversell_a_category_and_queue_in_exact
 
 /// A form with every type of question, a condition and a category rule, on event `mmdn`:
 /// the excursion to the plant has `plant_places` places.
-async fn event_with_form(app: &TestApp, token: &str, plant_places: i64) {
+pub(crate) async fn event_with_form(app: &TestApp, token: &str, plant_places: i64) {
     app.event(token, "mmdn", json!({})).await;
     let label = |ru: &str, en: &str| json!({"ru": ru, "en": en});
     let questions = [
@@ -532,7 +532,7 @@ async fn event_with_form(app: &TestApp, token: &str, plant_places: i64) {
 }
 
 /// A body that satisfies the form of `event_with_form`.
-fn full_body(email: &str) -> Value {
+pub(crate) fn full_body(email: &str) -> Value {
     let mut body = registration_body(email, &[]);
     body["category"] = json!("business");
     body["answers"] = json!({
