@@ -276,3 +276,129 @@ pub fn withhold(mut answers: Value, withheld: &[String]) -> Value {
     }
     answers
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forms::questions::{OptionRow, QuestionRow};
+
+    fn question(kind: QuestionType, options: &[(&str, &str, &str)]) -> Question {
+        let id = Uuid::now_v7();
+        Question {
+            row: QuestionRow {
+                id,
+                event_id: Uuid::nil(),
+                key: "q".to_owned(),
+                kind,
+                label_ru: "Вопрос".to_owned(),
+                label_en: "Question".to_owned(),
+                help_ru: None,
+                help_en: None,
+                required: false,
+                position: 0,
+                min: (kind == QuestionType::Number).then_some(0.0),
+                max: (kind == QuestionType::Number).then_some(5.0),
+                max_length: None,
+                max_choices: None,
+                categories: None,
+                shown_when: None,
+                personal: false,
+                created_at: chrono::Utc::now(),
+                updated_at: chrono::Utc::now(),
+            },
+            options: options
+                .iter()
+                .enumerate()
+                .map(|(i, (key, ru, en))| OptionRow {
+                    id: Uuid::now_v7(),
+                    question_id: id,
+                    key: (*key).to_owned(),
+                    label_ru: (*ru).to_owned(),
+                    label_en: (*en).to_owned(),
+                    capacity: None,
+                    position: i as i32,
+                })
+                .collect(),
+        }
+    }
+
+    const TOPICS: &[(&str, &str, &str)] = &[("a", "Экология", "Ecology"), ("b", "Город", "Town")];
+
+    #[test]
+    fn a_filter_is_read_by_the_question_s_type() {
+        let yes_no = question(QuestionType::YesNo, &[]);
+        assert_eq!(filter(&yes_no, "true"), Ok(json!({"q": true})));
+        assert_eq!(filter(&yes_no, "false"), Ok(json!({"q": false})));
+        assert!(filter(&yes_no, "yes").is_err());
+        let number = question(QuestionType::Number, &[]);
+        assert_eq!(filter(&number, "2"), Ok(json!({"q": 2})));
+        assert_eq!(filter(&number, "2.5"), Ok(json!({"q": 2.5})));
+        for bad in ["6", "-1", "many", "inf", "NaN", ""] {
+            assert!(filter(&number, bad).is_err(), "{bad:?}");
+        }
+        let many = question(QuestionType::MultipleChoice, TOPICS);
+        assert_eq!(filter(&many, "b"), Ok(json!({"q": ["b"]})));
+        assert!(filter(&many, "z").is_err());
+        let one = question(QuestionType::SingleChoice, TOPICS);
+        assert_eq!(filter(&one, "a"), Ok(json!({"q": "a"})));
+        assert!(filter(&one, "A").is_err());
+        let text = question(QuestionType::Text, &[]);
+        assert_eq!(filter(&text, "Мончегорск"), Ok(json!({"q": "Мончегорск"})));
+        assert!(filter(&text, "").is_err());
+        let date = question(QuestionType::Date, &[]);
+        assert!(filter(&date, "2027-04-23").is_ok());
+        assert!(filter(&date, "23.04.2027").is_err());
+    }
+
+    #[test]
+    fn answers_are_shown_as_people_read_them() {
+        let many = question(QuestionType::MultipleChoice, TOPICS);
+        let answers = json!({"q": ["b", "a"]});
+        assert_eq!(
+            shown(&many, &answers, Language::Ru),
+            Shown::Text("Город; Экология".to_owned())
+        );
+        assert_eq!(
+            shown(&many, &answers, Language::En),
+            Shown::Text("Town; Ecology".to_owned())
+        );
+        let yes_no = question(QuestionType::YesNo, &[]);
+        assert_eq!(
+            shown(&yes_no, &json!({"q": true}), Language::Ru).text(),
+            "Да"
+        );
+        assert_eq!(
+            shown(&yes_no, &json!({"q": false}), Language::Ru).text(),
+            "Нет"
+        );
+        assert_eq!(
+            shown(&yes_no, &json!({"q": true}), Language::En).text(),
+            "Yes"
+        );
+        assert_eq!(
+            shown(&yes_no, &json!({"q": false}), Language::En).text(),
+            "No"
+        );
+        assert_eq!(shown(&yes_no, &json!({}), Language::Ru), Shown::Empty);
+        let number = question(QuestionType::Number, &[]);
+        assert_eq!(shown(&number, &json!({"q": 2}), Language::Ru).text(), "2");
+        assert_eq!(
+            shown(&number, &json!({"q": 2.5}), Language::Ru).text(),
+            "2.5"
+        );
+        let date = question(QuestionType::Date, &[]);
+        assert_eq!(
+            shown(&date, &json!({"q": "2027-04-23"}), Language::Ru),
+            Shown::Date(NaiveDate::from_ymd_opt(2027, 4, 23).unwrap())
+        );
+    }
+
+    #[test]
+    fn withheld_answers_are_removed() {
+        let answers = json!({"passport": "4710", "town": "Кировск"});
+        assert_eq!(
+            withhold(answers, &["passport".to_owned()]),
+            json!({"town": "Кировск"})
+        );
+    }
+}
