@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::feed::{Attendee, AttendeeRow, attendees};
+use super::feed::{Attendee, AttendeeRow, attendees, withheld_answers};
 use super::qr;
-use crate::access::{self, EventAction};
+use crate::access::{self, EventAction, EventContext};
 use crate::auth::Caller;
 use crate::dates::Timestamp;
 use crate::db::schema::{registration_sessions, registrations, sessions};
@@ -99,6 +99,8 @@ fn check_scan(v: &mut Validator, prefix: &str, scan: &Scan) {
 struct Desk {
     device_key_id: Option<Uuid>,
     user_id: Option<Uuid>,
+    /// Answers the desk may not read (see `Attendee::answers`).
+    withheld: Vec<String>,
 }
 
 /// Records one scan; `Ok((first, view))`, or the problem the desk should show.
@@ -235,7 +237,9 @@ async fn record(
             .await?;
         row.checked_in_at = Some(recorded.scanned_at);
     }
-    let attendee = attendees(conn, signing, vec![row]).await?.remove(0);
+    let attendee = attendees(conn, signing, vec![row], &desk.withheld)
+        .await?
+        .remove(0);
     Ok(CheckinView {
         id: recorded.id,
         registration_id,
@@ -246,21 +250,29 @@ async fn record(
     })
 }
 
-fn desk_of(caller: &Caller) -> Desk {
-    match caller {
+async fn desk_of(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    ctx: &EventContext,
+) -> ApiResult<Desk> {
+    let withheld = withheld_answers(conn, ctx).await?;
+    Ok(match caller {
         Caller::Device(device) => Desk {
             device_key_id: Some(device.key_id),
             user_id: None,
+            withheld,
         },
         Caller::User(user) => Desk {
             device_key_id: None,
             user_id: Some(user.id),
+            withheld,
         },
         _ => Desk {
             device_key_id: None,
             user_id: None,
+            withheld,
         },
-    }
+    })
 }
 
 /// Check a badge in at the entrance (or a session's door with `session_id`).
@@ -298,12 +310,13 @@ async fn check_in(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::CheckIn).await?;
     let signing = qr::signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
+    let desk = desk_of(&mut conn, &caller, &ctx).await?;
     let view = record(
         &mut conn,
         &ctx.event,
         &signing.verifying_key(),
         &signing,
-        &desk_of(&caller),
+        &desk,
         &scan,
     )
     .await?;
@@ -376,7 +389,7 @@ async fn upload_scans(
     let ctx = access::event(&mut conn, &caller, &path, EventAction::CheckIn).await?;
     let signing = qr::signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
     let public = signing.verifying_key();
-    let desk = desk_of(&caller);
+    let desk = desk_of(&mut conn, &caller, &ctx).await?;
     let mut results = Vec::with_capacity(batch.scans.len());
     for scan in &batch.scans {
         let result = match record(&mut conn, &ctx.event, &public, &signing, &desk, scan).await {

@@ -1,7 +1,13 @@
 //! The attendee export, as CSV and as XLSX, of the whole event or of one session's
 //! attendees: the same columns and the same privacy rule in every format (organisers also get
-//! email and phone; device keys do not), read from the database through a cursor a batch at a
-//! time so that memory stays flat however many attendees there are.
+//! email and phone, and the answers to questions marked personal; device keys do not), read
+//! from the database through a cursor a batch at a time so that memory stays flat however many
+//! attendees there are.
+//!
+//! After the fixed columns, whose headers are the API's field names (which the import
+//! recognises), comes one column per question of the event, in the form's order, headed by
+//! the question's label and holding answers as people read them (option labels, yes and no)
+//! in the event's language, the language its badges speak too.
 //!
 //! Routes sit side by side: `attendees.csv` and `attendees.xlsx` for the event,
 //! `sessions/{session_id}/attendees.csv` and `.xlsx` for a session.
@@ -11,7 +17,7 @@ use std::borrow::Cow;
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -23,7 +29,10 @@ use crate::access::{self, EventAction, EventContext};
 use crate::auth::Caller;
 use crate::db::schema::sessions;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::events::Language;
 use crate::extract::Query;
+use crate::forms::answers::{self, Shown};
+use crate::forms::questions::{self, Question};
 use crate::openapi::EventErrors;
 use crate::state::State;
 use crate::streams::{Stopped, StreamSender};
@@ -120,7 +129,58 @@ pub enum Cell<'a> {
     Time(Option<DateTime<Utc>>),
 }
 
+/// All the columns of an export: the fixed fields, then one per question.
+pub struct Columns {
+    pub fields: Vec<Field>,
+    /// The event's questions in the form's order (those marked personal only for whoever
+    /// gets contact details).
+    pub questions: Vec<Question>,
+    /// The language of the questions' headers and answers.
+    pub language: Language,
+}
+
+impl Columns {
+    /// The export's columns for `scope`, the questions' in the event's `language`.
+    pub async fn of(
+        conn: &mut AsyncPgConnection,
+        scope: &Scope,
+        language: Language,
+    ) -> ApiResult<Columns> {
+        let mut questions = questions::of_event(conn, scope.event_id).await?;
+        if !scope.with_contacts {
+            questions.retain(|q| !q.row.personal);
+        }
+        Ok(Columns {
+            fields: scope.columns(),
+            questions,
+            language,
+        })
+    }
+
+    /// The header row.
+    pub fn headers(&self) -> Vec<&str> {
+        self.fields
+            .iter()
+            .map(|f| f.name())
+            .chain(
+                self.questions
+                    .iter()
+                    .map(|q| answers::header(q, self.language)),
+            )
+            .collect()
+    }
+
+    /// The answers of one row, a cell per question.
+    pub fn answers(&self, row: &ExportRow) -> Vec<Shown> {
+        self.questions
+            .iter()
+            .map(|q| answers::shown(q, &row.answers, self.language))
+            .collect()
+    }
+}
+
 impl Scope {
+    /// The fixed columns.
     pub fn columns(&self) -> Vec<Field> {
         use self::Field::*;
         let mut columns = vec![RegistrationId, FullName];
@@ -175,7 +235,7 @@ impl Scope {
                               FROM registration_sessions rs JOIN sessions s ON s.id = rs.session_id \
                               WHERE rs.registration_id = r.id AND rs.status = 'confirmed'), '') AS sessions, \
                     r.checked_in_at, r.badge_printed_at, r.created_at, \
-                    {session_checkin} AS session_checked_in_at \
+                    {session_checkin} AS session_checked_in_at, r.answers \
              FROM registrations r WHERE r.event_id = '{event_id}' {status_filter} {session_filter} \
              ORDER BY r.id"
         )
@@ -212,6 +272,8 @@ pub struct ExportRow {
     pub created_at: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub session_checked_in_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Jsonb)]
+    pub answers: serde_json::Value,
 }
 
 pub const BATCH: usize = 2000;
@@ -349,12 +411,13 @@ fn csv_writer(delimiter: Delimiter) -> csv::Writer<Vec<u8>> {
 
 fn csv_batch(
     rows: &[ExportRow],
-    columns: &[Field],
+    columns: &Columns,
     delimiter: Delimiter,
 ) -> anyhow::Result<Vec<u8>> {
     let mut writer = csv_writer(delimiter);
     for row in rows {
-        let record: Vec<Cow<'_, str>> = columns
+        let mut record: Vec<Cow<'_, str>> = columns
+            .fields
             .iter()
             .map(|column| match column.cell(row) {
                 Cell::Id(id) => Cow::Owned(id.to_string()),
@@ -363,14 +426,25 @@ fn csv_batch(
                 Cell::Time(time) => Cow::Owned(time.map(|t| t.to_rfc3339()).unwrap_or_default()),
             })
             .collect();
+        record.extend(columns.answers(row).into_iter().map(|answer| match answer {
+            // Text people entered, and the labels the organisers did.
+            Shown::Text(text) => Cow::Owned(neutralise(&text).into_owned()),
+            // Numbers and dates the form checked: data, whatever their sign.
+            other => Cow::Owned(other.text()),
+        }));
         writer.write_record(record.iter().map(|c| c.as_bytes()))?;
     }
     writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn csv_header(columns: &[Field], delimiter: Delimiter, bom: bool) -> anyhow::Result<Vec<u8>> {
+fn csv_header(columns: &Columns, delimiter: Delimiter, bom: bool) -> anyhow::Result<Vec<u8>> {
     let mut writer = csv_writer(delimiter);
-    writer.write_record(columns.iter().map(|c| c.name()))?;
+    writer.write_record(
+        columns
+            .headers()
+            .into_iter()
+            .map(|h| neutralise(h).into_owned()),
+    )?;
     let mut bytes = if bom {
         "\u{feff}".as_bytes().to_vec()
     } else {
@@ -383,7 +457,7 @@ fn csv_header(columns: &[Field], delimiter: Delimiter, bom: bool) -> anyhow::Res
 /// Batches written as CSV into the answer's chunks: stops (rolling back) as soon as the
 /// client is gone or has stopped reading.
 struct CsvChunks<'a> {
-    columns: Vec<Field>,
+    columns: Columns,
     delimiter: Delimiter,
     chunks: &'a StreamSender,
 }
@@ -398,11 +472,12 @@ impl Batches for CsvChunks<'_> {
 async fn stream_csv(
     conn: &mut AsyncPgConnection,
     scope: Scope,
+    columns: Columns,
     delimiter: Delimiter,
     chunks: &StreamSender,
 ) -> ApiResult<()> {
     let mut sink = CsvChunks {
-        columns: scope.columns(),
+        columns,
         delimiter,
         chunks,
     };
@@ -422,13 +497,14 @@ async fn csv_answer(
     let mut conn = state.conn().await?;
     let (ctx, scope) =
         self::scope(&mut conn, &caller, event_ref, session, include_cancelled).await?;
-    let header = csv_header(&scope.columns(), delimiter, bom).map_err(ApiError::internal)?;
+    let columns = Columns::of(&mut conn, &scope, ctx.event.default_language).await?;
+    let header = csv_header(&columns, delimiter, bom).map_err(ApiError::internal)?;
     let (sender, body) = state.streams.reserve(exporter(&caller))?.channel();
     if sender.send(header.into()).await.is_err() {
         return Err(ApiError::internal(anyhow::anyhow!("export channel closed")));
     }
     tokio::spawn(async move {
-        let result = stream_csv(&mut conn, scope, delimiter, &sender).await;
+        let result = stream_csv(&mut conn, scope, columns, delimiter, &sender).await;
         // The connection goes back to the pool before the export's slot is freed.
         drop(conn);
         match result {

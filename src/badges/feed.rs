@@ -18,11 +18,12 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::qr;
-use crate::access::{self, EventAction};
+use crate::access::{self, EventAction, EventContext};
 use crate::auth::Caller;
 use crate::db::schema::{checkins, registration_sessions, registrations, sessions};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::forms::answers;
 use crate::openapi::EventErrors;
 use crate::pagination::{Page, PageParams, decode_cursor, encode_cursor};
 use crate::registrations::{RegistrationStatus, SessionRegistrationStatus};
@@ -50,6 +51,7 @@ pub struct AttendeeRow {
     pub badge_printed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     pub change_xid: i64,
+    pub answers: serde_json::Value,
 }
 
 /// What a badge printer or desk needs of one attendee.
@@ -73,13 +75,31 @@ pub struct Attendee {
     /// The signed payload of the badge's QR code (see `/checkin-key`).
     pub qr_code: String,
     pub updated_at: DateTime<Utc>,
+    /// Answers to the event's questions by key, as in the registration. Device keys do not
+    /// get the answers to questions marked `personal` (as they get no contact details).
+    #[schema(value_type = Object, example = json!({"transfer": true, "direction": "projects"}))]
+    pub answers: serde_json::Value,
 }
 
-/// Attendee records for the given rows, with their confirmed sessions and QR codes.
+/// The keys of the answers the caller may not read (see [`Attendee::answers`]).
+pub async fn withheld_answers(
+    conn: &mut AsyncPgConnection,
+    ctx: &EventContext,
+) -> ApiResult<Vec<String>> {
+    if ctx.sees_private() {
+        Ok(Vec::new())
+    } else {
+        answers::personal_keys(conn, ctx.event.id).await
+    }
+}
+
+/// Attendee records for the given rows, with their confirmed sessions and QR codes, without
+/// the answers `withheld`.
 pub async fn attendees(
     conn: &mut AsyncPgConnection,
     key: &SigningKey,
     rows: Vec<AttendeeRow>,
+    withheld: &[String],
 ) -> ApiResult<Vec<Attendee>> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let mut sessions: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
@@ -117,6 +137,7 @@ pub async fn attendees(
             checked_in_at: r.checked_in_at,
             badge_printed_at: r.badge_printed_at,
             updated_at: r.updated_at,
+            answers: answers::withhold(r.answers, withheld),
         })
         .collect())
 }
@@ -208,7 +229,8 @@ async fn attendee_feed(
         .map(|r| FeedCursor(r.change_xid, r.id))
         .unwrap_or(since);
     let key = qr::signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
-    let items = attendees(&mut conn, &key, rows).await?;
+    let withheld = withheld_answers(&mut conn, &ctx).await?;
+    let items = attendees(&mut conn, &key, rows, &withheld).await?;
     Ok(web::Json(AttendeeFeed {
         items,
         next_cursor: encode_cursor(&next),
@@ -284,7 +306,8 @@ async fn session_attendees(
         .into_iter()
         .collect();
     let key = qr::signing_key(&mut conn, &state.sealing, ctx.event.id).await?;
-    let items = attendees(&mut conn, &key, page.items)
+    let withheld = withheld_answers(&mut conn, &ctx).await?;
+    let items = attendees(&mut conn, &key, page.items, &withheld)
         .await?
         .into_iter()
         .map(|attendee| SessionAttendee {

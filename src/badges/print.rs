@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::feed::{Attendee, AttendeeRow, attendees};
+use super::feed::{Attendee, AttendeeRow, attendees, withheld_answers};
 use super::qr;
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
@@ -207,7 +207,8 @@ async fn claim_jobs(
         .load(&mut conn)
         .await?;
     let key = qr::signing_key(&mut conn, &state.sealing, event_id).await?;
-    let mut records = attendees(&mut conn, &key, rows).await?;
+    let withheld = withheld_answers(&mut conn, &ctx).await?;
+    let mut records = attendees(&mut conn, &key, rows, &withheld).await?;
     let jobs = jobs
         .into_iter()
         .filter_map(|job| {

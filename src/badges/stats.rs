@@ -1,5 +1,5 @@
-//! Live numbers for organisers: registered, checked in, badges printed, per category and
-//! per session.
+//! Live numbers for organisers: registered, checked in, badges printed, per category, per
+//! session, and how the form's questions were answered.
 
 use actix_web::{get, web};
 use diesel::QueryableByName;
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::forms::answers::{self, QuestionCount};
 use crate::openapi::EventErrors;
 use crate::state::State;
 
@@ -68,9 +69,15 @@ pub struct EventStats {
     pub by_category: Vec<CategoryStats>,
     /// By start time.
     pub sessions: Vec<SessionStats>,
+    /// The answers of active registrations (cancelled ones are not counted), question by
+    /// question in the form's order: per option for choice questions (with places left of
+    /// limited options), yes and no for yes/no questions, and for every question how many
+    /// answered it.
+    pub questions: Vec<QuestionCount>,
 }
 
-/// Live numbers: registered, checked in, badges printed, per category and per session.
+/// Live numbers: registered, checked in, badges printed, per category, per session, and per
+/// question of the form (active registrations only).
 #[utoipa::path(
     tag = "badges",
     params(("event" = String, Path, description = "Event slug or id")),
@@ -117,9 +124,11 @@ async fn event_stats(
     .bind::<SqlUuid, _>(event_id)
     .load(&mut conn)
     .await?;
+    let questions = answers::counts(&mut conn, event_id).await?;
     Ok(web::Json(EventStats {
         totals,
         by_category,
         sessions,
+        questions,
     }))
 }

@@ -1,5 +1,6 @@
 //! The attendee export as an XLSX workbook: the columns and privacy rule of the CSV export,
-//! times as real Excel date-times in the event's time zone, a bold header row that stays in
+//! times as real Excel date-times in the event's time zone, answers to number questions as
+//! numbers and to date questions as dates, a bold header row that stays in
 //! view (frozen panes, with the name column), an autofilter, and columns as wide as their
 //! contents.
 //!
@@ -23,10 +24,11 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::export::{self, Batches, Cell, ExportRow, Scope};
+use super::export::{self, Batches, Cell, Columns, ExportRow, Scope};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Query;
+use crate::forms::answers::Shown;
 use crate::openapi::EventErrors;
 use crate::state::State;
 
@@ -39,6 +41,8 @@ const MIN_WIDTH: usize = 8;
 const MAX_WIDTH: usize = 60;
 /// The width of a date-time cell (`2027-04-24 09:30`).
 const TIME_WIDTH: usize = 17;
+/// The width of a date cell (`2027-04-24`).
+const DATE_WIDTH: usize = 10;
 /// Bytes handed to the client at a time.
 const CHUNK: usize = 64 * 1024;
 
@@ -118,11 +122,12 @@ async fn answer(
         export::scope(&mut conn, &caller, event_ref, session, include_cancelled).await?;
     let reservation = state.streams.reserve(export::exporter(&caller))?;
     let tz = ctx.event.tz();
+    let columns = Columns::of(&mut conn, &scope, ctx.event.default_language).await?;
     // In a task of its own, so that a client going away mid-build cannot drop the transaction
     // half-way; the connection goes back to the pool as soon as the rows are read.
     // The export's slot is held from here until the client has read the answer.
     let (built, reservation) = tokio::spawn(async move {
-        let file = build(&mut conn, scope, tz).await;
+        let file = build(&mut conn, scope, columns, tz).await;
         drop(conn);
         (file, reservation)
     })
@@ -183,10 +188,11 @@ async fn answer(
 async fn build(
     conn: &mut diesel_async::AsyncPgConnection,
     scope: Scope,
+    columns: Columns,
     tz: Tz,
 ) -> ApiResult<(std::fs::File, u64)> {
     let (rows, batches) = tokio::sync::mpsc::channel::<Vec<ExportRow>>(2);
-    let writer = tokio::task::spawn_blocking(move || write_workbook(batches, scope, tz));
+    let writer = tokio::task::spawn_blocking(move || write_workbook(batches, columns, tz));
     let mut sink = ToWriter(rows);
     let read = export::read_batches(conn, scope, &mut sink).await;
     drop(sink);
@@ -216,30 +222,32 @@ fn chars(text: &str) -> usize {
 
 fn write_workbook(
     mut batches: tokio::sync::mpsc::Receiver<Vec<ExportRow>>,
-    scope: Scope,
+    columns: Columns,
     tz: Tz,
 ) -> anyhow::Result<(std::fs::File, u64)> {
-    let columns = scope.columns();
+    let headers = columns.headers();
+    let fixed = columns.fields.len();
     let mut workbook = Workbook::new();
     let header = Format::new()
         .set_bold()
         .set_background_color("#DDE4EE")
         .set_align(FormatAlign::Center);
     let time = Format::new().set_num_format("yyyy-mm-dd hh:mm");
+    let date = Format::new().set_num_format("yyyy-mm-dd");
     let sheet = workbook.add_worksheet_with_constant_memory()?;
     sheet.set_name("Attendees")?;
-    let mut widths: Vec<usize> = columns
+    let mut widths: Vec<usize> = headers
         .iter()
-        .map(|c| chars(c.name()).max(MIN_WIDTH))
+        .map(|name| chars(name).max(MIN_WIDTH))
         .collect();
-    for (col, column) in columns.iter().enumerate() {
-        sheet.write_string_with_format(0, col as u16, column.name(), &header)?;
+    for (col, name) in headers.iter().enumerate() {
+        sheet.write_string_with_format(0, col as u16, clip(name), &header)?;
     }
     let mut row_number: u32 = 0;
     while let Some(rows) = batches.blocking_recv() {
         for row in &rows {
             row_number += 1;
-            for (col, column) in columns.iter().enumerate() {
+            for (col, column) in columns.fields.iter().enumerate() {
                 let c = col as u16;
                 let width = match column.cell(row) {
                     Cell::Id(id) => {
@@ -260,13 +268,38 @@ fn write_workbook(
                 };
                 widths[col] = widths[col].max(width);
             }
+            for (i, answer) in columns.answers(row).into_iter().enumerate() {
+                let col = fixed + i;
+                let c = col as u16;
+                let width = match answer {
+                    Shown::Empty => 0,
+                    Shown::Text(text) => {
+                        let text = clip(&text);
+                        sheet.write_string(row_number, c, text)?;
+                        chars(text)
+                    }
+                    Shown::Number(n) => {
+                        let shown = n.to_string();
+                        match n.as_f64() {
+                            Some(value) => sheet.write_number(row_number, c, value)?,
+                            None => sheet.write_string(row_number, c, &shown)?,
+                        };
+                        chars(&shown)
+                    }
+                    Shown::Date(day) => {
+                        sheet.write_date_with_format(row_number, c, day, &date)?;
+                        DATE_WIDTH
+                    }
+                };
+                widths[col] = widths[col].max(width);
+            }
         }
     }
     for (col, width) in widths.iter().enumerate() {
         sheet.set_column_width(col as u16, (*width).min(MAX_WIDTH) as f64 + 2.0)?;
     }
     sheet.set_freeze_panes(1, 2)?;
-    sheet.autofilter(0, 0, row_number, columns.len() as u16 - 1)?;
+    sheet.autofilter(0, 0, row_number, headers.len() as u16 - 1)?;
     let mut file = tempfile::tempfile()?;
     workbook.save_to_writer(&mut file)?;
     let length = file.stream_position()?;

@@ -90,7 +90,7 @@ impl Form {
     }
 
     /// The JSON Schema of the answer to one question.
-    fn answer_schema(q: &Question) -> Value {
+    pub fn answer_schema(q: &Question) -> Value {
         let r = &q.row;
         let mut schema = match r.kind {
             QuestionType::Text | QuestionType::Multiline => {

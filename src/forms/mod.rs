@@ -8,6 +8,7 @@
 //! migration), like a session's seats; this module changes the pools (capacity) under the
 //! category's advisory lock.
 
+pub mod answers;
 mod cache;
 pub mod categories;
 pub mod consents;

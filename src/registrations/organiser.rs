@@ -1,6 +1,6 @@
 //! The organisers' side: listing registrations, promoting from waitlists, counts, history.
 
-use actix_web::{get, post, web};
+use actix_web::{HttpRequest, get, post, web};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -20,7 +20,8 @@ use crate::auth::Caller;
 use crate::db::schema::{registration_sessions, registrations, sessions};
 use crate::email;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{OptionalBody, Query};
+use crate::extract::{OptionalBody, from_query};
+use crate::forms::{answers, categories, questions};
 use crate::openapi::{BodyErrors, EventErrors, RegistrationErrors};
 use crate::pagination::{Page, check_limit, decode_cursor};
 use crate::programme::sessions::visible;
@@ -68,11 +69,40 @@ fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// The query string split into the filters by answers (`answer.<key>`, in the order given)
+/// and the other parameters.
+fn split_query(query: &str) -> ApiResult<(Vec<(String, String)>, RegistrationListParams)> {
+    let mut by_answer = Vec::new();
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match name.strip_prefix(answers::FILTER_PREFIX) {
+            Some(key) => by_answer.push((key.to_owned(), value.into_owned())),
+            None => {
+                rest.append_pair(&name, &value);
+            }
+        }
+    }
+    Ok((by_answer, from_query(&rest.finish())?))
+}
+
 /// The event's registrations, oldest first, with filters.
+///
+/// Filter by answers with `answer.<question key>=<value>`, once per question (all must
+/// hold): for a single choice the option's key, for a multiple choice an option's key
+/// (among those chosen), `true` or `false` for a yes/no question, a number for a number
+/// question (equal), and for the other types the answer exactly as given, e.g.
+/// `?answer.direction=projects&answer.transfer=true`. An unknown question, or a value the
+/// question cannot have, is a 422 naming `answer.<key>`; so is an unknown `category`.
 #[utoipa::path(
     tag = "registrations",
     params(("event" = String, Path, description = "Event slug or id"), RegistrationListParams),
-    responses((status = 200, description = "One page of registrations.", body = Page<RegistrationView>), EventErrors),
+    responses(
+        (status = 200, description = "One page of registrations.", body = Page<RegistrationView>),
+        (status = 422, description = "`validation_failed`: a bad parameter, named in `errors` \
+            (`q`, `category`, `answer.<key>`, `limit`, `cursor`).",
+         body = Problem, content_type = "application/problem+json"),
+        EventErrors,
+    ),
     security(("bearer" = []))
 )]
 #[get("/events/{event}/registrations")]
@@ -80,8 +110,9 @@ async fn list_registrations(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    params: Query<RegistrationListParams>,
+    req: HttpRequest,
 ) -> ApiResult<web::Json<Page<RegistrationView>>> {
+    let (by_answer, params) = split_query(req.query_string())?;
     let limit = check_limit(params.limit)?;
     let after: Option<Uuid> = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut v = Validator::new();
@@ -89,6 +120,30 @@ async fn list_registrations(
     v.finish()?;
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::ViewPrivate).await?;
+    let mut v = Validator::new();
+    if let Some(code) = &params.category
+        && !categories::of_event(&mut conn, ctx.event.id)
+            .await?
+            .iter()
+            .any(|c| &c.code == code)
+    {
+        v.error("category", "is not a category of the event");
+    }
+    let mut contains = Vec::new();
+    if !by_answer.is_empty() {
+        let questions = questions::of_event(&mut conn, ctx.event.id).await?;
+        for (key, value) in &by_answer {
+            let field = format!("{}{key}", answers::FILTER_PREFIX);
+            match questions.iter().find(|q| q.key() == key) {
+                None => v.error(field, "is not a question of the event"),
+                Some(q) => match answers::filter(q, value) {
+                    Ok(answer) => contains.push(answer),
+                    Err(message) => v.error(field, message),
+                },
+            }
+        }
+    }
+    v.finish()?;
     let mut query = registrations::table
         .filter(registrations::event_id.eq(ctx.event.id))
         .select(Registration::as_select())
@@ -125,6 +180,10 @@ async fn list_registrations(
                 .or(registrations::email_normalized.like(like_pattern(&email::fold(q))))
                 .or(registrations::email_normalized.eq(email::normalise(q))),
         );
+    }
+    // `@>`, which the GIN index on answers serves.
+    for answer in contains {
+        query = query.filter(registrations::answers.contains(answer));
     }
     if let Some(after) = after {
         query = query.filter(registrations::id.gt(after));

@@ -63,7 +63,7 @@ fn ids(page: &Value) -> Vec<String> {
 }
 
 /// The first `n` records of the feed.
-async fn everyone(app: &TestApp, event: &str, key: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn everyone(app: &TestApp, event: &str, key: &str, n: usize) -> Vec<Value> {
     poll_until(app, event, key, None, |seen| seen.len() >= n)
         .await
         .0

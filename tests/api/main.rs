@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod answer_lists;
 mod answers;
 mod auth;
 mod badge_pdfs;
