@@ -27,6 +27,7 @@ use crate::validation::Validator;
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.configure(categories::routes)
         .configure(questions::routes)
+        .configure(consents::routes)
         .configure(public::routes);
 }
 

@@ -2,20 +2,30 @@
 //! transaction.
 //!
 //! Kept: the registration row with its status, category, source, language, dates, session
-//! places, seats, waitlist order, check-ins and the change log (which holds no personal data:
-//! kinds, field names, ids). So every count, statistic and check-in figure stays as it was.
+//! places, seats (of categories and choice options too), waitlist order, check-ins, the
+//! answers that are not personal, the consents accepted and the change log (which holds no
+//! personal data: kinds, field names, ids). So every count, statistic, per-question count
+//! of a non-personal question and check-in figure stays as it was. The consents accepted
+//! (`registration_consents`: key, version, when) say nothing about the person and stay as
+//! the organiser's proof of what was agreed to.
 //!
 //! Overwritten: the name (`—`), the address (`erased-<id>@erased.invalid`, unique like the
 //! address it replaces), organisation, position, city and phone (null), and the manage token
 //! (its digest becomes one of a token nobody holds; the nonce it was derived from is
-//! removed). Removed or emptied: idempotency records, queued mail (dropped: mail is rendered
-//! when sent, from the registration as it is then, so nothing queued names the person), the
-//! registration in the bodies of webhook messages (`data.registration` becomes null) and
-//! what receivers answered to them, open badge print jobs, and the rate-limit entry kept
-//! for the digest of the address.
+//! removed). Removed from the answers: those to questions marked `personal`, those to
+//! questions of type `email` or `phone` whatever their mark (contacts are personal data by
+//! what they are), and answers to questions the form no longer has (nothing says they are
+//! not personal). History entries that copy answers (`details.answers`) lose those same
+//! answers' values, defensively: the entries written when answers change keep only the key
+//! of a personal answer already. Rows of spreadsheet imports that registered the person, or
+//! were found to be them again, lose the details read. Removed or emptied: idempotency
+//! records, queued mail (dropped: mail is rendered when sent, from the registration as it is
+//! then, so nothing queued names the person), the registration in the bodies of webhook
+//! messages (`data.registration` becomes null) and what receivers answered to them, open
+//! badge print jobs, and the rate-limit entry kept for the digest of the address.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -46,6 +56,13 @@ crate::text_enum! {
 pub struct TableCounts {
     /// Registrations anonymised.
     pub registrations: i64,
+    /// Answers removed: to personal questions, and to email and phone questions.
+    pub answers: i64,
+    /// History entries, and webhook messages copying them, whose copies of those answers
+    /// were removed.
+    pub history_answers: i64,
+    /// Rows of spreadsheet imports whose details of the person were removed.
+    pub import_rows: i64,
     /// History entries added (one `erased` per registration).
     pub changes: i64,
     /// Idempotency records removed.
@@ -70,6 +87,23 @@ pub struct ErasureReport {
     /// The registrations anonymised (already anonymised ones are left out).
     pub registration_ids: Vec<Uuid>,
     pub tables: TableCounts,
+}
+
+/// Whether the answer to the question `key` of the event of the registration aliased `r` is
+/// personal data (SQL): a question marked personal, a contact (email, phone), or a question
+/// the form no longer has.
+const PERSONAL_ANSWER: &str = "NOT EXISTS (SELECT 1 FROM form_questions q \
+     WHERE q.event_id = r.event_id AND q.key = {key} \
+       AND NOT q.personal AND q.type NOT IN ('email', 'phone'))";
+
+fn personal_answer(key: &str) -> String {
+    PERSONAL_ANSWER.replace("{key}", key)
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
 #[derive(QueryableByName)]
@@ -160,6 +194,90 @@ pub async fn erase(
          WHERE registration_id = ANY($1) AND status IN ('queued', 'claimed')",
     )
     .await?;
+    tables.import_rows = run(
+        conn,
+        &format!(
+            "UPDATE import_rows SET \
+             fields = CASE WHEN fields ? 'answers' \
+                           THEN jsonb_set(fields, '{{answers}}', '{{}}') ELSE fields END \
+                      || jsonb_build_object( \
+                             'full_name', '{ERASED_NAME}', \
+                             'email', 'erased-' || coalesce(registration_id, duplicate_of_registration) \
+                                      || '@erased.invalid', \
+                             'organisation', NULL, 'position', NULL, 'city', NULL, 'phone', NULL), \
+             email_normalized = 'erased-' || coalesce(registration_id, duplicate_of_registration) \
+                                || '@erased.invalid' \
+         WHERE registration_id = ANY($1) OR duplicate_of_registration = ANY($1)"
+        ),
+    )
+    .await?;
+    // Entries that copy answers: `{"answers": {key: …}}` or `{"answers": [{"key": …, …}]}`;
+    // a personal answer keeps its key, and loses what was copied of it.
+    tables.history_answers = run(
+        conn,
+        &format!(
+            "UPDATE changes c SET details = jsonb_set(c.details, '{{answers}}', \
+                 CASE jsonb_typeof(c.details -> 'answers') \
+                 WHEN 'object' THEN ( \
+                     SELECT jsonb_object_agg(e.key, CASE WHEN {by_key} THEN 'null'::jsonb \
+                                                         ELSE e.value END) \
+                     FROM jsonb_each(c.details -> 'answers') e) \
+                 ELSE ( \
+                     SELECT jsonb_agg(CASE WHEN jsonb_typeof(e.value) = 'object' \
+                                            AND e.value ? 'key' AND {by_element} \
+                                           THEN jsonb_build_object('key', e.value -> 'key') \
+                                           ELSE e.value END ORDER BY e.n) \
+                     FROM jsonb_array_elements(c.details -> 'answers') WITH ORDINALITY e(value, n)) \
+                 END) \
+             FROM registrations r \
+             WHERE r.id = c.registration_id AND c.registration_id = ANY($1) \
+               AND jsonb_typeof(c.details -> 'answers') IN ('object', 'array') \
+               AND c.details -> 'answers' <> '{{}}'::jsonb \
+               AND c.details -> 'answers' <> '[]'::jsonb \
+               AND EXISTS ( \
+                   SELECT 1 FROM jsonb_each(CASE jsonb_typeof(c.details -> 'answers') \
+                                            WHEN 'object' THEN c.details -> 'answers' END) e \
+                   WHERE {by_key} AND e.value <> 'null'::jsonb \
+                   UNION ALL \
+                   SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(c.details -> 'answers') \
+                                                      WHEN 'array' THEN c.details -> 'answers' END) e(value) \
+                   WHERE jsonb_typeof(e.value) = 'object' AND e.value ? 'key' AND {by_element} \
+                     AND e.value <> jsonb_build_object('key', e.value -> 'key'))",
+            by_key = personal_answer("e.key"),
+            by_element = personal_answer("e.value ->> 'key'"),
+        ),
+    )
+    .await?;
+    // Webhook messages carry their change's details: they get the scrubbed ones.
+    tables.history_answers += run(
+        conn,
+        "UPDATE webhook_deliveries d \
+         SET payload = jsonb_set(d.payload::jsonb, '{data,details}', c.details)::text \
+         FROM changes c \
+         WHERE d.registration_id = ANY($1) AND c.registration_id = d.registration_id \
+           AND c.details ? 'answers' \
+           AND c.id::text = d.payload::jsonb #>> '{data,change_id}' \
+           AND d.payload::jsonb #> '{data,details}' IS DISTINCT FROM c.details",
+    )
+    .await?;
+    // The answers that are personal data go; the others stay for the statistics.
+    tables.answers = diesel::sql_query(format!(
+        "WITH personal AS ( \
+             SELECT r.id, array_agg(k.key) AS keys \
+             FROM registrations r, jsonb_object_keys(r.answers) AS k(key) \
+             WHERE r.id = ANY($1) AND jsonb_typeof(r.answers) = 'object' AND {personal} \
+             GROUP BY r.id), \
+         removed AS ( \
+             UPDATE registrations r SET answers = r.answers - p.keys \
+             FROM personal p WHERE r.id = p.id RETURNING r.id) \
+         SELECT coalesce(sum(cardinality(p.keys)), 0)::bigint AS n FROM personal p",
+        personal = personal_answer("k.key"),
+    ))
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .get_results::<Count>(conn)
+    .await
+    .and_then(crate::db::single)?
+    .n;
     let anonymise = format!(
         "UPDATE registrations SET \
              full_name = '{ERASED_NAME}', \

@@ -1,6 +1,8 @@
 //! Everything stored about a participant, as one JSON document: the registration with its
-//! session places, its history, check-ins, the mails sent to them, badge prints, and the
-//! webhook messages that carried their details to the organisers' systems.
+//! session places, answers and the consents accepted (each with the text of the version
+//! accepted), the answers again with the questions they answer, its history, check-ins, the
+//! mails sent to them, badge prints, and the webhook messages that carried their details to
+//! the organisers' systems.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
@@ -9,9 +11,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::db::schema::{checkins, email_messages, print_jobs, webhook_deliveries};
+use crate::db::schema::{checkins, email_messages, form_questions, print_jobs, webhook_deliveries};
 use crate::error::ApiResult;
 use crate::events::Event;
+use crate::forms::Localized;
 use crate::registrations::history::{self, HistoryEntryView};
 use crate::registrations::{RegistrationView, view_of};
 
@@ -20,8 +23,11 @@ use crate::registrations::{RegistrationView, view_of};
 pub struct PersonalDataExport {
     pub exported_at: DateTime<Utc>,
     pub event: ExportEvent,
-    /// The registration with the participant's details and session places.
+    /// The registration with the participant's details, session places, answers and the
+    /// consents accepted (which version of which text, when, and the text itself).
     pub registration: RegistrationView,
+    /// The answers, each with the question it answers, in the form's order.
+    pub answers: Vec<ExportAnswer>,
     /// Every change of the registration: when, what, and who made it.
     pub history: Vec<HistoryEntryView>,
     pub checkins: Vec<ExportCheckin>,
@@ -44,6 +50,19 @@ pub struct ExportEvent {
     pub personal_data_retention_days: i32,
     /// When the personal data is due to be anonymised, unless erased before.
     pub erase_after: DateTime<Utc>,
+}
+
+/// An answer, with the question it answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportAnswer {
+    #[schema(example = "town")]
+    pub key: String,
+    /// The question's label; null when the form no longer has the question.
+    pub question: Option<Localized>,
+    /// Erased with the rest of the personal data (questions marked personal, emails, phones).
+    pub personal: bool,
+    /// The answer as given (a string, number, boolean or list of option keys).
+    pub value: serde_json::Value,
 }
 
 #[derive(Debug, Serialize, ToSchema, Queryable, Selectable)]
@@ -100,6 +119,7 @@ pub async fn collect(
     id: Uuid,
 ) -> ApiResult<PersonalDataExport> {
     let registration = view_of(conn, id).await?;
+    let answers = answers_of(conn, event.id, &registration.answers).await?;
     let history = history::of_registration(conn, id).await?;
     let checkins = checkins::table
         .filter(checkins::registration_id.eq(id))
@@ -137,10 +157,58 @@ pub async fn collect(
             erase_after: super::erase_after(event),
         },
         registration,
+        answers,
         history,
         checkins,
         emails,
         badge_prints,
         webhook_messages,
     })
+}
+
+/// The answers with their questions: in the form's order, then any whose question is gone.
+async fn answers_of(
+    conn: &mut AsyncPgConnection,
+    event_id: Uuid,
+    answers: &serde_json::Value,
+) -> ApiResult<Vec<ExportAnswer>> {
+    let Some(answers) = answers.as_object() else {
+        return Ok(Vec::new());
+    };
+    let questions: Vec<(String, String, String, String, bool)> = form_questions::table
+        .filter(form_questions::event_id.eq(event_id))
+        .order((form_questions::position, form_questions::key))
+        .select((
+            form_questions::key,
+            form_questions::label_ru,
+            form_questions::label_en,
+            form_questions::type_,
+            form_questions::personal,
+        ))
+        .load(conn)
+        .await?;
+    let mut listed: Vec<ExportAnswer> = questions
+        .into_iter()
+        .filter_map(|(key, ru, en, kind, personal)| {
+            let value = answers.get(&key)?.clone();
+            Some(ExportAnswer {
+                personal: personal || kind == "email" || kind == "phone",
+                question: Some(Localized::new(ru, en)),
+                key,
+                value,
+            })
+        })
+        .collect();
+    let mut orphans: Vec<ExportAnswer> = answers
+        .iter()
+        .filter(|(key, _)| !listed.iter().any(|a| &a.key == *key))
+        .map(|(key, value)| ExportAnswer {
+            key: key.clone(),
+            question: None,
+            personal: true,
+            value: value.clone(),
+        })
+        .collect();
+    listed.append(&mut orphans);
+    Ok(listed)
 }

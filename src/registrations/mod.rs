@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::db::schema::registrations;
 use crate::error::ApiResult;
 use crate::events::Language;
+use crate::forms::consents::AcceptedConsent;
 
 pub use booking::{
     Applicant, Mode, NewRegistration, Registered, cancel, cancel_unconfirmed, check_bookable,
@@ -172,6 +173,8 @@ pub struct RegistrationView {
     /// Answers to the event's questions by key (`GET /events/{event}/registration-form`).
     #[schema(value_type = Object, example = json!({"transfer": true, "town": "Мончегорск"}))]
     pub answers: serde_json::Value,
+    /// The consent texts accepted: which version of each, and when.
+    pub consents: Vec<AcceptedConsent>,
     /// The language of mail to the participant.
     pub language: Language,
     /// Set while the address waits to be confirmed (through the link mailed to it): the
@@ -207,6 +210,7 @@ impl RegistrationView {
             source: r.source,
             sessions,
             answers: r.answers,
+            consents: Vec::new(),
             language: r.language,
             confirm_by: r.confirm_by,
             consent_at: r.consent_at,
@@ -231,12 +235,17 @@ pub async fn views_of(
         .map(|r| r.id)
         .collect();
     let positions = category_waitlist_positions(conn, &waiting).await?;
+    let mut consents = crate::forms::consents::accepted_by(conn, &ids).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
             let sessions = places.remove(&r.id).unwrap_or_default();
             let position = positions.get(&r.id).copied();
-            RegistrationView::new(r, sessions, position)
+            let accepted = consents.remove(&r.id).unwrap_or_default();
+            RegistrationView {
+                consents: accepted,
+                ..RegistrationView::new(r, sessions, position)
+            }
         })
         .collect())
 }

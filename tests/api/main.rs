@@ -10,6 +10,7 @@ mod badge_pdfs;
 mod badges;
 mod changes;
 mod concurrency;
+mod consents;
 mod contract;
 mod demo;
 mod email;

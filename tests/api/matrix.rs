@@ -80,6 +80,9 @@ fn policy(route: &str) -> Option<Policy> {
         | "GET /api/v1/events/{event}/categories/{code}"
         | "GET /api/v1/events/{event}/questions"
         | "GET /api/v1/events/{event}/questions/{key}"
+        | "GET /api/v1/events/{event}/consents"
+        | "GET /api/v1/events/{event}/consents/{consent_key}"
+        | "GET /api/v1/events/{event}/consents/{consent_key}/versions"
         | "GET /api/v1/events/{event}/registration-form"
         | "GET /api/v1/events/{event}/checkin-key" => EventView,
         "GET /api/v1/events/{event}/members"
@@ -107,6 +110,9 @@ fn policy(route: &str) -> Option<Policy> {
         | "POST /api/v1/events/{event}/questions"
         | "PATCH /api/v1/events/{event}/questions/{key}"
         | "DELETE /api/v1/events/{event}/questions/{key}"
+        | "POST /api/v1/events/{event}/consents"
+        | "PATCH /api/v1/events/{event}/consents/{consent_key}"
+        | "DELETE /api/v1/events/{event}/consents/{consent_key}"
         | "POST /api/v1/events/{event}/speakers"
         | "PATCH /api/v1/events/{event}/speakers/{speaker_id}"
         | "DELETE /api/v1/events/{event}/speakers/{speaker_id}"
@@ -570,6 +576,23 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
         .assert_status(201);
         path = path.replace("{key}", &key);
     }
+    if path.contains("{consent_key}") {
+        let key = if deleting || *method == Method::PATCH {
+            // A consent of its own, optional: registering in other calls does not need it.
+            let key = format!("k{n}");
+            app.post(
+                "/api/v1/events/a/consents",
+                Some(owner),
+                &json!({"key": key, "text": {"ru": "Согласие", "en": "Consent"}}),
+            )
+            .await
+            .assert_status(201);
+            key
+        } else {
+            "personal_data".to_owned()
+        };
+        path = path.replace("{consent_key}", &key);
+    }
     if path.contains("{speaker_id}") {
         let speaker = if deleting {
             let speaker = id(&app
@@ -723,6 +746,11 @@ async fn call_for(app: &TestApp, w: &World, method: &Method, template: &str, n: 
         ("POST", "/api/v1/events/{event}/questions") => Some(json!({
             "key": format!("new{n}"), "type": "yes_no", "label": {"ru": "Трансфер", "en": "Transfer"}})),
         ("PATCH", "/api/v1/events/{event}/questions/{key}") => Some(json!({"required": false})),
+        ("POST", "/api/v1/events/{event}/consents") => Some(json!({
+            "key": format!("new{n}"), "text": {"ru": "Фотосъёмка", "en": "Photos"}})),
+        ("PATCH", "/api/v1/events/{event}/consents/{consent_key}") => {
+            Some(json!({"text": {"ru": "Новый текст", "en": "New text"}}))
+        }
         ("POST", "/api/v1/events/{event}/speakers") => Some(json!({"full_name": "Спикер"})),
         ("PATCH", "/api/v1/events/{event}/speakers/{speaker_id}") => Some(json!({"bio": "Био"})),
         ("POST", "/api/v1/events/{event}/sessions") => Some(json!({

@@ -740,3 +740,223 @@ async fn a_second_instance_does_not_run_the_retention_job_at_the_same_time() {
         ids.iter().map(|id| (id.clone(), 1)).collect::<Vec<_>>()
     );
 }
+
+/// An answer to a question marked personal, only the erased person gave.
+const ADDRESS: &str = "Улица Тестовая 7";
+/// An answer to an email question, not marked personal: a contact all the same.
+const WORK_EMAIL: &str = "z.erasova.work@example.net";
+
+/// The form of `slug`: a personal question, an email question, and two that are not personal.
+async fn questions(app: &TestApp, token: &str, slug: &str) {
+    for question in [
+        json!({"key": "address", "type": "text", "personal": true,
+               "label": {"ru": "Адрес для пропуска", "en": "Address for the pass"}}),
+        json!({"key": "work_email", "type": "email",
+               "label": {"ru": "Рабочая почта", "en": "Work email"}}),
+        json!({"key": "town", "type": "text", "label": {"ru": "Город", "en": "Town"}}),
+        json!({"key": "transfer", "type": "yes_no",
+               "label": {"ru": "Нужен трансфер", "en": "Transfer needed"}}),
+    ] {
+        app.post(
+            &format!("/api/v1/events/{slug}/questions"),
+            Some(token),
+            &question,
+        )
+        .await
+        .assert_status(201);
+    }
+}
+
+/// How many registrations of the event gave each answer to the non-personal questions.
+async fn answer_figures(app: &TestApp) -> Vec<(String, String, i64)> {
+    app.db
+        .client()
+        .await
+        .query(
+            "SELECT a.key, a.value::text, count(*) FROM registrations r, jsonb_each(r.answers) a \
+             WHERE a.key IN ('town', 'transfer') GROUP BY 1, 2 ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
+}
+
+#[tokio::test]
+async fn personal_answers_are_erased_and_the_others_stay_for_the_figures() {
+    let app = spawn_app().await;
+    let (admin, session) = event(&app, "mmdn").await;
+    questions(&app, &admin.access, "mmdn").await;
+    let mut body = registration_body(EMAIL, &[&session]);
+    crate::helpers::merge(
+        &mut body,
+        json!({"full_name": NAME, "phone": PHONE, "organisation": ORGANISATION,
+               "answers": {"address": ADDRESS, "work_email": WORK_EMAIL,
+                           "town": "Апатиты", "transfer": true}}),
+    );
+    let answer = app
+        .post("/api/v1/events/mmdn/registrations", None, &body)
+        .await;
+    answer.assert_status(201);
+    let id = answer.json()["id"].as_str().unwrap().to_owned();
+    let token = answer.json()["manage_token"].as_str().unwrap().to_owned();
+    let mut body = registration_body("other@example.org", &[&session]);
+    crate::helpers::merge(
+        &mut body,
+        json!({"answers": {"address": "Проспект Ленина 1", "town": "Апатиты",
+                           "transfer": false}}),
+    );
+    let other = app
+        .post("/api/v1/events/mmdn/registrations", None, &body)
+        .await;
+    other.assert_status(201);
+    let other = other.json()["id"].as_str().unwrap().to_owned();
+
+    // The export has the answers with their questions, and the consent with its text.
+    let export = app
+        .get(&format!("/api/v1/registrations/{id}/export"), Some(&token))
+        .await;
+    export.assert_status(200);
+    let export = export.json();
+    let answers: Vec<(&str, &str, bool, Value)> = export["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["key"].as_str().unwrap(),
+                a["question"]["ru"].as_str().unwrap(),
+                a["personal"].as_bool().unwrap(),
+                a["value"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            ("address", "Адрес для пропуска", true, json!(ADDRESS)),
+            ("town", "Город", false, json!("Апатиты")),
+            ("transfer", "Нужен трансфер", false, json!(true)),
+            ("work_email", "Рабочая почта", true, json!(WORK_EMAIL)),
+        ]
+    );
+    let consent = &export["registration"]["consents"][0];
+    assert_eq!(consent["key"], "personal_data");
+    assert_eq!(consent["version"], 1);
+    assert!(
+        consent["text"]["ru"]
+            .as_str()
+            .unwrap()
+            .contains("персональных данных"),
+        "{consent}"
+    );
+    assert!(consent["accepted_at"].is_string());
+
+    // A history entry that copied answers, values and all (as an edit of answers might).
+    app.db
+        .client()
+        .await
+        .execute(
+            "INSERT INTO changes (event_id, registration_id, kind, actor, actor_id, details) \
+             SELECT event_id, id, 'registration.changed', 'participant', id, \
+                    jsonb_build_object('fields', '[\"answers\"]'::jsonb, 'answers', \
+                        jsonb_build_object('address', jsonb_build_object('old', 'Улица Тестовая 5', \
+                                                                         'new', $2::text), \
+                                           'town', jsonb_build_object('old', 'Кировск', \
+                                                                      'new', 'Апатиты'))) \
+             FROM registrations WHERE id = $1::text::uuid",
+            &[&id, &ADDRESS],
+        )
+        .await
+        .unwrap();
+    consumers_caught_up(&app).await;
+    let needles = [NAME, EMAIL, PHONE, ORGANISATION, "Тестовая", WORK_EMAIL];
+    assert!(
+        found_anywhere(&app, &["Тестовая"]).await.len() >= 2,
+        "the search finds the address in the registration and its history"
+    );
+    let figures = answer_figures(&app).await;
+    assert_eq!(
+        figures,
+        [
+            ("town".to_owned(), "\"Апатиты\"".to_owned(), 2),
+            ("transfer".to_owned(), "false".to_owned(), 1),
+            ("transfer".to_owned(), "true".to_owned(), 1),
+        ]
+    );
+
+    // The event's dry run counts the answers it would remove: two of the person's, the
+    // other's address.
+    end_event(&app, "mmdn", 1).await;
+    let dry = app
+        .post(
+            "/api/v1/events/mmdn/personal-data/erase",
+            Some(&admin.access),
+            &json!({"dry_run": true}),
+        )
+        .await;
+    dry.assert_status(200);
+    let dry = dry.json();
+    assert_eq!(dry["tables"]["answers"], 3, "{dry}");
+    // The entry, and the webhook message that copied it.
+    assert_eq!(dry["tables"]["history_answers"], 2, "{dry}");
+    assert!(!found_anywhere(&app, &[ADDRESS]).await.is_empty());
+
+    let answer = app
+        .post(
+            &format!("/api/v1/registrations/{id}/erase"),
+            Some(&admin.access),
+            &json!({}),
+        )
+        .await;
+    answer.assert_status(200);
+    let report = answer.json();
+    assert_eq!(report["tables"]["answers"], 2, "{report}");
+    assert_eq!(report["tables"]["history_answers"], 2, "{report}");
+
+    consumers_caught_up(&app).await;
+    let found = found_anywhere(&app, &needles).await;
+    assert!(found.is_empty(), "personal data left: {found:#?}");
+    // The answers that are not personal stay, and so do every figure of them and the
+    // record of the consent.
+    let view = app
+        .get(&format!("/api/v1/registrations/{id}"), Some(&admin.access))
+        .await
+        .json();
+    assert_eq!(
+        view["answers"],
+        json!({"town": "Апатиты", "transfer": true})
+    );
+    assert_eq!(view["consents"][0]["key"], "personal_data");
+    assert_eq!(view["consents"][0]["version"], 1);
+    assert_eq!(answer_figures(&app).await, figures);
+    let history = app
+        .get(
+            &format!("/api/v1/registrations/{id}/history"),
+            Some(&admin.access),
+        )
+        .await
+        .json();
+    let copied = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["details"]["answers"].is_object())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        copied["details"]["answers"],
+        json!({"address": null, "town": {"old": "Кировск", "new": "Апатиты"}})
+    );
+    // The other participant's answers are theirs, untouched.
+    let kept = app
+        .get(
+            &format!("/api/v1/registrations/{other}"),
+            Some(&admin.access),
+        )
+        .await
+        .json();
+    assert_eq!(kept["answers"]["address"], "Проспект Ленина 1");
+}
