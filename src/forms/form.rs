@@ -75,7 +75,7 @@ impl Form {
         })
     }
 
-    fn question(&self, key: &str) -> Option<&Question> {
+    pub fn question(&self, key: &str) -> Option<&Question> {
         self.questions.iter().find(|q| q.key() == key)
     }
 
@@ -94,10 +94,10 @@ impl Form {
             QuestionType::Number => {
                 let mut s = json!({"type": "number"});
                 if let Some(min) = r.min {
-                    s["minimum"] = json!(min);
+                    s["minimum"] = limit(min);
                 }
                 if let Some(max) = r.max {
-                    s["maximum"] = json!(max);
+                    s["maximum"] = limit(max);
                 }
                 s
             }
@@ -243,11 +243,26 @@ impl Form {
     /// Checks a registration body against the form's schema. The old `consent` field stands
     /// for `consents.personal_data` when `consents` is not sent.
     pub fn check(&self, body: &Value, audience: Audience) -> ApiResult<()> {
-        let body = with_consents(body);
-        let schema = self.schema(audience);
-        let validator = jsonschema::draft202012::new(&schema).map_err(|e| {
+        let errors = self.problems(&self.validator(audience)?, body);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(errors))
+        }
+    }
+
+    /// The form's schema compiled, to check many bodies with [`Form::problems`] (an import's
+    /// rows) without compiling it for each.
+    pub fn validator(&self, audience: Audience) -> ApiResult<jsonschema::Validator> {
+        jsonschema::draft202012::new(&self.schema(audience)).map_err(|e| {
             ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}"))
-        })?;
+        })
+    }
+
+    /// What [`Form::check`] finds wrong with a body, field by field, with a `validator` of
+    /// this form.
+    pub fn problems(&self, validator: &jsonschema::Validator, body: &Value) -> Vec<FieldError> {
+        let body = with_consents(body);
         let mut errors: Vec<FieldError> = Vec::new();
         for error in validator.iter_errors(&body) {
             for (field, message) in self.describe(&error) {
@@ -256,11 +271,7 @@ impl Form {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::validation(errors))
-        }
+        errors
     }
 
     /// The field a schema error is about, and what is wrong, without the value sent.
@@ -428,6 +439,16 @@ fn with_consents(body: &Value) -> Value {
         }
     }
     body
+}
+
+/// A number's limit as JSON: a whole one as an integer, so that messages say «at most 5»,
+/// not «at most 5.0».
+fn limit(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        json!(value as i64)
+    } else {
+        json!(value)
+    }
 }
 
 fn article(kind: &str) -> String {
