@@ -514,6 +514,100 @@ mod tests {
         names.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    /// An event asking a yes/no question and a phone number labelled as the phone field is.
+    fn two_questions() -> Questions {
+        let question = |key: &str, kind, ru: &str, en: &str| crate::forms::questions::Question {
+            row: crate::forms::questions::QuestionRow {
+                id: Uuid::now_v7(),
+                event_id: Uuid::nil(),
+                key: key.to_owned(),
+                kind,
+                label_ru: ru.to_owned(),
+                label_en: en.to_owned(),
+                help_ru: None,
+                help_en: None,
+                required: true,
+                position: 0,
+                min: None,
+                max: None,
+                max_length: None,
+                max_choices: None,
+                categories: None,
+                shown_when: None,
+                personal: false,
+                created_at: chrono::Utc::now(),
+                updated_at: chrono::Utc::now(),
+            },
+            options: Vec::new(),
+        };
+        use crate::forms::questions::QuestionType;
+        Questions::new(crate::forms::Form {
+            categories: Vec::new(),
+            questions: vec![
+                question(
+                    "transfer",
+                    QuestionType::YesNo,
+                    "Нужен трансфер?",
+                    "Transfer?",
+                ),
+                question("mobile", QuestionType::Phone, "Телефон", "Phone"),
+            ],
+            consents: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn answer_columns_are_found_by_key_or_label_after_the_fields() {
+        let questions = two_questions();
+        // The first «Телефон» is the participant's phone, the second the question's (as the
+        // export writes them: fields first, then answers under their labels).
+        let layout = Layout::new(
+            header(&["ФИО", "email", "Телефон", "TRANSFER", "Телефон", "Заметки"]),
+            None,
+            &questions,
+        )
+        .unwrap();
+        let read: Vec<(Option<Field>, Option<&str>)> = layout
+            .columns
+            .iter()
+            .map(|c| (c.field, c.question.as_deref()))
+            .collect();
+        assert_eq!(
+            read,
+            vec![
+                (Some(Field::FullName), None),
+                (Some(Field::Email), None),
+                (Some(Field::Phone), None),
+                (None, Some("transfer")),
+                (None, Some("mobile")),
+                (None, None),
+            ]
+        );
+        // Two columns answering one question.
+        let error = Layout::new(
+            header(&["ФИО", "email", "transfer", "Transfer?"]),
+            None,
+            &questions,
+        )
+        .unwrap_err();
+        assert_eq!(error.column.as_deref(), Some("Transfer?"));
+        // The mapping names questions as answers.<key>.
+        let mapping = BTreeMap::from([("Т".to_owned(), Some("answers.shuttle".to_owned()))]);
+        let error =
+            Layout::new(header(&["ФИО", "email", "Т"]), Some(&mapping), &questions).unwrap_err();
+        assert_eq!(error.member, "mapping.Т");
+        assert!(
+            error.message.contains("answers.transfer"),
+            "{}",
+            error.message
+        );
+        let mapping = BTreeMap::from([("Т".to_owned(), Some("answers.transfer".to_owned()))]);
+        let layout =
+            Layout::new(header(&["ФИО", "email", "Т"]), Some(&mapping), &questions).unwrap();
+        assert_eq!(layout.columns[2].question.as_deref(), Some("transfer"));
+    }
+
     #[test]
     fn a_header_without_name_or_email_is_not_usable() {
         let error = Layout::new(header(&["ФИО", "Город"]), None, &no_questions()).unwrap_err();
