@@ -148,7 +148,7 @@ impl Columns {
     ) -> ApiResult<Columns> {
         let mut questions = questions::of_event(conn, scope.event_id).await?;
         if !scope.with_contacts {
-            questions.retain(|q| !q.row.personal);
+            questions.retain(|q| !q.is_personal());
         }
         Ok(Columns {
             fields: scope.columns(),

@@ -254,17 +254,16 @@ pub async fn counts(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiResult<V
         .collect())
 }
 
-/// The keys of the event's questions marked personal: their answers are withheld from those
-/// who do not see contact details either (device keys), as the email and phone are.
+/// The keys of the event's questions whose answers are personal data
+/// (`Question::is_personal`): they are withheld from those who do not see contact details
+/// either (device keys), as the email and phone are.
 pub async fn personal_keys(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiResult<Vec<String>> {
-    use crate::db::schema::form_questions;
-    use diesel::{ExpressionMethods, QueryDsl};
-    Ok(form_questions::table
-        .filter(form_questions::event_id.eq(event_id))
-        .filter(form_questions::personal)
-        .select(form_questions::key)
-        .load(conn)
-        .await?)
+    Ok(super::questions::of_event(conn, event_id)
+        .await?
+        .iter()
+        .filter(|q| q.is_personal())
+        .map(|q| q.key().to_owned())
+        .collect())
 }
 
 /// `answers` without the answers to the questions `withheld`.

@@ -76,16 +76,28 @@ pub const PHONE_PATTERN: &str = "^[+]?[ (]*[0-9][0-9 ().-]*[0-9][0-9 ().-]*[0-9]
 pub const EMAIL_PATTERN: &str = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$";
 
 impl Form {
-    pub async fn load(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiResult<Form> {
-        Ok(Form {
-            categories: categories::of_event(conn, event_id).await?,
-            questions: questions::of_event(conn, event_id).await?,
-            consents: consents::current(conn, event_id).await?,
+    pub fn new(
+        categories: Vec<Category>,
+        questions: Vec<Question>,
+        consents: Vec<CurrentConsent>,
+    ) -> Form {
+        Form {
+            categories,
+            questions,
+            consents,
             compiled: Arc::default(),
-        })
+        }
     }
 
-    fn question(&self, key: &str) -> Option<&Question> {
+    pub async fn load(conn: &mut AsyncPgConnection, event_id: Uuid) -> ApiResult<Form> {
+        Ok(Form::new(
+            categories::of_event(conn, event_id).await?,
+            questions::of_event(conn, event_id).await?,
+            consents::current(conn, event_id).await?,
+        ))
+    }
+
+    pub fn question(&self, key: &str) -> Option<&Question> {
         self.questions.iter().find(|q| q.key() == key)
     }
 
@@ -104,10 +116,10 @@ impl Form {
             QuestionType::Number => {
                 let mut s = json!({"type": "number"});
                 if let Some(min) = r.min {
-                    s["minimum"] = json!(min);
+                    s["minimum"] = limit(min);
                 }
                 if let Some(max) = r.max {
-                    s["maximum"] = json!(max);
+                    s["maximum"] = limit(max);
                 }
                 s
             }
@@ -253,7 +265,7 @@ impl Form {
     /// Checks a registration body against the form's schema. The old `consent` field stands
     /// for `consents.personal_data` when `consents` is not sent.
     pub fn check(&self, body: &Value, audience: Audience) -> ApiResult<()> {
-        self.check_with(self.validator(audience)?, &with_consents(body))
+        fail_on(self.problems(self.validator(audience)?, body))
     }
 
     /// Checks the body a registration would have after a change (its details, category and
@@ -264,23 +276,28 @@ impl Form {
         if let Some(required) = schema["required"].as_array_mut() {
             required.retain(|field| field != "consents");
         }
-        self.check_with(&compile(&schema)?, body)
+        fail_on(self.problems(&compile(&schema)?, body))
     }
 
-    fn check_with(&self, validator: &jsonschema::Validator, body: &Value) -> ApiResult<()> {
+    /// What [`Form::check`] finds wrong with a body, field by field, with a `validator` of
+    /// this form.
+    pub fn problems(&self, validator: &jsonschema::Validator, body: &Value) -> Vec<FieldError> {
+        let body = with_consents(body);
         let mut errors: Vec<FieldError> = Vec::new();
-        for error in validator.iter_errors(body) {
+        for error in validator.iter_errors(&body) {
             for (field, message) in self.describe(&error) {
                 if !errors.iter().any(|e| e.field == field) {
                     errors.push(FieldError { field, message });
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::validation(errors))
-        }
+        errors
+    }
+
+    /// The audience's schema, compiled, to check many bodies with [`Form::problems`] (an
+    /// import's rows).
+    pub fn compiled(&self, audience: Audience) -> ApiResult<jsonschema::Validator> {
+        compile(&self.schema(audience))
     }
 
     /// The audience's schema, compiled once per form.
@@ -425,7 +442,7 @@ impl Form {
 
     /// What the history records of a change of answers: one entry per question whose answer
     /// changed, in the form's order, `{"key", "old", "new"}` (null: not answered). A personal
-    /// question's entry is `{"key", "personal": true}` alone, as is one for a key the form no
+    /// question's entry (`Question::is_personal`) is `{"key", "personal": true}` alone, as is one for a key the form no
     /// longer has: the change log holds no personal data.
     pub fn answer_changes(&self, old: &Value, new: &Value) -> Vec<Value> {
         let empty = Map::new();
@@ -438,7 +455,7 @@ impl Form {
         keys.into_iter()
             .filter(|key| old.get(*key) != new.get(*key))
             .map(|key| match self.question(key) {
-                Some(q) if !q.row.personal => json!({
+                Some(q) if !q.is_personal() => json!({
                     "key": key,
                     "old": old.get(key).cloned().unwrap_or(Value::Null),
                     "new": new.get(key).cloned().unwrap_or(Value::Null),
@@ -472,10 +489,17 @@ impl Form {
 
 /// The body with the old `consent` read as `consents.personal_data` (when `consents` is not
 /// sent), and without `consent`.
+fn fail_on(errors: Vec<FieldError>) -> ApiResult<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
 fn compile(schema: &Value) -> ApiResult<jsonschema::Validator> {
-    jsonschema::draft202012::new(schema).map_err(|e| {
-        ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}"))
-    })
+    jsonschema::draft202012::new(schema)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}")))
 }
 
 fn with_consents(body: &Value) -> Value {
@@ -492,6 +516,16 @@ fn with_consents(body: &Value) -> Value {
         }
     }
     body
+}
+
+/// A number's limit as JSON: a whole one as an integer, so that messages say «at most 5»,
+/// not «at most 5.0».
+fn limit(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        json!(value as i64)
+    } else {
+        json!(value)
+    }
 }
 
 fn article(kind: &str) -> String {

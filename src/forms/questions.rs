@@ -115,6 +115,13 @@ impl Question {
         &self.row.key
     }
 
+    /// Whether its answers are personal data: the question is marked so, or it asks for a
+    /// contact (an email address or a phone number), whatever its mark. Such answers are
+    /// erased with the person, kept out of the history and withheld from device keys.
+    pub fn is_personal(&self) -> bool {
+        self.row.personal || matches!(self.row.kind, QuestionType::Email | QuestionType::Phone)
+    }
+
     pub fn categories(&self) -> Option<Vec<String>> {
         self.row
             .categories

@@ -7,6 +7,7 @@
 //! An import is worked by one worker at a time (of any instance): each batch takes the
 //! import's advisory lock for its transaction, and skips the import when another holds it.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,12 +18,14 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::RowError;
+use super::answers::Questions;
 use super::rows::Fields;
 use crate::auth::tokens;
 use crate::changes::Actor;
 use crate::db::schema::{events, registrations, sessions};
 use crate::error::{ApiError, ApiResult};
 use crate::events::Event;
+use crate::forms::Form;
 use crate::programme::Session;
 use crate::registrations::{self as booking, Applicant, Mode, NewRegistration};
 use crate::runner::Runner;
@@ -164,11 +167,16 @@ async fn commit_batch(
             .first(conn)
             .await?;
         let mode = Mode::Organiser { over_capacity };
+        // The form as it is now: the answers are checked again (it may have changed since
+        // the dry run) and choose their options' places by it.
+        let questions = Questions::new(Form::load(conn, event.id).await?)?;
         // The organiser vouches for the consent to the processing of personal data, as with
-        // a manual registration.
-        let consents = crate::forms::consents::current(conn, event.id).await?;
+        // a manual registration; the optional ones (photos, mailings) are the participant's
+        // own to give, and an import gives none of them.
         let accepted = crate::forms::consents::accepted(
-            consents
+            questions
+                .form()
+                .consents
                 .iter()
                 .filter(|c| c.key == crate::forms::consents::PERSONAL_DATA),
         );
@@ -178,7 +186,12 @@ async fn commit_batch(
             } else {
                 let fields: Fields = serde_json::from_value(row.fields)
                     .map_err(|e| ApiError::internal(anyhow::anyhow!("import row: {e}")))?;
-                register_row(conn, state, &event, import_id, mode, &fields, &accepted).await?
+                let to_register = Row {
+                    fields: &fields,
+                    questions: &questions,
+                    consents: &accepted,
+                };
+                register_row(conn, state, &event, import_id, mode, to_register).await?
             };
             record(conn, import_id, row.row_number, outcome).await?;
         }
@@ -193,17 +206,46 @@ fn lock_key(import_id: Uuid) -> i32 {
     i32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]])
 }
 
-/// Registers one row in a savepoint: a refusal (a duplicate address, a full session) undoes
-/// the row's work only, and is its outcome. Anything else fails the batch.
+/// A row to register, with what it is registered by.
+struct Row<'a> {
+    fields: &'a Fields,
+    questions: &'a Questions,
+    /// The consents recorded: `[{"key", "version"}]`.
+    consents: &'a serde_json::Value,
+}
+
+/// Registers one row in a savepoint: a refusal (a duplicate address, a full session or
+/// option) undoes the row's work only, and is its outcome. Anything else fails the batch.
 async fn register_row(
     conn: &mut AsyncPgConnection,
     state: &AppState,
     event: &Event,
     import_id: Uuid,
     mode: Mode,
-    fields: &Fields,
-    consents: &serde_json::Value,
+    row: Row<'_>,
 ) -> ApiResult<Outcome> {
+    let Row {
+        fields,
+        questions,
+        consents,
+    } = row;
+    let answers = serde_json::Value::Object(fields.answers.clone());
+    let asked: HashSet<&str> = fields.answers.keys().map(String::as_str).collect();
+    let errors: Vec<String> = questions
+        .check(&Questions::body(&fields.category, &fields.answers), &asked)
+        .into_iter()
+        .map(|(field, message)| format!("{field} {message}"))
+        .collect();
+    if !errors.is_empty() {
+        return Ok(Outcome::Failed(RowError {
+            code: "validation_failed".to_owned(),
+            detail: format!(
+                "the event's form changed since the dry run: {}",
+                errors.join("; ")
+            ),
+        }));
+    }
+    let limited_options = questions.form().limited_options(&answers);
     let attempt = conn
         .transaction::<_, ApiError, _>(async |conn| {
             let now = Utc::now();
@@ -248,8 +290,8 @@ async fn register_row(
                     token_nonce: &nonce,
                     language: fields.language,
                     idempotency: None,
-                    answers: &json!({}),
-                    limited_options: &[],
+                    answers: &answers,
+                    limited_options: &limited_options,
                     consents,
                 },
             )

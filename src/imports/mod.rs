@@ -6,6 +6,7 @@
 //! in the transaction that registers it, so that an interrupted commit resumes without
 //! registering a row twice.
 
+mod answers;
 mod commit;
 mod read;
 mod rows;
@@ -103,7 +104,10 @@ pub struct DuplicateOf {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RowError {
     /// The problem code a manual registration would have got (`session_full`,
-    /// `event_full`, `schedule_conflict`, `session_cancelled`, `registration_closed`).
+    /// `event_full`, `category_full`, `option_full` (a chosen option with limited places
+    /// is full), `schedule_conflict`, `session_cancelled`, `registration_closed`,
+    /// `validation_failed` (the event's form changed since the dry run and the answers no
+    /// longer fit it)).
     pub code: String,
     pub detail: String,
 }

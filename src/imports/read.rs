@@ -105,8 +105,11 @@ impl Field {
 pub struct Column {
     /// The column's header, as in the file.
     pub column: String,
-    /// The field it is read into; null: not read.
+    /// The field it is read into; null: not a participant's detail.
     pub field: Option<Field>,
+    /// The key of the event's question it answers; null: no question's.
+    #[serde(default)]
+    pub question: Option<String>,
 }
 
 /// Why a file cannot be imported at all.
@@ -412,6 +415,15 @@ fn xlsx_text(value: &DataRef<'_>) -> String {
         DataRef::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
         DataRef::Float(f) => f.to_string(),
         DataRef::Bool(b) => b.to_string(),
+        // A date as YYYY-MM-DD (with its time, when it has one), as a date answer reads it.
+        DataRef::DateTime(d) if d.is_datetime() => {
+            let (year, month, day, hour, minute, second, _) = d.to_ymd_hms_milli();
+            if (hour, minute, second) == (0, 0, 0) {
+                format!("{year:04}-{month:02}-{day:02}")
+            } else {
+                format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}")
+            }
+        }
         DataRef::DateTime(d) => d.as_f64().to_string(),
         DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => s.clone(),
         DataRef::Error(e) => format!("#{e}"),

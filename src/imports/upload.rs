@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::answers::Questions;
 use super::read::{self, Column, FileError, Format, MAX_BYTES};
 use super::rows::{CategoryName, Layout, ReadRow, RowReader, SessionName};
 use super::{DRY_RUN_HOURS, ImportRowsParams, ImportView, file_problem, view};
@@ -65,9 +66,11 @@ pub struct ImportUpload {
     /// Optional JSON object: which field each column holds, `{"<column header>": "<field>"
     /// | null}` (null: leave the column out). Fields: `full_name`, `email`, `organisation`,
     /// `position`, `city`, `phone`, `category` (a code or name of one of the event's
-    /// categories), `sessions`, `language`. Columns not named
-    /// are read by their headers (field names, or the usual Russian ones: «ФИО», «Эл.
-    /// почта», «Организация», «Должность», «Город», «Телефон», «Категория», «Сессии»).
+    /// categories), `sessions`, `language`, and `answers.<question key>` for the answers to
+    /// one of the event's questions. Columns not named are read by their headers (field
+    /// names, or the usual Russian ones: «ФИО», «Эл. почта», «Организация», «Должность»,
+    /// «Город», «Телефон», «Категория», «Сессии»; then a question's key or its label in
+    /// Russian or English, as the export heads answer columns).
     mapping: Option<String>,
 }
 
@@ -248,7 +251,7 @@ fn read_file(
         sheet.each_row(&mut |row, cells| {
             match &layout {
                 None => {
-                    let found = Layout::new(cells, mapping.as_ref())?;
+                    let found = Layout::new(cells, mapping.as_ref(), reader.questions())?;
                     send(Message::Header(found.columns.clone()))?;
                     layout = Some(found);
                 }
@@ -478,10 +481,16 @@ pub async fn create_import(
             name_en: c.name_en,
         })
         .collect();
+    let questions = Questions::new(crate::forms::Form::load(&mut conn, event.id).await?)?;
     let (sender, receiver) = mpsc::channel(4);
     let file = upload.file;
     let reading = tokio::task::spawn_blocking(move || {
-        read_file(file, mapping, RowReader::new(names, categories), sender);
+        read_file(
+            file,
+            mapping,
+            RowReader::new(names, categories, questions),
+            sender,
+        );
     });
     let stored = store(
         &mut conn,

@@ -679,3 +679,362 @@ async fn a_commit_cut_off_by_sigkill_resumes_without_registering_a_row_twice() {
     assert_eq!(report["summary"]["created"], ROWS);
     assert_eq!(report["summary"]["duplicate"], 0);
 }
+
+/// Questions of every kind an import reads on event `a`; the excursion to the plant has
+/// `plant_places` places.
+async fn ask_questions(app: &TestApp, token: &str, plant_places: i64) {
+    let label = |ru: &str, en: &str| json!({"ru": ru, "en": en});
+    let questions = [
+        json!({"key": "transfer", "type": "yes_no",
+               "label": label("Нужен трансфер?", "Transfer needed?")}),
+        json!({"key": "topics", "type": "multiple_choice",
+               "label": label("Темы", "Topics"), "options": [
+                   {"key": "volunteering", "label": label("Волонтёрство", "Volunteering")},
+                   {"key": "projects", "label": label("Проекты", "Projects")},
+                   {"key": "towns", "label": label("Города", "Towns")}]}),
+        json!({"key": "guests", "type": "number", "min": 0, "max": 5000,
+               "label": label("Гости", "Guests")}),
+        json!({"key": "arrival", "type": "date", "label": label("Дата приезда", "Arrival")}),
+        json!({"key": "country", "type": "country", "label": label("Страна", "Country")}),
+        json!({"key": "town", "type": "text", "max_length": 20,
+               "label": label("Ваш город", "Your town")}),
+        json!({"key": "excursion", "type": "single_choice",
+               "label": label("Экскурсия", "Excursion"), "options": [
+                   {"key": "plant", "label": label("На комбинат", "To the plant"),
+                    "capacity": plant_places},
+                   {"key": "museum", "label": label("В музей", "To the museum")}]}),
+    ];
+    for question in questions {
+        app.post("/api/v1/events/a/questions", Some(token), &question)
+            .await
+            .assert_status(201);
+    }
+}
+
+/// The columns' questions (null: none).
+fn column_questions(view: &Value) -> Vec<Value> {
+    view["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["question"].clone())
+        .collect()
+}
+
+/// Commits an import and answers the registrations' answers, row by row (null: none).
+async fn committed_answers(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
+    commit(app, token, id).await.assert_status(202);
+    let done = committed(app, token, id).await;
+    let mut answers = Vec::new();
+    for row in done["rows"]["items"].as_array().unwrap() {
+        assert_eq!(row["status"], "created", "{row}");
+        let registration = app
+            .get(
+                &format!(
+                    "/api/v1/registrations/{}",
+                    row["registration_id"].as_str().unwrap()
+                ),
+                Some(token),
+            )
+            .await;
+        registration.assert_status(200);
+        answers.push(registration.json()["answers"].clone());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn answers_to_the_events_questions_are_read_from_a_csv_by_label_or_key() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    ask_questions(&app, &token, 30).await;
+    // Labels in either language, a key, and a column nobody asked about.
+    let csv = "ФИО,Эл. почта,Нужен трансфер?,Topics,guests,Дата приезда,Страна,Экскурсия,Заметки\n\
+               Анна Иванова,anna@example.org,Да,\"Волонтёрство; Проекты\",\"1 234,5\",19.04.2027,ru,На комбинат,первая\n\
+               Пётр Петров,petr@example.org,нет,\"projects, towns\",2,2027-04-20,,museum,\n\
+               Ирина Смирнова,irina@example.org,,,,,,,\n";
+    let answer = upload_csv(&app, &token, csv).await;
+    answer.assert_status(201);
+    let view = answer.json();
+    assert_eq!(
+        column_questions(&view),
+        vec![
+            Value::Null,
+            Value::Null,
+            json!("transfer"),
+            json!("topics"),
+            json!("guests"),
+            json!("arrival"),
+            json!("country"),
+            json!("excursion"),
+            Value::Null,
+        ]
+    );
+    assert_eq!(
+        statuses(&view),
+        vec![
+            (2, "create".to_owned()),
+            (3, "create".to_owned()),
+            (4, "create".to_owned()),
+        ]
+    );
+    // The dry run shows the answers as they will be registered.
+    let expected = vec![
+        json!({"transfer": true, "topics": ["volunteering", "projects"], "guests": 1234.5,
+               "arrival": "2027-04-19", "country": "RU", "excursion": "plant"}),
+        json!({"transfer": false, "topics": ["projects", "towns"], "guests": 2,
+               "arrival": "2027-04-20", "excursion": "museum"}),
+        json!({}),
+    ];
+    let read: Vec<Value> = view["rows"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["fields"]["answers"].clone())
+        .collect();
+    assert_eq!(read, expected);
+    let id = view["id"].as_str().unwrap();
+    assert_eq!(committed_answers(&app, &token, id).await, expected);
+}
+
+#[tokio::test]
+async fn answers_are_read_from_typed_xlsx_cells_and_a_mapping() {
+    use rust_xlsxwriter::{ExcelDateTime, Format};
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    ask_questions(&app, &token, 30).await;
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    for (c, header) in [
+        "full_name",
+        "email",
+        "Transfer needed?",
+        "Поездки",
+        "Guests",
+        "Arrival",
+    ]
+    .iter()
+    .enumerate()
+    {
+        sheet.write_string(0, c as u16, *header).unwrap();
+    }
+    let day = Format::new().set_num_format("dd.mm.yyyy");
+    sheet.write_string(1, 0, "Мария Кузнецова").unwrap();
+    sheet.write_string(1, 1, "maria@example.org").unwrap();
+    sheet.write_boolean(1, 2, true).unwrap();
+    sheet.write_string(1, 3, "Towns;Волонтёрство").unwrap();
+    sheet.write_number(1, 4, 3.0).unwrap();
+    sheet
+        .write_datetime_with_format(1, 5, ExcelDateTime::from_ymd(2027, 4, 19).unwrap(), &day)
+        .unwrap();
+    sheet.write_string(2, 0, "Олег Сидоров").unwrap();
+    sheet.write_string(2, 1, "oleg@example.org").unwrap();
+    sheet.write_boolean(2, 2, false).unwrap();
+    sheet.write_string(2, 3, "projects").unwrap();
+    sheet.write_number(2, 4, 0.5).unwrap();
+    let bytes = workbook.save_to_buffer().unwrap();
+    let answer = upload_form(
+        &app,
+        &token,
+        "list.xlsx",
+        bytes,
+        Some(json!({"Поездки": "answers.topics"})),
+    )
+    .await;
+    answer.assert_status(201);
+    let view = answer.json();
+    assert_eq!(
+        column_questions(&view),
+        vec![
+            Value::Null,
+            Value::Null,
+            json!("transfer"),
+            json!("topics"),
+            json!("guests"),
+            json!("arrival"),
+        ]
+    );
+    let expected = vec![
+        json!({"transfer": true, "topics": ["towns", "volunteering"], "guests": 3,
+               "arrival": "2027-04-19"}),
+        json!({"transfer": false, "topics": ["projects"], "guests": 0.5}),
+    ];
+    let read: Vec<Value> = view["rows"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["fields"]["answers"].clone())
+        .collect();
+    assert_eq!(read, expected);
+    let id = view["id"].as_str().unwrap();
+    assert_eq!(committed_answers(&app, &token, id).await, expected);
+}
+
+#[tokio::test]
+async fn an_invalid_answer_makes_its_row_invalid_naming_the_column_and_why() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    ask_questions(&app, &token, 30).await;
+    let csv = "ФИО;Эл. почта;Нужен трансфер?;Темы;Гости;Дата приезда;Страна;Ваш город\n\
+               Анна;anna@example.org;может быть;Проекты;1;19.04.2027;RU;Кола\n\
+               Борис;boris@example.org;да;Проекты, Спорт;1;19.04.2027;RU;Кола\n\
+               Вера;vera@example.org;да;Проекты;9 999;31.02.2027;RU;Кола\n\
+               Глеб;gleb@example.org;да;Проекты;1;19.04.2027;Россия;Петропавловск-Камчатский\n\
+               Дина;dina@example.org;да;Проекты;1;19.04.2027;RU;Кола\n";
+    let answer = upload_csv(&app, &token, csv).await;
+    answer.assert_status(201);
+    let view = answer.json();
+    assert_eq!(
+        statuses(&view),
+        vec![
+            (2, "invalid".to_owned()),
+            (3, "invalid".to_owned()),
+            (4, "invalid".to_owned()),
+            (5, "invalid".to_owned()),
+            (6, "create".to_owned()),
+        ]
+    );
+    let problems: Vec<Vec<(String, String, String)>> = view["rows"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p["column"].as_str().unwrap().to_owned(),
+                        p["field"].as_str().unwrap().to_owned(),
+                        p["message"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let expect = |column: &str, field: &str, message: &str| {
+        (column.to_owned(), field.to_owned(), message.to_owned())
+    };
+    assert_eq!(
+        problems[0],
+        vec![expect(
+            "Нужен трансфер?",
+            "answers.transfer",
+            "must be yes or no: да/нет, yes/no, true/false or 1/0"
+        )]
+    );
+    assert_eq!(problems[1].len(), 1, "{:?}", problems[1]);
+    assert_eq!(
+        (problems[1][0].0.as_str(), problems[1][0].1.as_str()),
+        ("Темы", "answers.topics")
+    );
+    assert!(problems[1][0].2.contains("«Спорт»"), "{:?}", problems[1]);
+    // Read, then checked by the form's own rules.
+    assert_eq!(
+        problems[2],
+        vec![
+            expect(
+                "Дата приезда",
+                "answers.arrival",
+                "must be a date: YYYY-MM-DD or DD.MM.YYYY"
+            ),
+            expect("Гости", "answers.guests", "must be at most 5000"),
+        ]
+    );
+    assert_eq!(
+        problems[3],
+        vec![
+            expect(
+                "Страна",
+                "answers.country",
+                "must be an ISO 3166-1 alpha-2 country code such as RU"
+            ),
+            expect("Ваш город", "answers.town", "must be at most 20 characters"),
+        ]
+    );
+    assert!(problems[4].is_empty());
+    // Committed: the invalid rows are not registered.
+    let id = view["id"].as_str().unwrap();
+    commit(&app, &token, id).await.assert_status(202);
+    let done = committed(&app, &token, id).await;
+    assert_eq!(done["summary"]["invalid"], 4);
+    assert_eq!(done["summary"]["created"], 1);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM registrations").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_option_with_its_last_place_goes_to_one_row_and_the_next_is_told_it_is_full() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    ask_questions(&app, &token, 1).await;
+    let csv = "full_name,email,Экскурсия\n\
+               Первый,first@example.org,На комбинат\n\
+               Второй,second@example.org,plant\n\
+               Третий,third@example.org,В музей\n";
+    let answer = upload_csv(&app, &token, csv).await;
+    answer.assert_status(201);
+    let view = answer.json();
+    // Places are claimed when registering, not by the dry run.
+    assert_eq!(view["summary"]["create"], 3);
+    let id = view["id"].as_str().unwrap();
+    commit(&app, &token, id).await.assert_status(202);
+    let done = committed(&app, &token, id).await;
+    assert_eq!(
+        statuses(&done),
+        vec![
+            (2, "created".to_owned()),
+            (3, "failed".to_owned()),
+            (4, "created".to_owned()),
+        ]
+    );
+    let failed = &done["rows"]["items"][1];
+    assert_eq!(failed["error"]["code"], "option_full", "{failed}");
+    assert_eq!(
+        count(
+            &app.db,
+            "SELECT count(*) FROM registrations WHERE answers->>'excursion' = 'plant'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_mapping_names_questions_as_answers_dot_key() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    ask_questions(&app, &token, 30).await;
+    let file = b"full_name,email,Comment,Transfer\nAnna,anna@example.org,hello,yes\n".to_vec();
+    let answer = upload_form(
+        &app,
+        &token,
+        "list.csv",
+        file.clone(),
+        Some(json!({"Comment": null, "Transfer": "answers.shuttle"})),
+    )
+    .await;
+    let problem = refused(&app, answer, "invalid_file", json!(1), json!("Transfer")).await;
+    assert_eq!(problem["errors"][0]["field"], "mapping.Transfer");
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no question") && message.contains("answers.transfer"),
+        "{message}"
+    );
+    let answer = upload_form(
+        &app,
+        &token,
+        "list.csv",
+        file,
+        Some(json!({"Comment": null, "Transfer": "answers.transfer"})),
+    )
+    .await;
+    answer.assert_status(201);
+    assert_eq!(
+        answer.json()["rows"]["items"][0]["fields"]["answers"],
+        json!({"transfer": true})
+    );
+}
