@@ -259,10 +259,14 @@ async fn the_feed_carries_each_attendee_s_answers_and_devices_do_not_get_persona
         .json();
     assert_eq!(item["answers"], view["answers"]);
     assert_eq!(item["answers"], body["answers"]);
-    let mut without_passport = body["answers"].clone();
-    without_passport.as_object_mut().unwrap().remove("passport");
-    assert_eq!(as_device[0]["answers"], without_passport);
+    // Personal: the question marked so, and the contacts (the assistant's email, the mobile).
+    let mut impersonal = body["answers"].clone();
+    for key in ["passport", "assistant", "mobile"] {
+        impersonal.as_object_mut().unwrap().remove(key);
+    }
+    assert_eq!(as_device[0]["answers"], impersonal);
     assert!(!as_device[0].to_string().contains("4710"));
+    assert!(!as_device[0].to_string().contains("help@example.org"));
 }
 
 /// The CSV's rows as cells (every cell is quoted; no cell here holds a quote or a comma
@@ -409,10 +413,11 @@ async fn devices_get_no_column_of_a_personal_question() {
     device.assert_status(200);
     assert!(!device.text.contains("Паспорт"));
     assert!(!device.text.contains("4710"));
-    assert_eq!(csv_rows(&device.text)[0].len(), header.len() - 3);
+    // Less the email and phone, the passport, and the contact questions (email, phone).
+    assert_eq!(csv_rows(&device.text)[0].len(), header.len() - 5);
     workbook.assert_status(200);
     let rows = sheet(&workbook.bytes);
-    assert_eq!(rows[0].len(), header.len() - 3);
+    assert_eq!(rows[0].len(), header.len() - 5);
     assert!(!rows[0].contains(&Data::String("Паспорт".to_owned())));
 }
 
