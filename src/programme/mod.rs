@@ -13,7 +13,7 @@ use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 pub use cache::ProgrammeCache;
-pub use public::{ProgrammeSession, entries_for};
+pub use public::{ProgrammeSession, entries_for, entries_without_counts};
 pub use sessions::{Session, SessionKind, SessionStatus};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

@@ -199,6 +199,26 @@ pub async fn entries_for(
     event: &Event,
     list: Vec<Session>,
 ) -> ApiResult<Vec<ProgrammeSession>> {
+    entries(conn, event, list, true).await
+}
+
+/// Sessions with their track, venue and speakers, for those who need no counts (a mail to a
+/// participant): counting a popular session's places costs more than all the rest. Their
+/// `seats_left` and `waitlisted` are not filled in (null and 0).
+pub async fn entries_without_counts(
+    conn: &mut AsyncPgConnection,
+    event: &Event,
+    list: Vec<Session>,
+) -> ApiResult<Vec<ProgrammeSession>> {
+    entries(conn, event, list, false).await
+}
+
+async fn entries(
+    conn: &mut AsyncPgConnection,
+    event: &Event,
+    list: Vec<Session>,
+    with_counts: bool,
+) -> ApiResult<Vec<ProgrammeSession>> {
     let ids: Vec<Uuid> = list.iter().map(|s| s.id).collect();
     let track_ids: Vec<Uuid> = list.iter().filter_map(|s| s.track_id).collect();
     let venue_ids: Vec<Uuid> = list.iter().filter_map(|s| s.venue_id).collect();
@@ -232,7 +252,11 @@ pub async fn entries_for(
     for (session_id, speaker) in of_sessions(conn, &ids).await? {
         speaker_map.entry(session_id).or_default().push(speaker);
     }
-    let count_map = counts::for_sessions(conn, &ids).await?;
+    let count_map = if with_counts {
+        counts::for_sessions(conn, &ids).await?
+    } else {
+        HashMap::new()
+    };
     let tz = event.tz();
     Ok(list
         .into_iter()
@@ -243,7 +267,11 @@ pub async fn entries_for(
                 track: s.track_id.and_then(|id| track_map.get(&id).cloned()),
                 venue: s.venue_id.and_then(|id| venue_map.get(&id).cloned()),
                 speakers: speaker_map.remove(&s.id).unwrap_or_default(),
-                seats_left: SessionCounts::seats_left(&c, s.capacity),
+                seats_left: if with_counts {
+                    SessionCounts::seats_left(&c, s.capacity)
+                } else {
+                    None
+                },
                 waitlisted: c.waitlisted,
                 id: s.id,
                 title: s.title,

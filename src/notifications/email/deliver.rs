@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::db;
 use crate::db::schema::{changes, events, registrations, sessions};
 use crate::events::Event;
-use crate::programme::{ProgrammeSession, Session, SessionStatus, entries_for};
+use crate::programme::{ProgrammeSession, Session, SessionStatus, entries_without_counts};
 use crate::registrations::{Registration, RegistrationStatus, places_of};
 use crate::state::AppState;
 
@@ -248,7 +248,7 @@ async fn compose(
         .select(Session::as_select())
         .load(conn)
         .await?;
-    let mut entries: HashMap<Uuid, ProgrammeSession> = entries_for(conn, &event, rows)
+    let mut entries: HashMap<Uuid, ProgrammeSession> = entries_without_counts(conn, &event, rows)
         .await
         .map_err(super::background)?
         .into_iter()
