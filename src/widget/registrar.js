@@ -416,8 +416,8 @@ a { color: var(--registrar-link, #1f5fbf); }
       this.event = eventAnswer.body;
       this.programme = programmeAnswer.body;
       this.form = form;
-      this.lang = this.pickLanguage((form && form.event && form.event.language) || this.event.default_language);
-      this.t = TEXT[this.lang];
+      this.language = this.pickLanguage((form && form.event && form.event.language) || this.event.default_language);
+      this.t = TEXT[this.language];
       this.key = null;
       this.sentBody = null;
       this.render();
@@ -439,9 +439,9 @@ a { color: var(--registrar-link, #1f5fbf); }
       this.questionFields = [];
       const ev = this.event;
       const tz = ev.time_zone;
-      this.dateFormat = new Intl.DateTimeFormat(this.lang, { day: "numeric", month: "long", year: "numeric", timeZone: "UTC" });
-      this.timeFormat = new Intl.DateTimeFormat(this.lang, { hour: "2-digit", minute: "2-digit", timeZone: tz });
-      this.moment = new Intl.DateTimeFormat(this.lang, { dateStyle: "long", timeStyle: "short", timeZone: tz });
+      this.dateFormat = new Intl.DateTimeFormat(this.language, { day: "numeric", month: "long", year: "numeric", timeZone: "UTC" });
+      this.timeFormat = new Intl.DateTimeFormat(this.language, { hour: "2-digit", minute: "2-digit", timeZone: tz });
+      this.moment = new Intl.DateTimeFormat(this.language, { dateStyle: "long", timeStyle: "short", timeZone: tz });
 
       const first = new Date(`${ev.starts_on}T12:00:00Z`);
       const last = new Date(`${ev.ends_on}T12:00:00Z`);
@@ -491,7 +491,7 @@ a { color: var(--registrar-link, #1f5fbf); }
     }
 
     weekday(isoDate) {
-      return new Intl.DateTimeFormat(this.lang, { weekday: "long", day: "numeric", month: "long", timeZone: "UTC" }).format(
+      return new Intl.DateTimeFormat(this.language, { weekday: "long", day: "numeric", month: "long", timeZone: "UTC" }).format(
         new Date(`${isoDate}T12:00:00Z`),
       );
     }
@@ -625,7 +625,7 @@ a { color: var(--registrar-link, #1f5fbf); }
       if (this.form && Array.isArray(this.form.categories)) {
         return this.form.categories.map((c) => ({
           code: c.code,
-          name: localised(c.name, this.lang) || c.code,
+          name: localised(c.name, this.language) || c.code,
           disabled: c.open === false || (c.full && !c.waitlist),
           note: c.open === false ? this.t.category_closed : c.full ? (c.waitlist ? this.t.category_waitlist : this.t.category_full) : null,
         }));
@@ -665,7 +665,7 @@ a { color: var(--registrar-link, #1f5fbf); }
 
     optionLabel(option) {
       const t = this.t;
-      const label = localised(option.label, this.lang) || option.key;
+      const label = localised(option.label, this.language) || option.key;
       if (option.full) return `${label} (${t.option_full})`;
       if (option.places_left !== null && option.places_left !== undefined) return `${label} (${t.places_left(option.places_left)})`;
       return label;
@@ -675,8 +675,8 @@ a { color: var(--registrar-link, #1f5fbf); }
       const t = this.t;
       const key = `answers.${q.key}`;
       const name = `${this.uid}-q-${q.key}`;
-      const label = localised(q.label, this.lang) || q.key;
-      let help = localised(q.help, this.lang) || null;
+      const label = localised(q.label, this.language) || q.key;
+      let help = localised(q.help, this.language) || null;
       const onChange = () => this.updateConditions();
       let control;
       let group = false;
@@ -697,8 +697,8 @@ a { color: var(--registrar-link, #1f5fbf); }
           control = h("input", { type: "email", name, autocomplete: "email", part: "input" });
           break;
         case "country": {
-          const names = window.Intl && Intl.DisplayNames ? new Intl.DisplayNames([this.lang], { type: "region" }) : null;
-          const collator = new Intl.Collator(this.lang);
+          const names = window.Intl && Intl.DisplayNames ? new Intl.DisplayNames([this.language], { type: "region" }) : null;
+          const collator = new Intl.Collator(this.language);
           const entries = COUNTRIES.map((code) => [code, (names && names.of(code)) || code]).sort((a, b) => collator.compare(a[1], b[1]));
           control = h("select", { name, part: "input" }, h("option", { value: "", text: t.choose }), entries.map(([code, n]) => h("option", { value: code, text: n })));
           break;
@@ -756,7 +756,7 @@ a { color: var(--registrar-link, #1f5fbf); }
       }
       // The event's own consents replace the fixed one.
       if (consents.length === 0) return null;
-      for (const c of consents) fieldset.append(this.consentField(`consents.${c.key}`, localised(c.text, this.lang), c.required));
+      for (const c of consents) fieldset.append(this.consentField(`consents.${c.key}`, localised(c.text, this.language), c.required));
       return fieldset;
     }
 
@@ -888,7 +888,7 @@ a { color: var(--registrar-link, #1f5fbf); }
         }
       }
       if (anyConsent) body.consents = consents;
-      if (this.accepts("language")) body.language = this.lang;
+      if (this.accepts("language")) body.language = this.language;
       return { body, missing };
     }
 
@@ -921,7 +921,7 @@ a { color: var(--registrar-link, #1f5fbf); }
     }
 
     message(text) {
-      if (this.lang !== "ru" || typeof text !== "string") return text;
+      if (this.language !== "ru" || typeof text !== "string") return text;
       for (const [pattern, make] of RU_MESSAGES) {
         const m = pattern.exec(text);
         if (m) return make(m);
@@ -1017,7 +1017,7 @@ a { color: var(--registrar-link, #1f5fbf); }
         const response = await fetch(this.url(`events/${encodeURIComponent(this.getAttribute("event"))}/registrations`), {
           method: "POST",
           credentials: "omit",
-          headers: { "content-type": "application/json", accept: "application/json", "idempotency-key": this.key, "accept-language": this.lang },
+          headers: { "content-type": "application/json", accept: "application/json", "idempotency-key": this.key, "accept-language": this.language },
           body: text,
         });
         let problem = null;

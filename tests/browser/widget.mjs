@@ -216,6 +216,11 @@ async function open(url = allowedPage) {
     }
   });
   tab.problems = problems;
+  // What the widget asked the service for, by path: it loads the event once.
+  tab.fetched = [];
+  tab.on("request", (request) => {
+    if (request.url().startsWith(base)) tab.fetched.push(new URL(request.url()).pathname);
+  });
   tabs.push(tab);
   await tab.goto(url);
   return tab;
@@ -279,6 +284,12 @@ async function scenario(name, run) {
 await scenario("renders the programme and the form, isolated from the page's styles, accessible", async () => {
   const tab = await open();
   await ready(tab);
+  // Loaded once: a second load would draw the form again over what the person typed. The
+  // host element's own attributes are the page's (`lang` set by the widget reloaded it).
+  await tab.waitForLoadState("networkidle");
+  const programme = `/api/v1/events/${EVENT}/programme`;
+  assert.equal(tab.fetched.filter((p) => p === programme).length, 1, `the programme fetched once: ${tab.fetched.join(", ")}`);
+  assert.equal(await widget(tab).getAttribute("lang"), null);
   // The programme: days, tracks, seats left, full and waitlist states.
   assert.equal(await widget(tab).locator("fieldset[part~=day]").count(), 2);
   assert.match(await sessionRow(tab, S.open).locator(".seats").innerText(), /Свободных мест: 100/);
