@@ -219,6 +219,17 @@ pub async fn register_consumer(conn: &mut AsyncPgConnection, name: &str) -> ApiR
     Ok(())
 }
 
+/// A consumer's look for news (`$1`: its name): its cursor, and whether the first change
+/// after the cursor was written by a transaction older than every one still running. The
+/// first change comes from the log's index however long the log is; an `EXISTS` over the
+/// changes after the cursor read the whole log whenever there was nothing new (the planner
+/// cannot see that few rows follow the cursor), and that look runs at every commit.
+pub const PEEK: &str = "SELECT c.last_xid AS xid, c.last_id AS id, coalesce(( \
+         SELECT l.xid FROM changes l WHERE (l.xid, l.id) > (c.last_xid, c.last_id) \
+         ORDER BY l.xid, l.id LIMIT 1) < pg_snapshot_xmin(pg_current_snapshot())::text::bigint, \
+         false) AS news \
+     FROM change_consumers c WHERE c.name = $1";
+
 /// Within a transaction: takes the consumer's cursor and reads up to `limit` changes after
 /// it. `None` when another instance holds the cursor (it is handling the same changes).
 ///
@@ -239,17 +250,12 @@ pub async fn next_batch(
         #[diesel(sql_type = diesel::sql_types::Bool)]
         news: bool,
     }
-    let peek: Option<Peek> = diesel::sql_query(
-        "SELECT c.last_xid AS xid, c.last_id AS id, EXISTS ( \
-             SELECT 1 FROM changes l WHERE (l.xid, l.id) > (c.last_xid, c.last_id) \
-               AND l.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint) AS news \
-         FROM change_consumers c WHERE c.name = $1",
-    )
-    .bind::<Text, _>(consumer)
-    .get_results(conn)
-    .await?
-    .into_iter()
-    .next();
+    let peek: Option<Peek> = diesel::sql_query(PEEK)
+        .bind::<Text, _>(consumer)
+        .get_results(conn)
+        .await?
+        .into_iter()
+        .next();
     match peek {
         None => return Ok(None),
         Some(peek) if !peek.news => {

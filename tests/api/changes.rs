@@ -209,6 +209,39 @@ async fn a_consumer_reads_a_change_that_commits_late_after_those_that_committed_
 }
 
 #[tokio::test]
+async fn a_consumer_with_nothing_new_reads_the_log_from_its_index_however_long_the_log() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    let event = id_of(&app.event(&token, "mmdn", json!({})).await);
+    let client = app.db.client().await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO changes (event_id, kind, actor) \
+             SELECT '{event}', 'programme.changed', 'organiser' FROM generate_series(1, 20000); \
+             ANALYZE changes"
+        ))
+        .await
+        .unwrap();
+    let mut conn = connect(&app.db).await;
+    changes::register_consumer(&mut conn, "caught-up")
+        .await
+        .unwrap();
+
+    // Every commit makes every consumer look: a look must not read the whole log.
+    let explained = changes::PEEK.replace("$1", "'caught-up'");
+    let plan: String = client
+        .query(&format!("EXPLAIN ANALYZE {explained}"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|line| line.get::<_, String>(0) + "\n")
+        .collect();
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    assert!(plan.contains("changes_log_idx"), "{plan}");
+    assert_eq!(consume(&mut conn, "caught-up").await, Some(vec![]));
+}
+
+#[tokio::test]
 async fn while_one_instance_reads_a_consumer_s_changes_another_gets_none() {
     let app = spawn_app().await;
     let token = app.admin().await.access;
