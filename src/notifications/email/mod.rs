@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use crate::runner::Runner;
 use crate::state::AppState;
 
+pub use queue::QUEUE_MAILS;
 pub use render::Templates;
 
 /// An API error as background work reports it (with its cause).
