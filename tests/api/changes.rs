@@ -232,20 +232,25 @@ fn assert_reads_few(plan: &str) {
     }
 }
 
+/// Writes `count` programme changes of the event, then takes the log's statistics.
+async fn programme_changes(client: &tokio_postgres::Client, event: &str, count: u32) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO changes (event_id, kind, actor) \
+             SELECT '{event}', 'programme.changed', 'organiser' FROM generate_series(1, {count}); \
+             ANALYZE changes"
+        ))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_consumer_with_nothing_new_reads_the_log_from_its_index_however_long_the_log() {
     let app = spawn_app().await;
     let token = app.admin().await.access;
     let event = id_of(&app.event(&token, "mmdn", json!({})).await);
     let client = app.db.client().await;
-    client
-        .batch_execute(&format!(
-            "INSERT INTO changes (event_id, kind, actor) \
-             SELECT '{event}', 'programme.changed', 'organiser' FROM generate_series(1, 20000); \
-             ANALYZE changes"
-        ))
-        .await
-        .unwrap();
+    programme_changes(&client, &event, 20_000).await;
     let mut conn = connect(&app.db).await;
     changes::register_consumer(&mut conn, "caught-up")
         .await
@@ -267,14 +272,10 @@ async fn mails_for_a_batch_of_changes_are_found_by_the_batch_s_ids_whatever_the_
     // Statistics taken while the log held only programme changes, as before the first burst of
     // registrations (and until the next ANALYZE).
     client
-        .batch_execute(&format!(
-            "ALTER TABLE changes SET (autovacuum_enabled = false); \
-             INSERT INTO changes (event_id, kind, actor) \
-             SELECT '{event}', 'programme.changed', 'organiser' FROM generate_series(1, 800); \
-             ANALYZE changes"
-        ))
+        .batch_execute("ALTER TABLE changes SET (autovacuum_enabled = false)")
         .await
         .unwrap();
+    programme_changes(&client, &event, 800).await;
     let registration = id_of(
         &app.register("mmdn", "anna@example.org", &[])
             .await
