@@ -279,46 +279,29 @@ pub fn withhold(mut answers: Value, withheld: &[String]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forms::questions::{OptionRow, QuestionRow};
+    use crate::forms::questions::OptionRow;
 
     fn question(kind: QuestionType, options: &[(&str, &str, &str)]) -> Question {
-        let id = Uuid::now_v7();
-        Question {
-            row: QuestionRow {
-                id,
-                event_id: Uuid::nil(),
-                key: "q".to_owned(),
-                kind,
-                label_ru: "Вопрос".to_owned(),
-                label_en: "Question".to_owned(),
-                help_ru: None,
-                help_en: None,
-                required: false,
-                position: 0,
-                min: (kind == QuestionType::Number).then_some(0.0),
-                max: (kind == QuestionType::Number).then_some(5.0),
-                max_length: None,
-                max_choices: None,
-                categories: None,
-                shown_when: None,
-                personal: false,
-                created_at: chrono::Utc::now(),
-                updated_at: chrono::Utc::now(),
-            },
-            options: options
-                .iter()
-                .enumerate()
-                .map(|(i, (key, ru, en))| OptionRow {
-                    id: Uuid::now_v7(),
-                    question_id: id,
-                    key: (*key).to_owned(),
-                    label_ru: (*ru).to_owned(),
-                    label_en: (*en).to_owned(),
-                    capacity: None,
-                    position: i as i32,
-                })
-                .collect(),
+        let mut question = Question::sample("q", kind);
+        if kind == QuestionType::Number {
+            question.row.min = Some(0.0);
+            question.row.max = Some(5.0);
         }
+        let id = question.row.id;
+        question.options = options
+            .iter()
+            .enumerate()
+            .map(|(i, (key, ru, en))| OptionRow {
+                id: Uuid::now_v7(),
+                question_id: id,
+                key: (*key).to_owned(),
+                label_ru: (*ru).to_owned(),
+                label_en: (*en).to_owned(),
+                capacity: None,
+                position: i as i32,
+            })
+            .collect();
+        question
     }
 
     const TOPICS: &[(&str, &str, &str)] = &[("a", "Экология", "Ecology"), ("b", "Город", "Town")];

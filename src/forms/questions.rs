@@ -111,6 +111,37 @@ pub struct Question {
 }
 
 impl Question {
+    /// An optional question without options, labelled "Вопрос" / "Question": for unit tests
+    /// to adjust.
+    #[cfg(test)]
+    pub(crate) fn sample(key: &str, kind: QuestionType) -> Question {
+        let now = chrono::Utc::now();
+        Question {
+            row: QuestionRow {
+                id: Uuid::now_v7(),
+                event_id: Uuid::nil(),
+                key: key.to_owned(),
+                kind,
+                label_ru: "Вопрос".to_owned(),
+                label_en: "Question".to_owned(),
+                help_ru: None,
+                help_en: None,
+                required: false,
+                position: 0,
+                min: None,
+                max: None,
+                max_length: None,
+                max_choices: None,
+                categories: None,
+                shown_when: None,
+                personal: false,
+                created_at: now,
+                updated_at: now,
+            },
+            options: Vec::new(),
+        }
+    }
+
     pub fn key(&self) -> &str {
         &self.row.key
     }

@@ -511,29 +511,12 @@ mod tests {
 
     /// An event asking a yes/no question and a phone number labelled as the phone field is.
     fn two_questions() -> Questions {
-        let question = |key: &str, kind, ru: &str, en: &str| crate::forms::questions::Question {
-            row: crate::forms::questions::QuestionRow {
-                id: Uuid::now_v7(),
-                event_id: Uuid::nil(),
-                key: key.to_owned(),
-                kind,
-                label_ru: ru.to_owned(),
-                label_en: en.to_owned(),
-                help_ru: None,
-                help_en: None,
-                required: true,
-                position: 0,
-                min: None,
-                max: None,
-                max_length: None,
-                max_choices: None,
-                categories: None,
-                shown_when: None,
-                personal: false,
-                created_at: chrono::Utc::now(),
-                updated_at: chrono::Utc::now(),
-            },
-            options: Vec::new(),
+        let question = |key: &str, kind, ru: &str, en: &str| {
+            let mut question = crate::forms::questions::Question::sample(key, kind);
+            question.row.label_ru = ru.to_owned();
+            question.row.label_en = en.to_owned();
+            question.row.required = true;
+            question
         };
         use crate::forms::questions::QuestionType;
         Questions::new(crate::forms::Form::new(

@@ -721,6 +721,19 @@ fn column_questions(view: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// The dry run `view` shows `expected` as its rows' answers, and committing it registers them.
+async fn answers_read_and_registered(app: &TestApp, token: &str, view: &Value, expected: &[Value]) {
+    let read: Vec<Value> = view["rows"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["fields"]["answers"].clone())
+        .collect();
+    assert_eq!(read, expected);
+    let id = view["id"].as_str().unwrap();
+    assert_eq!(committed_answers(app, token, id).await, expected);
+}
+
 /// Commits an import and answers the registrations' answers, row by row (null: none).
 async fn committed_answers(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     commit(app, token, id).await.assert_status(202);
@@ -786,15 +799,7 @@ async fn answers_to_the_events_questions_are_read_from_a_csv_by_label_or_key() {
                "arrival": "2027-04-20", "excursion": "museum"}),
         json!({}),
     ];
-    let read: Vec<Value> = view["rows"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["fields"]["answers"].clone())
-        .collect();
-    assert_eq!(read, expected);
-    let id = view["id"].as_str().unwrap();
-    assert_eq!(committed_answers(&app, &token, id).await, expected);
+    answers_read_and_registered(&app, &token, &view, &expected).await;
 }
 
 #[tokio::test]
@@ -859,15 +864,7 @@ async fn answers_are_read_from_typed_xlsx_cells_and_a_mapping() {
                "arrival": "2027-04-19"}),
         json!({"transfer": false, "topics": ["projects"], "guests": 0.5}),
     ];
-    let read: Vec<Value> = view["rows"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["fields"]["answers"].clone())
-        .collect();
-    assert_eq!(read, expected);
-    let id = view["id"].as_str().unwrap();
-    assert_eq!(committed_answers(&app, &token, id).await, expected);
+    answers_read_and_registered(&app, &token, &view, &expected).await;
 }
 
 #[tokio::test]
