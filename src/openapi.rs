@@ -419,6 +419,51 @@ mod tests {
         assert_eq!(shared_object_schemas(&document()), Vec::<String>::new());
     }
 
+    /// Request schemas reach dates and date-times only through [`Day`] and [`Timestamp`], which
+    /// refuse years outside 0001–9999 (in UTC too) as they are read; chrono's own types take
+    /// years up to 262142, which answers then echo in a form no client reads as a date-time.
+    #[test]
+    fn every_date_a_request_carries_is_read_by_the_checked_types() {
+        fn walk(value: &Value, at: &str, refs: &mut Vec<String>, raw: &mut Vec<String>) {
+            match value {
+                Value::Object(members) => {
+                    if let Some(Value::String(target)) = members.get("$ref") {
+                        refs.push(target.trim_start_matches("#/components/schemas/").into());
+                    }
+                    if matches!(members.get("format"), Some(f) if f == "date" || f == "date-time") {
+                        raw.push(at.to_owned());
+                    }
+                    for (name, member) in members {
+                        walk(member, &format!("{at}/{name}"), refs, raw);
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|item| walk(item, at, refs, raw)),
+                _ => {}
+            }
+        }
+        let doc: Value = serde_json::from_str(&to_json(&document())).unwrap();
+        let (mut refs, mut raw) = (Vec::new(), Vec::new());
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let at = format!("{method} {path}");
+                walk(&operation["requestBody"], &at, &mut refs, &mut raw);
+                walk(&operation["parameters"], &at, &mut refs, &mut raw);
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(name) = refs.pop() {
+            if seen.insert(name.clone()) && name != "Day" && name != "Timestamp" {
+                let schema = &doc["components"]["schemas"][&name];
+                walk(schema, &name, &mut refs, &mut raw);
+            }
+        }
+        assert!(
+            seen.contains("Timestamp") && seen.contains("Day"),
+            "{seen:?}"
+        );
+        assert_eq!(raw, Vec::<String>::new());
+    }
+
     #[test]
     fn every_answer_documents_its_request_id_and_every_429_and_503_its_retry_after() {
         let doc: Value = serde_json::from_str(&to_json(&document())).unwrap();

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::{Localized, LocalizedInput, check_code, check_localized_line};
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
+use crate::dates::Timestamp;
 use crate::db::schema::{event_categories, registrations};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Body;
@@ -142,9 +143,9 @@ pub struct NewCategory {
     #[serde(default)]
     pub waitlist: bool,
     #[serde(default)]
-    pub registration_opens_at: Option<DateTime<Utc>>,
+    pub registration_opens_at: Option<Timestamp>,
     #[serde(default)]
-    pub registration_closes_at: Option<DateTime<Utc>>,
+    pub registration_closes_at: Option<Timestamp>,
     /// False: invite-only. True when absent.
     #[serde(default)]
     pub public: Option<bool>,
@@ -170,11 +171,11 @@ pub struct CategoryPatch {
     #[schema(nullable = false)]
     pub waitlist: Option<bool>,
     #[serde(default, deserialize_with = "patch::nullable")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
-    pub registration_opens_at: Option<Option<DateTime<Utc>>>,
+    #[schema(value_type = Option<Timestamp>)]
+    pub registration_opens_at: Option<Option<Timestamp>>,
     #[serde(default, deserialize_with = "patch::nullable")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
-    pub registration_closes_at: Option<Option<DateTime<Utc>>>,
+    #[schema(value_type = Option<Timestamp>)]
+    pub registration_closes_at: Option<Option<Timestamp>>,
     #[serde(default, deserialize_with = "patch::non_null")]
     #[schema(nullable = false)]
     pub public: Option<bool>,
@@ -394,8 +395,8 @@ async fn create_category(
         name: body.name.into(),
         capacity: body.capacity,
         waitlist: body.waitlist,
-        opens: body.registration_opens_at,
-        closes: body.registration_closes_at,
+        opens: body.registration_opens_at.map(Timestamp::utc),
+        closes: body.registration_closes_at.map(Timestamp::utc),
         public: body.public.unwrap_or(true),
         position: body.position.unwrap_or(0),
     };
@@ -516,10 +517,10 @@ async fn update_category(
                 waitlist: body.waitlist.unwrap_or(current.waitlist),
                 opens: body
                     .registration_opens_at
-                    .unwrap_or(current.registration_opens_at),
+                    .map_or(current.registration_opens_at, |at| at.map(Timestamp::utc)),
                 closes: body
                     .registration_closes_at
-                    .unwrap_or(current.registration_closes_at),
+                    .map_or(current.registration_closes_at, |at| at.map(Timestamp::utc)),
                 public: body.public.unwrap_or(current.public),
                 position: body.position.unwrap_or(current.position),
             };

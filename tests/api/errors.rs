@@ -529,3 +529,39 @@ async fn a_cursor_holding_a_date_out_of_range_is_refused() {
         assert_eq!(field_errors(&problem)[0].0, "cursor", "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_category_with_a_time_out_of_range_is_refused_naming_it() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.event(&admin.access, "a", json!({})).await;
+    app.post(
+        "/api/v1/events/a/categories",
+        Some(&admin.access),
+        &json!({"code": "press", "name": {"ru": "Пресса", "en": "Press"}}),
+    )
+    .await
+    .assert_status(201);
+    for time in FAR_TIMES {
+        for field in ["registration_opens_at", "registration_closes_at"] {
+            let problem = app
+                .post(
+                    "/api/v1/events/a/categories",
+                    Some(&admin.access),
+                    &json!({"code": "far", "name": {"ru": "Т", "en": "T"}, field: time}),
+                )
+                .await
+                .assert_problem(422, "invalid_body");
+            assert_eq!(field_errors(&problem)[0].0, field, "{time}");
+            let problem = app
+                .patch(
+                    "/api/v1/events/a/categories/press",
+                    Some(&admin.access),
+                    &json!({field: time}),
+                )
+                .await
+                .assert_problem(422, "invalid_body");
+            assert_eq!(field_errors(&problem)[0].0, field, "{time}");
+        }
+    }
+}
