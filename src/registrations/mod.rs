@@ -122,25 +122,40 @@ pub struct SessionPlace {
     pub registration_id: Uuid,
 }
 
+/// The statement behind `places_of` (`$1`: the registrations' ids). A waiting place's
+/// position is its row number in its session's queue, numbered in one pass over the queue
+/// from its head to the last of the given registrations' tickets: a page of registrations,
+/// or a round of mails, waiting in one queue of 4,000 reads that queue once, not once each
+/// (a count of the places ahead of each, 2 ms a mail in such a queue).
+pub const PLACES: &str = "WITH mine AS MATERIALIZED ( \
+         SELECT rs.registration_id, rs.session_id, rs.status, rs.over_capacity, rs.waitlist_order \
+         FROM registration_sessions rs WHERE rs.registration_id = ANY($1)), \
+     queues AS ( \
+         SELECT session_id, max(waitlist_order) AS last_ticket FROM mine \
+         WHERE status = 'waitlisted' GROUP BY session_id), \
+     numbered AS ( \
+         SELECT w.session_id, w.waitlist_order, \
+                row_number() OVER (PARTITION BY w.session_id ORDER BY w.waitlist_order) AS position \
+         FROM queues q \
+         JOIN registration_sessions w ON w.session_id = q.session_id AND w.status = 'waitlisted' \
+                                     AND w.waitlist_order <= q.last_ticket) \
+     SELECT m.registration_id, m.session_id, m.status, m.over_capacity, \
+            n.position AS waitlist_position \
+     FROM mine m \
+     JOIN sessions s ON s.id = m.session_id \
+     LEFT JOIN numbered n ON m.status = 'waitlisted' AND n.session_id = m.session_id \
+                         AND n.waitlist_order = m.waitlist_order \
+     ORDER BY m.registration_id, s.starts_at, s.id";
+
 /// Places of the given registrations in their sessions, waitlist positions counted now.
 pub async fn places_of(
     conn: &mut AsyncPgConnection,
     registration_ids: &[Uuid],
 ) -> ApiResult<HashMap<Uuid, Vec<SessionPlace>>> {
-    let rows: Vec<SessionPlace> = diesel::sql_query(
-        "SELECT rs.registration_id, rs.session_id, rs.status, rs.over_capacity, \
-                CASE WHEN rs.status = 'waitlisted' THEN ( \
-                    SELECT count(*) FROM registration_sessions w \
-                    WHERE w.session_id = rs.session_id AND w.status = 'waitlisted' \
-                      AND w.waitlist_order <= rs.waitlist_order) END AS waitlist_position \
-         FROM registration_sessions rs \
-         JOIN sessions s ON s.id = rs.session_id \
-         WHERE rs.registration_id = ANY($1) \
-         ORDER BY rs.registration_id, s.starts_at, s.id",
-    )
-    .bind::<Array<SqlUuid>, _>(registration_ids)
-    .load(conn)
-    .await?;
+    let rows: Vec<SessionPlace> = diesel::sql_query(PLACES)
+        .bind::<Array<SqlUuid>, _>(registration_ids)
+        .load(conn)
+        .await?;
     let mut places: HashMap<Uuid, Vec<SessionPlace>> = HashMap::new();
     for row in rows {
         places.entry(row.registration_id).or_default().push(row);

@@ -6,7 +6,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use registrar::changes::{self, Signals};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, spawn_app};
+use crate::helpers::{TestApp, TestDb, assert_reads_few, explained, spawn_app};
 use crate::registrations::id_of;
 
 /// The kinds of the event's changes, oldest first (with their session when they have one).
@@ -206,30 +206,6 @@ async fn a_consumer_reads_a_change_that_commits_late_after_those_that_committed_
         vec![late_id, early_id]
     );
     assert_eq!(consume(&mut conn, "test").await, Some(vec![]));
-}
-
-/// `EXPLAIN ANALYZE` of `sql`, in a transaction that is rolled back.
-async fn explained(client: &tokio_postgres::Client, sql: &str) -> String {
-    client.batch_execute("BEGIN").await.unwrap();
-    let plan = client
-        .query(&format!("EXPLAIN ANALYZE {sql}"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|line| line.get::<_, String>(0) + "\n")
-        .collect();
-    client.batch_execute("ROLLBACK").await.unwrap();
-    plan
-}
-
-/// The plan read no more than a few rows only to throw them away.
-fn assert_reads_few(plan: &str) {
-    for line in plan.lines() {
-        if let Some((_, removed)) = line.split_once("Rows Removed by ") {
-            let removed: u64 = removed.rsplit(' ').next().unwrap().parse().unwrap();
-            assert!(removed < 1_000, "{plan}");
-        }
-    }
 }
 
 /// Writes `count` programme changes of the event, then takes the log's statistics.

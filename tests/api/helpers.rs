@@ -619,3 +619,51 @@ pub async fn qr_code(app: &TestApp, token: &str, event: &str, registration: &str
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// `EXPLAIN ANALYZE` of `sql`, in a transaction rolled back afterwards.
+pub async fn explained(client: &tokio_postgres::Client, sql: &str) -> String {
+    client.batch_execute("BEGIN").await.unwrap();
+    let plan = client
+        .query(&format!("EXPLAIN ANALYZE {sql}"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|line| line.get::<_, String>(0) + "\n")
+        .collect();
+    client.batch_execute("ROLLBACK").await.unwrap();
+    plan
+}
+
+/// The plan read no more than a few rows only to throw them away.
+pub fn assert_reads_few(plan: &str) {
+    for line in plan.lines() {
+        if let Some((_, removed)) = line.split_once("Rows Removed by ") {
+            let removed: u64 = removed.rsplit(' ').next().unwrap().parse().unwrap();
+            assert!(removed < 1_000, "{plan}");
+        }
+    }
+}
+
+/// The rows a plan's scans of `table` returned, over all their loops.
+pub fn rows_scanned(plan: &str, table: &str) -> u64 {
+    plan.lines()
+        .filter(|line| line.contains(&format!(" on {table} ")))
+        .filter_map(|line| {
+            let actual = line.split_once("(actual ")?.1;
+            let rows: u64 = actual
+                .split_once("rows=")?
+                .1
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            let loops: u64 = actual
+                .split_once("loops=")?
+                .1
+                .trim_end_matches(')')
+                .parse()
+                .ok()?;
+            Some(rows * loops)
+        })
+        .sum()
+}

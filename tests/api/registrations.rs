@@ -1832,3 +1832,90 @@ async fn a_registration_whose_commit_fails_is_not_answered_201() {
     assert_eq!(answer.status, 500, "{}", answer.text);
     assert_eq!(count(&app, "SELECT count(*) FROM registrations").await, 0);
 }
+
+/// Waitlist positions are counted now, and a page of places waiting in one long queue reads
+/// that queue once, not once for each place (a round of mails, a page of the list).
+#[tokio::test]
+async fn positions_of_many_places_in_one_long_queue_read_the_queue_once() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    let event = id_of(&app.event(&token, "queue", json!({})).await);
+    let session = app
+        .session(
+            &token,
+            "queue",
+            json!({"capacity": 1, "waitlist_enabled": true}),
+        )
+        .await;
+    let session = id_of(&session);
+    let client = app.db.client().await;
+    // 2,000 places waiting, straight in the database: the triggers hand out the tickets.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO registrations (id, event_id, full_name, email, email_normalized, \
+                 category, status, source, manage_token_hash, consent_at) \
+             SELECT gen_random_uuid(), '{event}', 'Участник ' || g, 'q' || g || '@example.org', \
+                 'q' || g || '@example.org', 'business', 'active', 'public', \
+                 sha256(convert_to(g::text, 'UTF8')), now() \
+             FROM generate_series(1, 2000) AS g; \
+             INSERT INTO registration_sessions (registration_id, session_id, status) \
+             SELECT id, '{session}', 'waitlisted' FROM registrations \
+             WHERE event_id = '{event}' ORDER BY email_normalized COLLATE \"C\"; \
+             ANALYZE registration_sessions"
+        ))
+        .await
+        .unwrap();
+    // Two of those ahead leave the queue: one promoted, one cancelled.
+    client
+        .batch_execute(&format!(
+            "UPDATE registration_sessions SET status = 'confirmed' \
+             WHERE session_id = '{session}' AND waitlist_order = \
+                 (SELECT min(waitlist_order) FROM registration_sessions WHERE session_id = '{session}'); \
+             UPDATE registration_sessions SET status = 'cancelled' \
+             WHERE session_id = '{session}' AND waitlist_order = \
+                 (SELECT min(waitlist_order) + 10 FROM registration_sessions WHERE session_id = '{session}')"
+        ))
+        .await
+        .unwrap();
+    let last: Vec<uuid::Uuid> = client
+        .query(
+            "SELECT registration_id::text FROM registration_sessions \
+             WHERE session_id = $1::text::uuid AND status = 'waitlisted' \
+             ORDER BY waitlist_order DESC LIMIT 20",
+            &[&session],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, String>(0).parse().unwrap())
+        .collect();
+
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&app.db.url)
+            .await
+            .unwrap();
+    let places = registrar::registrations::places_of(&mut conn, &last)
+        .await
+        .unwrap();
+    let positions: Vec<i64> = last
+        .iter()
+        .map(|id| places[id][0].waitlist_position.unwrap())
+        .collect();
+    assert_eq!(positions, (1979..=1998).rev().collect::<Vec<i64>>());
+
+    let ids = last
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let plan = crate::helpers::explained(
+        &client,
+        &registrar::registrations::PLACES.replace("$1", &format!("ARRAY[{ids}]::uuid[]")),
+    )
+    .await;
+    let read = crate::helpers::rows_scanned(&plan, "registration_sessions");
+    assert!(
+        read <= 2_100,
+        "{read} rows of registration_sessions read:\n{plan}"
+    );
+}
