@@ -92,7 +92,7 @@ pub struct ProgrammeVenue {
 }
 
 /// A session as the public programme shows it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProgrammeSession {
     pub id: Uuid,
     pub title: String,

@@ -33,8 +33,9 @@ use crate::db;
 use crate::db::schema::{changes, events, registrations, sessions};
 use crate::events::Event;
 use crate::programme::{ProgrammeSession, Session, SessionStatus, entries_without_counts};
-use crate::registrations::{Registration, RegistrationStatus, places_of};
+use crate::registrations::{Registration, RegistrationStatus, SessionPlace, places_of};
 use crate::state::AppState;
+use ed25519_dalek::SigningKey;
 
 /// An SMTP exchange that takes longer than this fails (and is tried again later).
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,22 +98,27 @@ pub async fn round(
         return Ok(false);
     }
     let more = leased.len() as i64 == queue::LEASED;
-    let mut composed = Vec::with_capacity(leased.len());
-    for mail in leased {
-        let outcome = compose(&mut conn, state, mailer, templates, &mail)
-            .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(
-                    mail = mail.id,
-                    error = format!("{error:#}"),
-                    "composing a mail failed"
-                );
-                Composed::Settle(Settled::Retry(format!("composing failed: {error:#}")))
-            });
-        composed.push((mail, outcome));
-    }
+    let facts = Facts::load(&mut conn, state, &leased).await;
     // Sending takes no database connection.
     drop(conn);
+    let composed: Vec<(Leased, Composed)> = leased
+        .into_iter()
+        .map(|mail| {
+            let outcome = facts
+                .as_ref()
+                .map_err(|error| anyhow::anyhow!("{error:#}"))
+                .and_then(|facts| compose(state, mailer, templates, facts, &mail))
+                .unwrap_or_else(|error| {
+                    tracing::warn!(
+                        mail = mail.id,
+                        error = format!("{error:#}"),
+                        "composing a mail failed"
+                    );
+                    Composed::Settle(Settled::Retry(format!("composing failed: {error:#}")))
+                });
+            (mail, outcome)
+        })
+        .collect();
     let settled: Vec<(Leased, Settled)> = futures_util::stream::iter(composed)
         .map(|(mail, outcome)| {
             let mailer = Arc::clone(mailer);
@@ -205,55 +211,133 @@ fn drop_reason(kind: MailKind, registration: &Registration) -> Option<&'static s
     }
 }
 
-/// Everything about one mail, read now, and the mail made of it.
-async fn compose(
-    conn: &mut AsyncPgConnection,
+/// What a round's mails are made of, read together: one query of each kind for all of
+/// them (a round's mails are mostly about one event, often about one session's queue), not
+/// one of each per mail.
+struct Facts {
+    /// With each its stored manage token digest.
+    registrations: HashMap<Uuid, (Registration, Vec<u8>)>,
+    events: HashMap<Uuid, Event>,
+    /// Each registration's places, waitlist positions counted now.
+    places: HashMap<Uuid, Vec<SessionPlace>>,
+    /// The sessions of those places and of the mails, as the programme shows them.
+    entries: HashMap<Uuid, ProgrammeSession>,
+    /// The check-in keys of the events whose mails carry a badge.
+    keys: HashMap<Uuid, SigningKey>,
+    /// The details of the changes the mails are about.
+    details: HashMap<i64, serde_json::Value>,
+}
+
+impl Facts {
+    async fn load(
+        conn: &mut AsyncPgConnection,
+        state: &AppState,
+        mails: &[Leased],
+    ) -> anyhow::Result<Facts> {
+        let ids: Vec<Uuid> = mails.iter().map(|m| m.registration_id).collect();
+        let registrations: HashMap<Uuid, (Registration, Vec<u8>)> = registrations::table
+            .filter(registrations::id.eq_any(&ids))
+            .select((Registration::as_select(), registrations::manage_token_hash))
+            .load::<(Registration, Vec<u8>)>(conn)
+            .await?
+            .into_iter()
+            .map(|(r, digest)| (r.id, (r, digest)))
+            .collect();
+        let event_ids: Vec<Uuid> = registrations.values().map(|(r, _)| r.event_id).collect();
+        let events: HashMap<Uuid, Event> = events::table
+            .filter(events::id.eq_any(&event_ids))
+            .select(Event::as_select())
+            .load::<Event>(conn)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+        let places = places_of(conn, &ids).await.map_err(super::background)?;
+        let mut wanted: Vec<Uuid> = places.values().flatten().map(|p| p.session_id).collect();
+        wanted.extend(mails.iter().filter_map(|m| m.session_id));
+        let mut by_event: HashMap<Uuid, Vec<Session>> = HashMap::new();
+        for session in sessions::table
+            .filter(sessions::id.eq_any(&wanted))
+            .select(Session::as_select())
+            .load::<Session>(conn)
+            .await?
+        {
+            by_event.entry(session.event_id).or_default().push(session);
+        }
+        let mut entries = HashMap::new();
+        for (event_id, rows) in by_event {
+            let Some(event) = events.get(&event_id) else {
+                continue;
+            };
+            let list = entries_without_counts(conn, event, rows)
+                .await
+                .map_err(super::background)?;
+            entries.extend(list.into_iter().map(|s| (s.id, s)));
+        }
+        let mut keys = HashMap::new();
+        for mail in mails.iter().filter(|m| m.kind.carries_badge()) {
+            let Some((registration, _)) = registrations.get(&mail.registration_id) else {
+                continue;
+            };
+            if !keys.contains_key(&registration.event_id) {
+                let key = qr::signing_key(conn, &state.sealing, registration.event_id)
+                    .await
+                    .map_err(super::background)?;
+                keys.insert(registration.event_id, key);
+            }
+        }
+        let change_ids: Vec<i64> = mails
+            .iter()
+            .filter(|m| m.kind == MailKind::SessionChanged)
+            .filter_map(|m| m.change_id)
+            .collect();
+        let details: HashMap<i64, serde_json::Value> = changes::table
+            .filter(changes::id.eq_any(&change_ids))
+            .select((changes::id, changes::details))
+            .load(conn)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(Facts {
+            registrations,
+            events,
+            places,
+            entries,
+            keys,
+            details,
+        })
+    }
+}
+
+/// One mail, made of the round's facts.
+fn compose(
     state: &AppState,
     mailer: &Mailer,
     templates: &Templates,
+    facts: &Facts,
     mail: &Leased,
 ) -> anyhow::Result<Composed> {
-    let registration: Option<Registration> = registrations::table
-        .find(mail.registration_id)
-        .select(Registration::as_select())
-        .first(conn)
-        .await
-        .optional()?;
-    let Some(registration) = registration else {
+    let Some((registration, token_digest)) = facts.registrations.get(&mail.registration_id) else {
         return Ok(Composed::Settle(Settled::Dropped(
             "the registration no longer exists",
         )));
     };
-    if let Some(reason) = drop_reason(mail.kind, &registration) {
+    if let Some(reason) = drop_reason(mail.kind, registration) {
         return Ok(Composed::Settle(Settled::Dropped(reason)));
     }
-    let event: Event = events::table
-        .find(registration.event_id)
-        .select(Event::as_select())
-        .first(conn)
-        .await?;
+    let event = facts
+        .events
+        .get(&registration.event_id)
+        .context("the registration's event")?;
     let language = registration.language;
     let tz = event.tz();
 
     // The places held, with their sessions.
-    let places = places_of(conn, &[registration.id])
-        .await
-        .map_err(super::background)?
-        .remove(&registration.id)
-        .unwrap_or_default();
-    let mut wanted: Vec<Uuid> = places.iter().map(|p| p.session_id).collect();
-    wanted.extend(mail.session_id);
-    let rows: Vec<Session> = sessions::table
-        .filter(sessions::id.eq_any(&wanted))
-        .select(Session::as_select())
-        .load(conn)
-        .await?;
-    let mut entries: HashMap<Uuid, ProgrammeSession> = entries_without_counts(conn, &event, rows)
-        .await
-        .map_err(super::background)?
-        .into_iter()
-        .map(|s| (s.id, s))
-        .collect();
+    let places: &[SessionPlace] = facts
+        .places
+        .get(&registration.id)
+        .map_or(&[], Vec::as_slice);
+    let entries = &facts.entries;
     let info =
         |entry: &ProgrammeSession, status: &'static str, position: Option<i64>| SessionInfo {
             title: entry.title.clone(),
@@ -340,11 +424,7 @@ async fn compose(
 
     let changed = match (mail.kind, mail.change_id) {
         (MailKind::SessionChanged, Some(change)) => {
-            let details: serde_json::Value = changes::table
-                .find(change)
-                .select(changes::details)
-                .first(conn)
-                .await?;
+            let details = facts.details.get(&change).context("the session's change")?;
             let fields: Vec<&str> = details["fields"]
                 .as_array()
                 .map(|f| f.iter().filter_map(|v| v.as_str()).collect())
@@ -361,16 +441,13 @@ async fn compose(
         _ => Vec::new(),
     };
 
-    let manage_url = manage_url(conn, state, &event, &registration).await?;
-    let with_badge = matches!(
-        mail.kind,
-        MailKind::Registered | MailKind::Promoted | MailKind::Reminder
-    );
-    let qr_png = if with_badge {
-        let key = qr::signing_key(conn, &state.sealing, event.id)
-            .await
-            .map_err(super::background)?;
-        let payload = qr::encode(&key, event.id, registration.id);
+    let manage_url = manage_url(state, event, registration, token_digest);
+    let qr_png = if mail.kind.carries_badge() {
+        let key = facts
+            .keys
+            .get(&event.id)
+            .context("the event's check-in key")?;
+        let payload = qr::encode(key, event.id, registration.id);
         let code = qrcode::QrCode::new(payload.as_bytes())?;
         Some(qr::png_of(&code)?)
     } else {
@@ -383,9 +460,9 @@ async fn compose(
     .then(|| {
         let list: Vec<ProgrammeSession> = confirmed
             .iter()
-            .filter_map(|(id, _)| entries.remove(id))
+            .filter_map(|(id, _)| entries.get(id).cloned())
             .collect();
-        crate::programme::ics::calendar(&event, &list)
+        crate::programme::ics::calendar(event, &list)
     });
 
     let context = MailContext {
@@ -452,40 +529,31 @@ async fn compose(
 
 /// The link to the registration on the organiser's frontend: the token derived again from
 /// the registration's nonce, when the event has a link template and the nonce is known and
-/// still derives the token in force (it does not when the server key changed since, as a
-/// development server's random one does on restart).
-async fn manage_url(
-    conn: &mut AsyncPgConnection,
+/// still derives the token in force (`stored`: it does not when the server key changed
+/// since, as a development server's random one does on restart).
+fn manage_url(
     state: &AppState,
     event: &Event,
     registration: &Registration,
-) -> anyhow::Result<Option<String>> {
+    stored: &[u8],
+) -> Option<String> {
     let (Some(template), Some(nonce)) = (
         event.manage_url_template.as_deref(),
         registration.token_nonce.as_deref(),
     ) else {
-        return Ok(None);
+        return None;
     };
     let token = tokens::derived(
         tokens::MANAGE_PREFIX,
         &state.keys.derive("manage-token"),
         nonce,
     );
-    let stored: Vec<u8> = registrations::table
-        .find(registration.id)
-        .select(registrations::manage_token_hash)
-        .first(conn)
-        .await?;
-    if stored != tokens::digest(&token) {
+    if stored != tokens::digest(&token).as_slice() {
         tracing::warn!(
             registration = %registration.id,
             "the manage token cannot be derived again (the server key changed?): the mail goes without the link"
         );
-        return Ok(None);
+        return None;
     }
-    Ok(Some(crate::events::manage_url(
-        template,
-        registration.id,
-        &token,
-    )))
+    Some(crate::events::manage_url(template, registration.id, &token))
 }

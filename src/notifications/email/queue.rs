@@ -47,6 +47,16 @@ crate::text_enum! {
     }
 }
 
+impl MailKind {
+    /// Mails that carry the badge's QR code.
+    pub fn carries_badge(self) -> bool {
+        matches!(
+            self,
+            MailKind::Registered | MailKind::Promoted | MailKind::Reminder
+        )
+    }
+}
+
 /// What one consumer round did.
 pub struct Consumed {
     /// Mails queued.
