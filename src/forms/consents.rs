@@ -585,6 +585,19 @@ pub struct AcceptedText {
     pub en: Option<String>,
 }
 
+/// The statement behind `accepted_by` (`$1`: the registrations' ids). The registrations are
+/// found by their ids too, not only their consents: with statistics taken while few consents
+/// were stored, the planner otherwise expected most of them to match and joined them to every
+/// registration (a scan of 170,000 registrations, 0.5 s, for each batch of webhooks).
+pub const ACCEPTED_BY: &str = "SELECT rc.registration_id, rc.consent_key AS key, rc.version, rc.accepted_at, \
+                v.text_ru, v.text_en \
+         FROM registration_consents rc \
+         JOIN registrations r ON r.id = rc.registration_id \
+         LEFT JOIN form_consents c ON c.event_id = r.event_id AND c.key = rc.consent_key \
+         LEFT JOIN form_consent_versions v ON v.consent_id = c.id AND v.version = rc.version \
+         WHERE rc.registration_id = ANY($1) AND r.id = ANY($1) \
+         ORDER BY rc.registration_id, c.position, rc.consent_key";
+
 /// The consents the given registrations accepted, each with its text, in the form's order.
 pub async fn accepted_by(
     conn: &mut AsyncPgConnection,
@@ -593,19 +606,10 @@ pub async fn accepted_by(
     if registration_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<AcceptedConsent> = diesel::sql_query(
-        "SELECT rc.registration_id, rc.consent_key AS key, rc.version, rc.accepted_at, \
-                v.text_ru, v.text_en \
-         FROM registration_consents rc \
-         JOIN registrations r ON r.id = rc.registration_id \
-         LEFT JOIN form_consents c ON c.event_id = r.event_id AND c.key = rc.consent_key \
-         LEFT JOIN form_consent_versions v ON v.consent_id = c.id AND v.version = rc.version \
-         WHERE rc.registration_id = ANY($1) \
-         ORDER BY rc.registration_id, c.position, rc.consent_key",
-    )
-    .bind::<Array<SqlUuid>, _>(registration_ids)
-    .load(conn)
-    .await?;
+    let rows: Vec<AcceptedConsent> = diesel::sql_query(ACCEPTED_BY)
+        .bind::<Array<SqlUuid>, _>(registration_ids)
+        .load(conn)
+        .await?;
     let mut accepted: HashMap<Uuid, Vec<AcceptedConsent>> = HashMap::new();
     for row in rows {
         accepted.entry(row.registration_id).or_default().push(row);

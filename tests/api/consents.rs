@@ -283,3 +283,54 @@ async fn bad_consents_are_refused_naming_the_field() {
     assert_eq!(listed[0]["version"], 1);
     assert_eq!(listed[0]["required"], true);
 }
+
+/// The consents of a batch of registrations (a page of the list, a batch of webhooks) are
+/// found by the registrations' ids, also with statistics from when few consents were stored:
+/// not by joining them to every registration.
+#[tokio::test]
+async fn accepted_consents_of_a_batch_are_found_by_its_ids_whatever_the_statistics() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    let event = crate::registrations::id_of(&app.event(&token, "mmdn", json!({})).await);
+    let client = app.db.client().await;
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE registration_consents SET (autovacuum_enabled = false); \
+             INSERT INTO registrations (id, event_id, full_name, email, email_normalized, \
+                 category, status, source, manage_token_hash, consent_at) \
+             SELECT gen_random_uuid(), '{event}', 'Участник ' || g, 'c' || g || '@example.org', \
+                 'c' || g || '@example.org', 'business', 'active', 'public', \
+                 sha256(convert_to(g::text, 'UTF8')), now() \
+             FROM generate_series(1, 20000) AS g; \
+             INSERT INTO registration_consents (registration_id, consent_key, version) \
+             SELECT id, 'personal_data', 1 FROM registrations \
+             WHERE event_id = '{event}' ORDER BY id LIMIT 5; \
+             ANALYZE registrations, registration_consents; \
+             INSERT INTO registration_consents (registration_id, consent_key, version) \
+             SELECT r.id, 'personal_data', 1 FROM registrations r \
+             WHERE r.event_id = '{event}' \
+               AND NOT EXISTS (SELECT 1 FROM registration_consents c WHERE c.registration_id = r.id)"
+        ))
+        .await
+        .unwrap();
+    let ids: Vec<String> = client
+        .query(
+            "SELECT registration_id::text FROM registration_consents \
+             ORDER BY registration_id DESC LIMIT 300",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| format!("'{}'", row.get::<_, String>(0)))
+        .collect();
+
+    let plan = crate::helpers::explained(
+        &client,
+        &registrar::forms::consents::ACCEPTED_BY
+            .replace("$1", &format!("ARRAY[{}]::uuid[]", ids.join(","))),
+    )
+    .await;
+    let read = crate::helpers::rows_scanned(&plan, "registrations");
+    assert!(read <= 300, "{read} registrations read:\n{plan}");
+}
