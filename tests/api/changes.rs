@@ -402,3 +402,64 @@ async fn a_commit_in_one_instance_wakes_the_consumers_of_another() {
         .unwrap();
     stop.send_replace(true);
 }
+
+/// Many participants registered, some waiting, with statistics from before them: a batch of
+/// their `registration.created` changes reads each one's own changes, not every waitlisted
+/// and confirmed change of the log.
+#[tokio::test]
+async fn mails_for_a_batch_of_new_registrations_read_their_own_changes_whatever_the_statistics() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    let event = id_of(&app.event(&token, "mmdn", json!({})).await);
+    let client = app.db.client().await;
+    client
+        .batch_execute("ALTER TABLE changes SET (autovacuum_enabled = false)")
+        .await
+        .unwrap();
+    programme_changes(&client, &event, 800).await;
+    // 5,000 earlier registrations and 300 new ones (the registrations' statistics are
+    // current), each created and waitlisted in one transaction as the registering function
+    // writes them.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO registrations (id, event_id, full_name, email, email_normalized, \
+                 category, status, source, manage_token_hash, consent_at) \
+             SELECT gen_random_uuid(), '{event}', 'Участник ' || g, 'm' || g || '@example.org', \
+                 'm' || g || '@example.org', 'business', 'active', 'public', \
+                 sha256(convert_to(g::text, 'UTF8')), now() \
+             FROM generate_series(1, 5300) AS g; \
+             ANALYZE registrations; \
+             INSERT INTO changes (event_id, registration_id, kind, actor) \
+             SELECT '{event}', r.id, k.kind, 'participant' \
+             FROM registrations r \
+             CROSS JOIN (VALUES ('registration.created'), ('registration.waitlisted')) AS k(kind) \
+             WHERE r.event_id = '{event}'"
+        ))
+        .await
+        .unwrap();
+    let batch: Vec<i64> = client
+        .query(
+            "SELECT id FROM changes WHERE kind = 'registration.created' ORDER BY id DESC LIMIT 300",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let ids = format!(
+        "'{{{}}}'::bigint[]",
+        batch
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+
+    let plan = explained(
+        &client,
+        &registrar::notifications::email::QUEUE_MAILS.replace("$1", &ids),
+    )
+    .await;
+    assert_reads_few(&plan);
+}

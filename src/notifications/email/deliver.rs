@@ -10,6 +10,7 @@
 //! sent when it is configured, reminders included while they are still ahead).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -279,11 +280,11 @@ impl Facts {
             let Some((registration, _)) = registrations.get(&mail.registration_id) else {
                 continue;
             };
-            if !keys.contains_key(&registration.event_id) {
+            if let Entry::Vacant(vacant) = keys.entry(registration.event_id) {
                 let key = qr::signing_key(conn, &state.sealing, registration.event_id)
                     .await
                     .map_err(super::background)?;
-                keys.insert(registration.event_id, key);
+                vacant.insert(key);
             }
         }
         let change_ids: Vec<i64> = mails
