@@ -67,6 +67,18 @@ struct Locked {
     locked: bool,
 }
 
+/// The statement that finds up to `$1` registrations past retention, which are taken
+/// `FOR UPDATE SKIP LOCKED`. In no particular order: ordered by id, the planner walked every
+/// registration in that order looking for one of an expired event, and read them all when
+/// none had expired (a second a round on 170,000 registrations); it now starts from the
+/// events past retention.
+pub const DUE: &str = "SELECT r.id FROM events e \
+     JOIN registrations r ON r.event_id = e.id AND r.erased_at IS NULL \
+     WHERE ((e.ends_on + 1 + e.personal_data_retention_days)::timestamp \
+            AT TIME ZONE e.time_zone) <= now() \
+     LIMIT $1 \
+     FOR UPDATE OF r SKIP LOCKED";
+
 #[derive(QueryableByName)]
 struct Due {
     #[diesel(sql_type = SqlUuid)]
@@ -89,20 +101,13 @@ pub async fn round(conn: &mut AsyncPgConnection) -> Result<Round, ApiError> {
                 more: false,
             });
         }
-        let due: Vec<Uuid> = diesel::sql_query(
-            "SELECT r.id FROM events e \
-             JOIN registrations r ON r.event_id = e.id AND r.erased_at IS NULL \
-             WHERE ((e.ends_on + 1 + e.personal_data_retention_days)::timestamp \
-                    AT TIME ZONE e.time_zone) <= now() \
-             ORDER BY r.id LIMIT $1 \
-             FOR UPDATE OF r SKIP LOCKED",
-        )
-        .bind::<BigInt, _>(BATCH)
-        .load::<Due>(conn)
-        .await?
-        .into_iter()
-        .map(|row| row.id)
-        .collect();
+        let due: Vec<Uuid> = diesel::sql_query(DUE)
+            .bind::<BigInt, _>(BATCH)
+            .load::<Due>(conn)
+            .await?
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
         let report = erase(conn, &due, Actor::SYSTEM, Reason::Retention).await?;
         Ok(Round {
             ran: true,
