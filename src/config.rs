@@ -212,6 +212,12 @@ pub struct Config {
     /// Webhook requests one instance sends at once.
     #[arg(long, env = "REGISTRAR_WEBHOOK_CONCURRENCY", default_value_t = 16)]
     pub webhook_concurrency: usize,
+
+    /// The longest, in ms, a round of background work (deliveries, the change log's
+    /// consumers, housekeeping) waits while requests wait for database connections; 0: it
+    /// never waits.
+    #[arg(long, env = "REGISTRAR_BACKGROUND_YIELD_MS", default_value_t = 1_000)]
+    pub background_yield_ms: u64,
 }
 
 impl Config {

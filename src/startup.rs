@@ -20,7 +20,7 @@ use crate::error::{ApiError, extractors};
 use crate::headers::CommonHeaders;
 use crate::metrics::RecordMetrics;
 use crate::openapi::{self, OpenApiJson};
-use crate::runner::Runner;
+use crate::runner::{Pace, Runner};
 use crate::secrets::{self, KeyRing, SealedColumn};
 use crate::state::AppState;
 use crate::{
@@ -226,6 +226,11 @@ fn serve(
     )?;
     let shared = AppState::new(config, pool, secret, sealing);
     let mut runner = Runner::new();
+    let foreground = shared.clone();
+    runner.give_way(Pace::new(
+        move || foreground.foreground_saturated(),
+        Duration::from_millis(shared.config.background_yield_ms),
+    ));
     runner.spawn(shared.signals.clone().run(
         shared.config.database_url.expose_secret().to_owned(),
         runner.stopping(),

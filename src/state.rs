@@ -39,6 +39,8 @@ pub struct AppState {
     pub streams: StreamSlots,
     /// Every pool of the instance, for the metrics.
     pools: Arc<Mutex<Vec<DbPool>>>,
+    /// The HTTP workers' pools.
+    foreground: Arc<Mutex<Vec<DbPool>>>,
 }
 
 pub type State = web::Data<AppState>;
@@ -50,6 +52,7 @@ impl AppState {
             keys: Arc::new(Keys::new(secret, config.access_token_ttl())),
             sealing: Arc::new(sealing),
             pools: Arc::new(Mutex::new(vec![db.clone()])),
+            foreground: Arc::default(),
             db,
             metrics: Arc::new(Metrics::new()),
             caches: Arc::new(Caches::new(public_cache)),
@@ -73,10 +76,12 @@ impl AppState {
             size,
             self.config.db_timeout(),
         )?;
-        self.pools
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(pool.clone());
+        for pools in [&self.pools, &self.foreground] {
+            pools
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(pool.clone());
+        }
         Ok(AppState {
             db: pool,
             streams: self.streams.for_pool(size),
@@ -89,6 +94,17 @@ impl AppState {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Whether requests are waiting for a database connection in some HTTP worker: the
+    /// instance answers as fast as the database lets it, and background work gives way
+    /// (`runner::Pace`).
+    pub fn foreground_saturated(&self) -> bool {
+        self.foreground
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .any(|pool| pool.status().waiting > 0)
     }
 
     /// An event or its programme changed through this instance: what every instance keeps of

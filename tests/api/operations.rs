@@ -341,3 +341,58 @@ async fn instances_started_at_once_against_a_missing_database_all_start() {
         .get(0);
     assert_eq!(applied as usize, migrations);
 }
+
+/// Background work gives way while requests wait for a database connection (`runner::Pace`):
+/// the signal is a worker's pool with a request waiting, not a pool merely in use, and not
+/// the background pool.
+#[tokio::test]
+async fn the_foreground_is_saturated_while_a_request_waits_for_a_connection() {
+    use registrar::state::AppState;
+    use secrecy::ExposeSecret;
+
+    let db = crate::helpers::TestDb::new().await;
+    let config = crate::helpers::test_config(&db);
+    let url = config.database_url.expose_secret().to_owned();
+    let background = registrar::db::pool(&url, 1, std::time::Duration::from_secs(5)).unwrap();
+    let state = AppState::new(
+        config,
+        background.clone(),
+        "a-test-secret-of-some-length-0123456789".into(),
+        registrar::secrets::KeyRing::development(),
+    );
+    let worker = state.with_own_pool(1).unwrap();
+    assert!(!state.foreground_saturated());
+
+    // The background pool's only connection taken, and another asked for: not the foreground.
+    let held_by_background = background.get().await.unwrap();
+    let background_waits = tokio::spawn({
+        let background = background.clone();
+        async move { background.get().await.map(|_| ()) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(background.status().waiting, 1);
+    assert!(!state.foreground_saturated());
+    drop(held_by_background);
+    background_waits.await.unwrap().unwrap();
+
+    // The worker's only connection in use: busy, not saturated.
+    let held = worker.db.get().await.unwrap();
+    assert!(!state.foreground_saturated());
+    // A request waits for it: saturated, until it gets one.
+    let waits = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.db.get().await.map(|_| ()) }
+    });
+    let mut saturated = false;
+    for _ in 0..50 {
+        saturated = state.foreground_saturated();
+        if saturated {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(saturated);
+    drop(held);
+    waits.await.unwrap().unwrap();
+    assert!(!state.foreground_saturated());
+}

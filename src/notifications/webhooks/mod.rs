@@ -37,7 +37,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 /// and keeping the queue's gauges.
 pub fn start(runner: &mut Runner, state: &AppState) -> anyhow::Result<()> {
     let worker = Arc::new(worker::Worker::new(state.clone())?);
-    runner.spawn(worker.run(runner.stopping()));
+    runner.spawn(worker.run(runner.stopping(), runner.pace()));
     let fan_out = state.clone();
     runner.repeat(
         "webhooks: fan-out",

@@ -42,6 +42,7 @@ use super::signing::{PREVIOUS_SECRET, SECRET};
 use crate::db;
 use crate::error::ApiError;
 use crate::notifications::retry::Backoff;
+use crate::runner::Pace;
 use crate::state::AppState;
 
 /// The longest a worker sleeps without looking for due deliveries (other instances' new
@@ -101,8 +102,9 @@ impl Worker {
         })
     }
 
-    /// Claims and sends deliveries until `stop`; then lets the attempts under way finish.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Claims and sends deliveries until `stop`, each claim once the foreground lets it
+    /// (`pace`); then lets the attempts under way finish.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, pace: Pace) {
         let mut wake = self.state.signals.subscribe();
         let mut in_flight = JoinSet::new();
         loop {
@@ -114,6 +116,10 @@ impl Worker {
             // Claims in batches: when half the slots are free (or all), not at every one, so
             // a busy queue costs one claim per several deliveries.
             if free > 0 && (in_flight.is_empty() || free * 2 >= self.concurrency) {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    () = pace.give_way() => {}
+                }
                 match self.claim(free).await {
                     Ok((claimed, next_due)) => {
                         for delivery in claimed {
