@@ -198,6 +198,9 @@ pub fn test_config(db: &TestDb) -> Config {
     // Many tests run at once on a small machine: waiting a while for a connection is not a
     // failure of the service under test.
     config.db_timeout_ms = 30_000;
+    // Nor is a saturated pool of two a rush to give way to: background work never waits here
+    // (`runner` and `operations` test the waiting).
+    config.background_yield_ms = 0;
     config.login_rate_limit = 0;
     config.login_account_limit = 0;
     config.registration_rate_limit = 0;
