@@ -216,7 +216,7 @@ pub struct Config {
     /// The longest, in ms, a round of background work (deliveries, the change log's
     /// consumers, housekeeping) waits while requests wait for database connections; 0: it
     /// never waits.
-    #[arg(long, env = "REGISTRAR_BACKGROUND_YIELD_MS", default_value_t = 1_000)]
+    #[arg(long, env = "REGISTRAR_BACKGROUND_YIELD_MS", default_value_t = 5_000)]
     pub background_yield_ms: u64,
 }
 

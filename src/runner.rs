@@ -3,11 +3,11 @@
 //!
 //! Background work gives way to requests. While the instance's foreground is saturated
 //! (requests wait for a database connection), each round first waits for it to ease, up to
-//! `REGISTRAR_BACKGROUND_YIELD_MS`: during a rush of registrations the deliveries, the change
-//! log's consumers and housekeeping run about once a second each, on bigger batches, instead
-//! of after every commit, and catch up once the rush is over. Registering is what cannot
-//! wait; a message a few seconds late can (PostgreSQL's autovacuum gives way to queries the
-//! same way, with its cost delay).
+//! `REGISTRAR_BACKGROUND_YIELD_MS` (5 s): during a rush of registrations the deliveries, the
+//! change log's consumers and housekeeping run once every few seconds each, on bigger
+//! batches, instead of after every commit, and catch up once the rush is over. Registering is
+//! what cannot wait; a message late by the length of the rush can (PostgreSQL's autovacuum
+//! gives way to queries the same way, with its cost delay).
 
 use std::future::Future;
 use std::sync::Arc;

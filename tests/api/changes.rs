@@ -420,15 +420,10 @@ async fn mails_for_a_batch_of_new_registrations_read_their_own_changes_whatever_
     // 5,000 earlier registrations and 300 new ones (the registrations' statistics are
     // current), each created and waitlisted in one transaction as the registering function
     // writes them.
+    crate::helpers::bulk_registrations(&client, &event, "m", 5300).await;
     client
         .batch_execute(&format!(
-            "INSERT INTO registrations (id, event_id, full_name, email, email_normalized, \
-                 category, status, source, manage_token_hash, consent_at) \
-             SELECT gen_random_uuid(), '{event}', 'Участник ' || g, 'm' || g || '@example.org', \
-                 'm' || g || '@example.org', 'business', 'active', 'public', \
-                 sha256(convert_to(g::text, 'UTF8')), now() \
-             FROM generate_series(1, 5300) AS g; \
-             ANALYZE registrations; \
+            "ANALYZE registrations; \
              INSERT INTO changes (event_id, registration_id, kind, actor) \
              SELECT '{event}', r.id, k.kind, 'participant' \
              FROM registrations r \

@@ -293,15 +293,10 @@ async fn accepted_consents_of_a_batch_are_found_by_its_ids_whatever_the_statisti
     let token = app.admin().await.access;
     let event = crate::registrations::id_of(&app.event(&token, "mmdn", json!({})).await);
     let client = app.db.client().await;
+    crate::helpers::bulk_registrations(&client, &event, "c", 20000).await;
     client
         .batch_execute(&format!(
             "ALTER TABLE registration_consents SET (autovacuum_enabled = false); \
-             INSERT INTO registrations (id, event_id, full_name, email, email_normalized, \
-                 category, status, source, manage_token_hash, consent_at) \
-             SELECT gen_random_uuid(), '{event}', 'Участник ' || g, 'c' || g || '@example.org', \
-                 'c' || g || '@example.org', 'business', 'active', 'public', \
-                 sha256(convert_to(g::text, 'UTF8')), now() \
-             FROM generate_series(1, 20000) AS g; \
              INSERT INTO registration_consents (registration_id, consent_key, version) \
              SELECT id, 'personal_data', 1 FROM registrations \
              WHERE event_id = '{event}' ORDER BY id LIMIT 5; \

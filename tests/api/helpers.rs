@@ -670,3 +670,25 @@ pub fn rows_scanned(plan: &str, table: &str) -> u64 {
         })
         .sum()
 }
+
+/// Adds `count` active registrations of the event `event_id` straight in the database (names
+/// `Участник 1`…, addresses `{prefix}1@example.org`…), for tests of plans on many rows.
+pub async fn bulk_registrations(
+    client: &tokio_postgres::Client,
+    event_id: &str,
+    prefix: &str,
+    count: i32,
+) {
+    client
+        .execute(
+            "INSERT INTO registrations (id, event_id, full_name, email, email_normalized, \
+                 category, status, source, manage_token_hash, consent_at) \
+             SELECT gen_random_uuid(), $1::text::uuid, 'Участник ' || g, \
+                 $2 || g || '@example.org', $2 || g || '@example.org', 'business', 'active', \
+                 'public', sha256(convert_to($2 || g, 'UTF8')), now() \
+             FROM generate_series(1, $3) AS g",
+            &[&event_id, &prefix, &count],
+        )
+        .await
+        .unwrap();
+}

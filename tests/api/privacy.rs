@@ -969,16 +969,9 @@ async fn a_retention_round_with_no_event_past_retention_reads_no_registration() 
     let token = app.admin().await.access;
     let event = crate::registrations::id_of(&app.event(&token, "mmdn", json!({})).await);
     let client = app.db.client().await;
+    crate::helpers::bulk_registrations(&client, &event, "r", 20000).await;
     client
-        .batch_execute(&format!(
-            "INSERT INTO registrations (id, event_id, full_name, email, email_normalized, \
-                 category, status, source, manage_token_hash, consent_at) \
-             SELECT gen_random_uuid(), '{event}', 'Участник ' || g, 'r' || g || '@example.org', \
-                 'r' || g || '@example.org', 'business', 'active', 'public', \
-                 sha256(convert_to(g::text, 'UTF8')), now() \
-             FROM generate_series(1, 20000) AS g; \
-             ANALYZE registrations, events"
-        ))
+        .batch_execute("ANALYZE registrations, events")
         .await
         .unwrap();
 

@@ -1850,15 +1850,10 @@ async fn positions_of_many_places_in_one_long_queue_read_the_queue_once() {
     let session = id_of(&session);
     let client = app.db.client().await;
     // 2,000 places waiting, straight in the database: the triggers hand out the tickets.
+    crate::helpers::bulk_registrations(&client, &event, "q", 2000).await;
     client
         .batch_execute(&format!(
-            "INSERT INTO registrations (id, event_id, full_name, email, email_normalized, \
-                 category, status, source, manage_token_hash, consent_at) \
-             SELECT gen_random_uuid(), '{event}', 'Участник ' || g, 'q' || g || '@example.org', \
-                 'q' || g || '@example.org', 'business', 'active', 'public', \
-                 sha256(convert_to(g::text, 'UTF8')), now() \
-             FROM generate_series(1, 2000) AS g; \
-             INSERT INTO registration_sessions (registration_id, session_id, status) \
+            "INSERT INTO registration_sessions (registration_id, session_id, status) \
              SELECT id, '{session}', 'waitlisted' FROM registrations \
              WHERE event_id = '{event}' ORDER BY email_normalized COLLATE \"C\"; \
              ANALYZE registration_sessions"
