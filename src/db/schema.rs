@@ -277,6 +277,7 @@ diesel::table! {
         expires_at -> Timestamptz,
         commit_requested_at -> Nullable<Timestamptz>,
         committed_at -> Nullable<Timestamptz>,
+        personal_data_erased_at -> Nullable<Timestamptz>,
     }
 }
 

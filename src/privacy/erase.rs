@@ -17,8 +17,11 @@
 //! what they are), and answers to questions the form no longer has (nothing says they are
 //! not personal). History entries that copy answers (`details.answers`) lose those same
 //! answers' values, defensively: the entries written when answers change keep only the key
-//! of a personal answer already. Rows of spreadsheet imports that registered the person, or
-//! were found to be them again, lose the details read. Removed or emptied: idempotency
+//! of a personal answer already. Rows of the event's spreadsheet imports about the person
+//! (the row that registered them, rows found to be them again, any row with their address)
+//! lose the details and answers read and their problems' messages, which may quote a cell;
+//! the event's erasure and its retention do that to every row of its imports
+//! ([`erase_import_rows`]), those that registered nobody included. Removed or emptied: idempotency
 //! records, queued mail (dropped: mail is rendered when sent, from the registration as it is
 //! then, so nothing queued names the person), the registration in the bodies of webhook
 //! messages (`data.registration` becomes null) and what receivers answered to them, open
@@ -61,7 +64,7 @@ pub struct TableCounts {
     /// History entries, and webhook messages copying them, whose copies of those answers
     /// were removed.
     pub history_answers: i64,
-    /// Rows of spreadsheet imports whose details of the person were removed.
+    /// Rows of spreadsheet imports whose details of people were removed.
     pub import_rows: i64,
     /// History entries added (one `erased` per registration).
     pub changes: i64,
@@ -99,6 +102,27 @@ const PERSONAL_ANSWER: &str = "NOT EXISTS (SELECT 1 FROM form_questions q \
 fn personal_answer(key: &str) -> String {
     PERSONAL_ANSWER.replace("{key}", key)
 }
+
+/// The assignments (SQL, for `UPDATE import_rows ir`) that remove what an import read of a
+/// person: the details and answers of the row, which get the erased name and the address
+/// `address` (an SQL expression), and the messages of its problems, which may quote a cell.
+/// A row keeps its number, verdict, outcome and the columns and fields of its problems.
+fn scrub_import_row(address: &str) -> String {
+    format!(
+        "fields = CASE WHEN ir.fields ? 'answers' \
+                       THEN jsonb_set(ir.fields, '{{answers}}', '{{}}') ELSE ir.fields END \
+                  || jsonb_build_object('full_name', '{ERASED_NAME}', 'email', {address}, \
+                         'organisation', NULL, 'position', NULL, 'city', NULL, 'phone', NULL), \
+         email_normalized = {address}, \
+         problems = coalesce(( \
+             SELECT jsonb_agg(p || jsonb_build_object('message', '{ERASED_PROBLEM}') \
+                              ORDER BY n) \
+             FROM jsonb_array_elements(ir.problems) WITH ORDINALITY AS e(p, n)), '[]')"
+    )
+}
+
+/// What a problem of an erased import row says instead of its message.
+pub const ERASED_PROBLEM: &str = "erased with the personal data";
 
 #[derive(QueryableByName)]
 struct Count {
@@ -194,20 +218,18 @@ pub async fn erase(
          WHERE registration_id = ANY($1) AND status IN ('queued', 'claimed')",
     )
     .await?;
+    // Rows of the event's imports that are about the person: the row that registered them,
+    // rows found to be them again, and any other row with their address (an invalid one,
+    // say). Matched before the address is overwritten below.
     tables.import_rows = run(
         conn,
         &format!(
-            "UPDATE import_rows SET \
-             fields = CASE WHEN fields ? 'answers' \
-                           THEN jsonb_set(fields, '{{answers}}', '{{}}') ELSE fields END \
-                      || jsonb_build_object( \
-                             'full_name', '{ERASED_NAME}', \
-                             'email', 'erased-' || coalesce(registration_id, duplicate_of_registration) \
-                                      || '@erased.invalid', \
-                             'organisation', NULL, 'position', NULL, 'city', NULL, 'phone', NULL), \
-             email_normalized = 'erased-' || coalesce(registration_id, duplicate_of_registration) \
-                                || '@erased.invalid' \
-         WHERE registration_id = ANY($1) OR duplicate_of_registration = ANY($1)"
+            "UPDATE import_rows ir SET {scrub} \
+             FROM imports i, registrations r \
+             WHERE r.id = ANY($1) AND i.event_id = r.event_id AND ir.import_id = i.id \
+               AND (ir.registration_id = r.id OR ir.duplicate_of_registration = r.id \
+                    OR ir.email_normalized = r.email_normalized)",
+            scrub = scrub_import_row("'erased-' || r.id || '@erased.invalid'"),
         ),
     )
     .await?;
@@ -305,4 +327,40 @@ pub async fn erase(
         registration_ids: ids,
         tables,
     })
+}
+
+/// Removes what the imports of the events `event_ids` read of people, from every row that
+/// still holds it: rows of registrations erased before are done already, and this reaches
+/// the rows that registered nobody (invalid, failed, or duplicates of another row). For the
+/// event's erasure and its retention, after its registrations are erased. A dry run not
+/// committed yet can no longer be (it expires now); an import being committed is left for
+/// the retention job, which finds the imports not done yet.
+pub async fn erase_import_rows(conn: &mut AsyncPgConnection, event_ids: &[Uuid]) -> ApiResult<i64> {
+    let done: Vec<Id> = diesel::sql_query(
+        "UPDATE imports SET personal_data_erased_at = now(), \
+                expires_at = CASE WHEN status = 'dry_run' THEN least(expires_at, now()) \
+                                  ELSE expires_at END \
+         WHERE event_id = ANY($1) AND personal_data_erased_at IS NULL \
+           AND status <> 'committing' \
+         RETURNING id",
+    )
+    .bind::<Array<SqlUuid>, _>(event_ids)
+    .load(conn)
+    .await?;
+    if done.is_empty() {
+        return Ok(0);
+    }
+    let imports: Vec<Uuid> = done.into_iter().map(|row| row.id).collect();
+    let rows = diesel::sql_query(format!(
+        "UPDATE import_rows ir SET {scrub} \
+         WHERE ir.import_id = ANY($1) \
+           AND ir.fields ->> 'full_name' IS DISTINCT FROM '{ERASED_NAME}'",
+        scrub = scrub_import_row(
+            "'erased-' || ir.import_id || '-' || ir.row_number || '@erased.invalid'"
+        ),
+    ))
+    .bind::<Array<SqlUuid>, _>(&imports)
+    .execute(conn)
+    .await?;
+    Ok(rows as i64)
 }

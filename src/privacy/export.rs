@@ -1,8 +1,8 @@
 //! Everything stored about a participant, as one JSON document: the registration with its
 //! session places, answers and the consents accepted (each with the text of the version
 //! accepted), the answers again with the questions they answer, its history, check-ins, the
-//! mails sent to them, badge prints, and the webhook messages that carried their details to
-//! the organisers' systems.
+//! mails sent to them, badge prints, the webhook messages that carried their details to
+//! the organisers' systems, and the rows of spreadsheet imports that read them.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
@@ -37,6 +37,9 @@ pub struct PersonalDataExport {
     /// Messages about the registration sent to the organisers' webhook endpoints (their
     /// copies of the participant's details).
     pub webhook_messages: Vec<ExportWebhookMessage>,
+    /// Rows of the organisers' spreadsheet imports about the participant: the row that
+    /// registered them, and rows found to be them again (same address).
+    pub import_rows: Vec<ExportImportRow>,
 }
 
 /// The event, and how long it keeps personal data.
@@ -112,6 +115,25 @@ pub struct ExportWebhookMessage {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// A row of a spreadsheet import, with what was read from it.
+#[derive(Debug, Serialize, ToSchema, QueryableByName)]
+pub struct ExportImportRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub import_id: Uuid,
+    /// The name of the file imported, as uploaded.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub file_name: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub imported_at: DateTime<Utc>,
+    /// The row's line in the file (the header is row 1).
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[serde(rename = "row")]
+    pub row_number: i32,
+    /// The participant's details and answers as read from the row.
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    pub fields: serde_json::Value,
+}
+
 /// Collects everything stored about the registration `id` of `event`.
 pub async fn collect(
     conn: &mut AsyncPgConnection,
@@ -145,6 +167,20 @@ pub async fn collect(
         .select(ExportWebhookMessage::as_select())
         .load(conn)
         .await?;
+    // The same rows an erasure reaches (see `erase`).
+    let import_rows = diesel::sql_query(
+        "SELECT ir.import_id, i.file_name, i.created_at AS imported_at, \
+                ir.row_number, ir.fields \
+         FROM registrations r \
+         JOIN imports i ON i.event_id = r.event_id \
+         JOIN import_rows ir ON ir.import_id = i.id \
+              AND (ir.registration_id = r.id OR ir.duplicate_of_registration = r.id \
+                   OR ir.email_normalized = r.email_normalized) \
+         WHERE r.id = $1 ORDER BY i.created_at, i.id, ir.row_number",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .load::<ExportImportRow>(conn)
+    .await?;
     Ok(PersonalDataExport {
         exported_at: Utc::now(),
         event: ExportEvent {
@@ -163,6 +199,7 @@ pub async fn collect(
         emails,
         badge_prints,
         webhook_messages,
+        import_rows,
     })
 }
 

@@ -7,7 +7,8 @@
 //! that dies mid-round leaves nothing held. Rows are also taken `FOR UPDATE SKIP LOCKED`, so
 //! a registration being changed or erased by a request at that moment waits for the next
 //! round instead of blocking this one. Registrations added after an event's round (late
-//! organiser additions) are found by the next one.
+//! organiser additions) are found by the next one. The rows of the events' spreadsheet
+//! imports lose what was read of people too, those that registered nobody included.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use diesel::sql_types::{BigInt, Bool, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::erase::{Reason, erase};
+use super::erase::{Reason, erase, erase_import_rows};
 use crate::changes::Actor;
 use crate::error::ApiError;
 use crate::runner::Runner;
@@ -36,6 +37,8 @@ pub struct Round {
     pub ran: bool,
     /// Registrations anonymised.
     pub erased: usize,
+    /// Rows of imports whose details of people were removed.
+    pub import_rows: i64,
     /// More may be due.
     pub more: bool,
 }
@@ -48,9 +51,10 @@ pub fn start(runner: &mut Runner, state: AppState) {
             let done = round(&mut conn)
                 .await
                 .map_err(|error| anyhow::anyhow!("{error}"))?;
-            if done.erased > 0 {
+            if done.erased > 0 || done.import_rows > 0 {
                 tracing::info!(
                     registrations = done.erased,
+                    import_rows = done.import_rows,
                     "personal data past retention anonymised"
                 );
                 // Webhooks announce the erasures.
@@ -79,6 +83,12 @@ pub const DUE: &str = "SELECT r.id FROM events e \
      LIMIT $1 \
      FOR UPDATE OF r SKIP LOCKED";
 
+/// The events past retention with imports whose rows may still hold details of people.
+const IMPORTS_DUE: &str = "SELECT DISTINCT e.id FROM events e \
+     JOIN imports i ON i.event_id = e.id AND i.personal_data_erased_at IS NULL \
+     WHERE ((e.ends_on + 1 + e.personal_data_retention_days)::timestamp \
+            AT TIME ZONE e.time_zone) <= now()";
+
 #[derive(QueryableByName)]
 struct Due {
     #[diesel(sql_type = SqlUuid)]
@@ -98,6 +108,7 @@ pub async fn round(conn: &mut AsyncPgConnection) -> Result<Round, ApiError> {
             return Ok(Round {
                 ran: false,
                 erased: 0,
+                import_rows: 0,
                 more: false,
             });
         }
@@ -109,9 +120,21 @@ pub async fn round(conn: &mut AsyncPgConnection) -> Result<Round, ApiError> {
             .map(|row| row.id)
             .collect();
         let report = erase(conn, &due, Actor::SYSTEM, Reason::Retention).await?;
+        let events: Vec<Uuid> = diesel::sql_query(IMPORTS_DUE)
+            .load::<Due>(conn)
+            .await?
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
+        let import_rows = if events.is_empty() {
+            0
+        } else {
+            erase_import_rows(conn, &events).await?
+        };
         Ok(Round {
             ran: true,
             erased: report.registration_ids.len(),
+            import_rows,
             more: due.len() as i64 == BATCH,
         })
     })

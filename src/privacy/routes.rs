@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::erase::{ErasureReport, Reason, erase};
+use super::erase::{ErasureReport, Reason, erase, erase_import_rows};
 use super::export::{PersonalDataExport, collect};
 use crate::access::{self, EventAction, RegistrationAction};
 use crate::auth::Caller;
@@ -181,7 +181,8 @@ async fn erase_all(
                 .select(registrations::id)
                 .load(conn)
                 .await?;
-            let report = erase(conn, &ids, actor, Reason::EventErasure).await?;
+            let mut report = erase(conn, &ids, actor, Reason::EventErasure).await?;
+            report.tables.import_rows += erase_import_rows(conn, &[event_id]).await?;
             if dry_run {
                 Err(Stop::DryRun(ErasureReport {
                     dry_run: true,

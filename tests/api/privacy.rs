@@ -439,6 +439,23 @@ async fn an_organiser_erases_after_the_event_and_every_figure_stays() {
     let before = figures().await;
     assert_eq!(before.0["checked_in"], 2, "{:?}", before.0);
     assert_eq!(before.0["registered"], 2, "{:?}", before.0);
+    // A badge printer that has read the whole feed: what it reads next.
+    let feed = async |since: Option<&str>| {
+        let path = match since {
+            Some(since) => format!("/api/v1/events/mmdn/attendees?since={since}&limit=1000"),
+            None => "/api/v1/events/mmdn/attendees?limit=1000".to_owned(),
+        };
+        app.get(&path, Some(&admin.access)).await
+    };
+    let read = feed(None).await.json();
+    assert!(
+        read["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["registration_id"] == id)
+    );
+    let cursor = read["next_cursor"].as_str().unwrap().to_owned();
 
     let answer = app
         .post(
@@ -472,6 +489,42 @@ async fn an_organiser_erases_after_the_event_and_every_figure_stays() {
     assert_eq!(last["actor"], "organiser");
     let found = found_anywhere(&app, &person()).await;
     assert!(found.is_empty(), "personal data left: {found:#?}");
+    // The printer is told of the change, and reads only the erased placeholder; the
+    // organisers' spreadsheet lists the registration (still active) without the person.
+    let mut next = Value::Null;
+    wait_for("the erasure in the feed", async || {
+        let answer = feed(Some(&cursor)).await;
+        for needle in person() {
+            assert!(!answer.text.contains(needle), "{}", answer.text);
+        }
+        next = answer.json();
+        next["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["registration_id"] == id)
+    })
+    .await;
+    let entry = next["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["registration_id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(entry["full_name"], "—", "{entry}");
+    let csv = app
+        .get("/api/v1/events/mmdn/attendees.csv", Some(&admin.access))
+        .await;
+    csv.assert_status(200);
+    assert!(
+        csv.text.contains(&format!("erased-{id}@erased.invalid")),
+        "{}",
+        csv.text
+    );
+    for needle in person() {
+        assert!(!csv.text.contains(needle), "{}", csv.text);
+    }
 
     // Erasing again changes nothing.
     let again = app
@@ -978,4 +1031,242 @@ async fn a_retention_round_with_no_event_past_retention_reads_no_registration() 
     let plan = crate::helpers::explained(&client, &retention::DUE.replace("$1", "500")).await;
     let read = crate::helpers::rows_scanned(&plan, "registrations");
     assert_eq!(read, 0, "{plan}");
+}
+
+/// Someone an organiser's spreadsheet names on a row that registers nobody.
+const INVALID_NAME: &str = "Игнатий Невалидов";
+const INVALID_PHONE: &str = "+7 911 555-77-66";
+
+/// Imports into `slug` a list naming the person twice (the second time as a duplicate of
+/// the first row) and someone else on a row that cannot be registered (no usable address),
+/// and commits it: the import's id and the person's registration.
+async fn import_the_person(app: &TestApp, token: &str, slug: &str) -> (String, String) {
+    let csv = format!(
+        "ФИО;Эл. почта;Телефон;Организация\r\n\
+         {NAME};{EMAIL};{PHONE};{ORGANISATION}\r\n\
+         {NAME} (повтор);{upper};{PHONE};\r\n\
+         {INVALID_NAME};{INVALID_PHONE};{INVALID_PHONE};\r\n",
+        upper = EMAIL.to_uppercase(),
+    );
+    let answer = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/events/{slug}/imports"),
+        )
+        .bearer(token)
+        .body("text/csv", csv)
+        .send()
+        .await;
+    answer.assert_status(201);
+    let import = answer.json()["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/api/v1/imports/{import}/commit"),
+        Some(token),
+        &json!({}),
+    )
+    .await
+    .assert_status(202);
+    let mut view = Value::Null;
+    wait_for("the import's commit", async || {
+        view = app
+            .get(&format!("/api/v1/imports/{import}"), Some(token))
+            .await
+            .json();
+        view["status"] == "committed"
+    })
+    .await;
+    let rows = view["rows"]["items"].as_array().unwrap();
+    let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["created", "duplicate", "invalid"], "{view}");
+    (
+        import,
+        rows[0]["registration_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The import's rows as its organisers read them: (row, status, problems' fields).
+async fn import_rows(app: &TestApp, token: &str, import: &str) -> Vec<(i64, String, Vec<String>)> {
+    let view = app
+        .get(&format!("/api/v1/imports/{import}"), Some(token))
+        .await
+        .json();
+    view["rows"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let fields = r["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["field"].as_str().unwrap().to_owned())
+                .collect();
+            (
+                r["row"].as_i64().unwrap(),
+                r["status"].as_str().unwrap().to_owned(),
+                fields,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_imported_person_is_exported_and_erased_with_every_row_about_them() {
+    let app = spawn_app().await;
+    let (admin, _) = event(&app, "mmdn").await;
+    let (import, id) = import_the_person(&app, &admin.access, "mmdn").await;
+    let rows_before = import_rows(&app, &admin.access, &import).await;
+    consumers_caught_up(&app).await;
+    for needle in person() {
+        assert!(
+            !found_anywhere(&app, &[needle]).await.is_empty(),
+            "the search finds {needle} before the erasure"
+        );
+    }
+
+    // The export lists the rows that read the person: the one that registered them and
+    // the one found to be them again.
+    let export = app
+        .get(
+            &format!("/api/v1/registrations/{id}/export"),
+            Some(&admin.access),
+        )
+        .await;
+    export.assert_status(200);
+    let export = export.json();
+    let rows: Vec<(i64, &str)> = export["import_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_i64().unwrap(),
+                r["fields"]["full_name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let again = format!("{NAME} (повтор)");
+    assert_eq!(rows, [(2, NAME), (3, again.as_str())], "{export}");
+    assert_eq!(export["import_rows"][0]["import_id"], import);
+
+    let answer = app
+        .post(
+            &format!("/api/v1/registrations/{id}/erase"),
+            Some(&admin.access),
+            &json!({}),
+        )
+        .await;
+    answer.assert_status(200);
+    assert_eq!(answer.json()["tables"]["import_rows"], 2, "{}", answer.text);
+    consumers_caught_up(&app).await;
+    let found = found_anywhere(&app, &person()).await;
+    assert!(found.is_empty(), "personal data left: {found:#?}");
+    // The row that registered nobody is no one's registration: it stays until the event's
+    // data is erased.
+    assert!(!found_anywhere(&app, &[INVALID_NAME]).await.is_empty());
+
+    end_event(&app, "mmdn", 1).await;
+    let dry = app
+        .post(
+            "/api/v1/events/mmdn/personal-data/erase",
+            Some(&admin.access),
+            &json!({"dry_run": true}),
+        )
+        .await
+        .json();
+    assert_eq!(dry["tables"]["import_rows"], 1, "{dry}");
+    assert!(!found_anywhere(&app, &[INVALID_NAME]).await.is_empty());
+    let real = app
+        .post(
+            "/api/v1/events/mmdn/personal-data/erase",
+            Some(&admin.access),
+            &json!({"dry_run": false}),
+        )
+        .await
+        .json();
+    assert_eq!(real["tables"], dry["tables"]);
+    let found = found_anywhere(&app, &[INVALID_NAME, INVALID_PHONE]).await;
+    assert!(found.is_empty(), "personal data left: {found:#?}");
+    // The import still reads: each row's number, outcome and the fields of its problems.
+    assert_eq!(import_rows(&app, &admin.access, &import).await, rows_before);
+}
+
+#[tokio::test]
+async fn the_retention_job_leaves_nothing_of_anyone_and_every_figure_stays() {
+    let app = spawn_app().await;
+    let (admin, session) = event(&app, "mmdn").await;
+    app.patch(
+        "/api/v1/events/mmdn",
+        Some(&admin.access),
+        &json!({"personal_data_retention_days": 3}),
+    )
+    .await
+    .assert_status(200);
+    // The person registers themselves; the organisers' list names someone else on a row
+    // that registers nobody.
+    let (id, _) = register_person(&app, "mmdn", &session).await;
+    let csv =
+        format!("ФИО;Эл. почта;Телефон\r\n{INVALID_NAME};{INVALID_PHONE};{INVALID_PHONE}\r\n");
+    let import = app
+        .call(reqwest::Method::POST, "/api/v1/events/mmdn/imports")
+        .bearer(&admin.access)
+        .body("text/csv", csv)
+        .send()
+        .await;
+    import.assert_status(201);
+    let other = register_other(&app, "mmdn", &session, "other@example.org").await;
+    check_in(&app, &admin.access, "mmdn", &id).await;
+    check_in(&app, &admin.access, "mmdn", &other).await;
+    end_event(&app, "mmdn", 5).await;
+    consumers_caught_up(&app).await;
+    let figures = async || {
+        let stats = app
+            .get("/api/v1/events/mmdn/stats", Some(&admin.access))
+            .await
+            .json();
+        let counts = app
+            .get(
+                &format!("/api/v1/events/mmdn/sessions/{session}/counts"),
+                None,
+            )
+            .await
+            .json();
+        (stats, counts)
+    };
+    let before = figures().await;
+    assert_eq!(before.0["checked_in"], 2, "{:?}", before.0);
+    let everyone = [
+        NAME,
+        EMAIL,
+        PHONE,
+        ORGANISATION,
+        INVALID_NAME,
+        INVALID_PHONE,
+    ];
+    for needle in everyone {
+        assert!(
+            !found_anywhere(&app, &[needle]).await.is_empty(),
+            "{needle}"
+        );
+    }
+
+    let mut conn = connect(&app).await;
+    let round = retention::round(&mut conn).await.unwrap();
+    assert!(round.ran);
+    consumers_caught_up(&app).await;
+    // The service's own job may have run meanwhile: what matters is what is left.
+    let mut due = vec![id, other];
+    due.sort();
+    assert_eq!(erased_ids(&app).await, due);
+    let found = found_anywhere(&app, &everyone).await;
+    assert!(found.is_empty(), "personal data left: {found:#?}");
+    assert!(
+        found_anywhere(&app, &["other@example.org"])
+            .await
+            .is_empty(),
+        "the other participant's address is left"
+    );
+    assert_eq!(figures().await, before);
+    let again = retention::round(&mut conn).await.unwrap();
+    assert_eq!((again.erased, again.import_rows), (0, 0));
 }

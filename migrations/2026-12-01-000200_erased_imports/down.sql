@@ -1,0 +1,1 @@
+ALTER TABLE imports DROP COLUMN personal_data_erased_at;
