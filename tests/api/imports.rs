@@ -3,6 +3,7 @@
 //! overlapping imports committed at once.
 
 use std::collections::HashSet;
+use std::io::{Cursor, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,8 @@ use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use rust_xlsxwriter::{Formula, Workbook};
 use serde_json::{Value, json};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 use crate::helpers::{Answer, JWT_SECRET, PASSWORD, TestApp, TestDb, send_checked, spawn_app};
 
@@ -456,6 +459,135 @@ async fn files_that_cannot_be_imported_are_refused_naming_row_and_column() {
     upload_raw(&app, &token, "application/json", "{}", "")
         .await
         .assert_problem(415, "unsupported_media_type");
+}
+
+/// A workbook of a header and one participant (its shared strings: `full_name`, `email`,
+/// `Анна`, `anna@example.org`), whose `xl/sharedStrings.xml` is what `shared_strings`
+/// writes instead.
+fn with_shared_strings(mut shared_strings: impl FnMut(&mut dyn Write)) -> Vec<u8> {
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    for (c, text) in ["full_name", "email"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *text).unwrap();
+    }
+    for (c, text) in ["Анна", "anna@example.org"].iter().enumerate() {
+        sheet.write_string(1, c as u16, *text).unwrap();
+    }
+    let mut archive = ZipArchive::new(Cursor::new(workbook.save_to_buffer().unwrap())).unwrap();
+    let mut out = ZipWriter::new(Cursor::new(Vec::new()));
+    for i in 0..archive.len() {
+        let entry = archive.by_index_raw(i).unwrap();
+        if entry.name().unwrap() == "xl/sharedStrings.xml" {
+            drop(entry);
+            let options = SimpleFileOptions::default()
+                .compression_method(CompressionMethod::Deflated)
+                .compression_level(Some(9));
+            out.start_file("xl/sharedStrings.xml", options).unwrap();
+            shared_strings(&mut out);
+        } else {
+            out.raw_copy_file(entry).unwrap();
+        }
+    }
+    out.finish().unwrap().into_inner()
+}
+
+/// The start of a shared-string table declaring `unique` strings, and its four strings.
+fn sst(unique: u64) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<sst \
+         xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" count=\"4\" \
+         uniqueCount=\"{unique}\"><si><t>full_name</t></si><si><t>email</t></si>\
+         <si><t>Анна</t></si><si><t>anna@example.org</t></si>"
+    )
+}
+
+/// A refusal of the whole file, naming it, after which the service still answers.
+async fn refused_file(app: &TestApp, token: &str, answer: Answer) -> String {
+    let problem = refused(app, answer, "invalid_file", Value::Null, Value::Null).await;
+    assert_eq!(problem["errors"][0]["field"], "file", "{problem}");
+    app.get("/api/v1/events/a", Some(token))
+        .await
+        .assert_status(200);
+    problem["detail"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_workbook_declaring_more_strings_than_it_can_hold_is_refused() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+
+    // About a kilobyte that declares a hundred billion strings.
+    let declared = with_shared_strings(|out| {
+        write!(out, "{}</sst>", sst(100_000_000_000)).unwrap();
+    });
+    assert!(declared.len() < 8 * 1024, "{}", declared.len());
+    let answer = upload_raw(&app, &token, XLSX, declared, "").await;
+    let detail = refused_file(&app, &token, answer).await;
+    assert!(detail.contains("shared strings"), "{detail}");
+
+    // The same workbook, honest about its strings, imports.
+    let honest = with_shared_strings(|out| {
+        write!(out, "{}</sst>", sst(4)).unwrap();
+    });
+    let answer = upload_raw(&app, &token, XLSX, honest, "").await;
+    answer.assert_status(201);
+    assert_eq!(statuses(&answer.json()), vec![(2, "create".to_owned())]);
+}
+
+/// A workbook whose shared strings end in one string of `megabytes` MB of zeros.
+fn zeros(megabytes: usize) -> Vec<u8> {
+    with_shared_strings(|out| {
+        write!(out, "{}<si><t>", sst(5)).unwrap();
+        let zeros = vec![b'0'; 1024 * 1024];
+        for _ in 0..megabytes {
+            out.write_all(&zeros).unwrap();
+        }
+        write!(out, "</t></si></sst>").unwrap();
+    })
+}
+
+#[tokio::test]
+async fn a_workbook_that_unzips_to_too_much_is_refused() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+
+    // 300 MB, deflated to about 300 KB.
+    let bomb = zeros(300);
+    assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
+    let answer = upload_raw(&app, &token, XLSX, bomb.clone(), "").await;
+    let detail = refused_file(&app, &token, answer).await;
+    assert!(detail.contains("200 MB"), "{detail}");
+
+    // 20 MB, within the bound, but a thousand times its compressed size.
+    let answer = upload_raw(&app, &token, XLSX, zeros(20), "").await;
+    let detail = refused_file(&app, &token, answer).await;
+    assert!(detail.contains("times its size"), "{detail}");
+
+    // The 300 MB, declared as a kilobyte: read no further than declared.
+    let lying = declare_size(bomb, "xl/sharedStrings.xml", 1024);
+    let answer = upload_raw(&app, &token, XLSX, lying, "").await;
+    refused_file(&app, &token, answer).await;
+}
+
+/// A zip whose entry `name` declares `size` bytes unzipped, in its local and central
+/// headers, whatever it holds.
+fn declare_size(mut zip: Vec<u8>, name: &str, size: u32) -> Vec<u8> {
+    let mut patched = 0;
+    for at in 0..zip.len().saturating_sub(46) {
+        // Where a header keeps the unzipped size, the name's length, and the name.
+        let (size_at, length_at, name_at) = match &zip[at..at + 4] {
+            b"PK\x03\x04" => (22, 26, 30),
+            b"PK\x01\x02" => (24, 28, 46),
+            _ => continue,
+        };
+        let length = u16::from_le_bytes([zip[at + length_at], zip[at + length_at + 1]]);
+        if zip.get(at + name_at..at + name_at + length as usize) == Some(name.as_bytes()) {
+            zip[at + size_at..at + size_at + 4].copy_from_slice(&size.to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 2);
+    zip
 }
 
 /// `n` rows of participants `from..from + n`.
