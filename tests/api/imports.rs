@@ -2,7 +2,6 @@
 //! commit with capacity and waitlists, resumption after the service is killed, and two
 //! overlapping imports committed at once.
 
-use std::collections::HashSet;
 use std::io::{Cursor, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -14,7 +13,9 @@ use serde_json::{Value, json};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
-use crate::helpers::{Answer, JWT_SECRET, PASSWORD, TestApp, TestDb, send_checked, spawn_app};
+use crate::helpers::{
+    Answer, JWT_SECRET, PASSWORD, TestApp, TestDb, send_checked, served_at, spawn_app,
+};
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
@@ -601,53 +602,166 @@ fn participants(from: usize, n: usize) -> String {
 
 #[tokio::test]
 async fn overlapping_imports_committed_at_once_register_each_address_once() {
-    let app = spawn_app().await;
-    let token = setup(&app).await;
-    let first = upload_csv(&app, &token, &participants(0, 60)).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let second = upload_csv(&app, &token, &participants(30, 60)).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (a, b) = tokio::join!(commit(&app, &token, &first), commit(&app, &token, &second));
-    a.assert_status(202);
-    b.assert_status(202);
-    let a = committed(&app, &token, &first).await;
-    let b = committed(&app, &token, &second).await;
-    let created =
-        a["summary"]["created"].as_i64().unwrap() + b["summary"]["created"].as_i64().unwrap();
-    let duplicates =
-        a["summary"]["duplicate"].as_i64().unwrap() + b["summary"]["duplicate"].as_i64().unwrap();
-    assert_eq!(created, 90);
-    assert_eq!(duplicates, 30);
-    assert_eq!(
-        count(
-            &app.db,
-            "SELECT count(*) FROM registrations WHERE status = 'active'"
-        )
-        .await,
-        90
-    );
-    // Each duplicate names the registration the other import made.
-    let mut holders = HashSet::new();
-    for view in [&a, &b] {
-        for row in view["rows"]["items"].as_array().unwrap() {
-            match row["status"].as_str().unwrap() {
-                "created" => assert!(holders.insert(row["registration_id"].clone())),
-                "duplicate" => assert!(row["duplicate_of"]["registration_id"].is_string()),
-                other => panic!("{other}: {row}"),
+    let db = TestDb::new().await;
+    let (one, two) = tokio::join!(Process::start(&db), Process::start(&db));
+    let (on_one, on_two) = (served_at(&one.address, &db), served_at(&two.address, &db));
+    let admin = on_one.admin().await;
+    on_one.event(&admin.access, "a", json!({})).await;
+    // Two organisers of the event, each committing on an instance of their own.
+    let mut organisers = Vec::new();
+    for (app, email) in [(&on_one, "one@example.org"), (&on_two, "two@example.org")] {
+        let (id, tokens) = on_one.organiser(&admin, email).await;
+        on_one
+            .call(Method::PUT, &format!("/api/v1/events/a/members/{id}"))
+            .bearer(&admin.access)
+            .json(&json!({"role": "editor"}))
+            .send()
+            .await
+            .assert_status(201);
+        organisers.push((app, tokens.access));
+    }
+    // The same fifty addresses in the same rows (so in the same batches), then each file's
+    // own twenty-five.
+    let list = |own: &str| {
+        let mut csv = participants(0, 50);
+        for i in 0..25 {
+            csv.push_str(&format!("Гость {i};{own}{i}@example.org\n"));
+        }
+        csv
+    };
+    let mut imports = Vec::new();
+    for ((app, token), own) in organisers.iter().zip(["first", "second"]) {
+        let answer = upload_csv(app, token, &list(own)).await;
+        answer.assert_status(201);
+        assert_eq!(answer.json()["summary"]["create"], 75);
+        imports.push(answer.json()["id"].as_str().unwrap().to_owned());
+    }
+
+    // Both commits are held at their first registration until both have reached it, so
+    // that their first batches register the same addresses at the same moment.
+    let mut gate = db.client().await;
+    let gate = gate.transaction().await.unwrap();
+    gate.batch_execute("LOCK TABLE registrations IN SHARE MODE")
+        .await
+        .unwrap();
+    let commits = organisers
+        .iter()
+        .zip(&imports)
+        .map(|((app, token), id)| commit(app, token, id));
+    for answer in futures_util::future::join_all(commits).await {
+        answer.assert_status(202);
+    }
+    let observer = db.client().await;
+    let waiting = |locktype: &'static str| {
+        let observer = &observer;
+        async move {
+            let waiting: i64 = observer
+                .query_one(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE NOT l.granted AND a.datname = current_database() AND l.locktype = $1",
+                    &[&locktype],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            waiting
+        }
+    };
+    let started = Instant::now();
+    while waiting("relation").await < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not both at the gate"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gate.commit().await.unwrap();
+    // One commit's registration waits for the other's transaction, holding the same address.
+    let started = Instant::now();
+    while waiting("transactionid").await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no batch waited for the other"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    let mut reports = Vec::new();
+    for ((app, token), id) in organisers.iter().zip(&imports) {
+        reports.push(committed(app, token, id).await);
+    }
+    // Every row is created or a duplicate, and each of the shared addresses was created by
+    // one import, the other's row naming that registration.
+    let mut created = std::collections::HashMap::new();
+    for report in &reports {
+        for row in report["rows"]["items"].as_array().unwrap() {
+            let email = row["fields"]["email"].as_str().unwrap().to_owned();
+            if row["status"] == "created" {
+                let registration = row["registration_id"].as_str().unwrap().to_owned();
+                assert!(created.insert(email, registration).is_none(), "{row}");
+            } else {
+                assert_eq!(row["status"], "duplicate", "{row}");
             }
         }
     }
-    assert_eq!(holders.len(), 90);
+    assert_eq!(created.len(), 100);
+    for report in &reports {
+        for row in report["rows"]["items"].as_array().unwrap() {
+            if row["status"] == "duplicate" {
+                let email = row["fields"]["email"].as_str().unwrap();
+                assert!(email.starts_with("person"), "{row}");
+                assert_eq!(
+                    row["duplicate_of"]["registration_id"].as_str(),
+                    created.get(email).map(String::as_str),
+                    "{row}"
+                );
+            }
+        }
+    }
+    let summaries: Vec<_> = reports.iter().map(|r| r["summary"].clone()).collect();
+    let sum = |key: &str| {
+        summaries
+            .iter()
+            .map(|s| s[key].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (sum("created"), sum("duplicate"), sum("failed")),
+        (100, 50, 0)
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM registrations WHERE status = 'active'"
+        )
+        .await,
+        100
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM (SELECT email_normalized FROM registrations \
+             WHERE status = 'active' GROUP BY 1 HAVING count(*) > 1) twice"
+        )
+        .await,
+        0
+    );
+    // Neither instance failed a round of the commit or answered a request with an error.
+    for process in [&one, &two] {
+        let logs = process.logs();
+        assert!(
+            !logs.contains("background work failed") && !logs.contains("request failed"),
+            "{logs}"
+        );
+    }
 }
 
-/// The service as its own process, so that it can be killed with SIGKILL.
+/// The service as its own process, so that it can be killed with SIGKILL, its log (warnings
+/// and errors) kept.
 struct Process {
     child: tokio::process::Child,
     address: String,
+    log: tempfile::NamedTempFile,
 }
 
 impl Process {
@@ -657,13 +771,14 @@ impl Process {
             .local_addr()
             .unwrap()
             .port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
             .env("DATABASE_URL", &db.url)
             .env("REGISTRAR_BIND", format!("127.0.0.1:{port}"))
             .env("REGISTRAR_JWT_SECRET", JWT_SECRET)
             .env("REGISTRAR_LOGIN_RATE_LIMIT", "0")
             .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log.reopen().unwrap()))
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -673,7 +788,15 @@ impl Process {
             assert!(started.elapsed() < Duration::from_secs(30), "not started");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Process { child, address }
+        Process {
+            child,
+            address,
+            log,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
     }
 }
 
