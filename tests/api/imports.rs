@@ -1,6 +1,6 @@
-//! Importing participants from CSV and XLSX: the dry run, duplicates, bad files, the
-//! commit with capacity and waitlists, resumption after the service is killed, and two
-//! overlapping imports committed at once.
+//! Importing participants from CSV and XLSX: the dry run, duplicates, bad files (hostile
+//! workbooks included), the commit with capacity and waitlists, resumption after the service
+//! is killed, two overlapping imports committed at once, and an exported list imported back.
 
 use std::io::{Cursor, Write};
 use std::process::Stdio;
@@ -938,6 +938,11 @@ async fn a_commit_cut_off_by_sigkill_resumes_without_registering_a_row_twice() {
 /// Questions of every kind an import reads on event `a`; the excursion to the plant has
 /// `plant_places` places.
 async fn ask_questions(app: &TestApp, token: &str, plant_places: i64) {
+    ask_questions_of(app, token, "a", plant_places).await;
+}
+
+/// The same questions on `event`.
+async fn ask_questions_of(app: &TestApp, token: &str, event: &str, plant_places: i64) {
     let label = |ru: &str, en: &str| json!({"ru": ru, "en": en});
     let questions = [
         json!({"key": "transfer", "type": "yes_no",
@@ -960,9 +965,13 @@ async fn ask_questions(app: &TestApp, token: &str, plant_places: i64) {
                    {"key": "museum", "label": label("В музей", "To the museum")}]}),
     ];
     for question in questions {
-        app.post("/api/v1/events/a/questions", Some(token), &question)
-            .await
-            .assert_status(201);
+        app.post(
+            &format!("/api/v1/events/{event}/questions"),
+            Some(token),
+            &question,
+        )
+        .await
+        .assert_status(201);
     }
 }
 
@@ -1289,4 +1298,167 @@ async fn a_mapping_names_questions_as_answers_dot_key() {
         answer.json()["rows"]["items"][0]["fields"]["answers"],
         json!({"transfer": true})
     );
+}
+
+#[tokio::test]
+async fn an_exported_list_imports_back_into_another_event() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    app.event(&token, "b", json!({})).await;
+    let titles = ["Пленарное заседание", "Социальное партнёрство, секция 2"];
+    let mut sessions = std::collections::HashMap::new();
+    for event in ["a", "b"] {
+        ask_questions_of(&app, &token, event, 30).await;
+        for (i, title) in titles.iter().enumerate() {
+            let hour = 10 + 3 * i;
+            let session = app
+                .session(
+                    &token,
+                    event,
+                    json!({"title": title,
+                           "starts_at": format!("2027-04-24T{hour}:00:00+03:00"),
+                           "ends_at": format!("2027-04-24T{}:00:00+03:00", hour + 2)}),
+                )
+                .await;
+            sessions.insert((event, *title), session["id"].as_str().unwrap().to_owned());
+        }
+    }
+    // Event b's attendees, with what the export must protect or join.
+    let people = [
+        json!({"full_name": "=Иванова Анна", "email": "anna@example.org",
+               "phone": "+7 (815) 365-00-00", "organisation": "АНО «Город; люди»",
+               "position": "Координатор", "city": "Мончегорск", "category": "nonprofit",
+               "session_ids": [sessions[&("b", titles[0])], sessions[&("b", titles[1])]],
+               "answers": {"transfer": true, "topics": ["volunteering", "projects"],
+                           "guests": 1234.5, "arrival": "2027-04-19", "country": "RU",
+                           "town": "Кировск", "excursion": "plant"}}),
+        json!({"full_name": "Пётр Петров", "email": "petr@example.org",
+               "category": "government", "session_ids": [sessions[&("b", titles[1])]],
+               "answers": {"transfer": false, "topics": ["towns"], "excursion": "museum"}}),
+        json!({"full_name": "Ирина Смирнова", "email": "irina@example.org",
+               "category": "other", "session_ids": [], "answers": {}}),
+    ];
+    for person in &people {
+        let mut body = person.clone();
+        body["consent"] = json!(true);
+        app.post("/api/v1/events/b/registrations", Some(&token), &body)
+            .await
+            .assert_status(201);
+    }
+    let exported = app
+        .get(
+            "/api/v1/events/b/attendees.csv?bom=true&delimiter=semicolon",
+            Some(&token),
+        )
+        .await;
+    exported.assert_status(200);
+    let workbook = app
+        .get("/api/v1/events/b/attendees.xlsx", Some(&token))
+        .await;
+    workbook.assert_status(200);
+
+    for (name, bytes) in [
+        ("attendees.csv", exported.bytes.to_vec()),
+        ("attendees.xlsx", workbook.bytes.to_vec()),
+    ] {
+        let answer = upload_form(&app, &token, name, bytes, None).await;
+        answer.assert_status(201);
+        let view = answer.json();
+        let read: Vec<(String, Value, Value)> = view["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["column"].as_str().unwrap().to_owned(),
+                    c["field"].clone(),
+                    c["question"].clone(),
+                )
+            })
+            .collect();
+        let field = |column: &str| {
+            read.iter()
+                .find(|(c, ..)| c == column)
+                .map(|(_, f, q)| (f.clone(), q.clone()))
+                .unwrap_or_else(|| panic!("{name}: no column {column}: {read:?}"))
+        };
+        for column in [
+            "full_name",
+            "email",
+            "phone",
+            "organisation",
+            "position",
+            "city",
+            "category",
+            "sessions",
+        ] {
+            assert_eq!(field(column), (json!(column), Value::Null), "{name}");
+        }
+        for column in ["registration_id", "status", "registered_at"] {
+            assert_eq!(field(column), (Value::Null, Value::Null), "{name}");
+        }
+        let mut questions: Vec<&str> = read.iter().filter_map(|(_, _, q)| q.as_str()).collect();
+        questions.sort();
+        assert_eq!(
+            questions,
+            [
+                "arrival",
+                "country",
+                "excursion",
+                "guests",
+                "topics",
+                "town",
+                "transfer"
+            ],
+            "{name}"
+        );
+        // Every person as registered in b, their sessions those of a by the same titles.
+        let rows = view["rows"]["items"].as_array().unwrap();
+        assert_eq!(rows.len(), people.len(), "{name}: {view}");
+        for person in &people {
+            let row = rows
+                .iter()
+                .find(|r| r["fields"]["email"] == person["email"])
+                .unwrap_or_else(|| panic!("{name}: {person} not read: {view}"));
+            assert_eq!(row["status"], "create", "{name}: {row}");
+            let fields = &row["fields"];
+            for key in [
+                "full_name",
+                "phone",
+                "organisation",
+                "position",
+                "city",
+                "category",
+                "answers",
+            ] {
+                let expected = person.get(key).cloned().unwrap_or(Value::Null);
+                assert_eq!(fields[key], expected, "{name}: {key} of {row}");
+            }
+            let mut expected: Vec<String> = person["session_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| {
+                    let title = titles
+                        .iter()
+                        .find(|t| sessions[&("b", **t)] == id.as_str().unwrap())
+                        .unwrap();
+                    sessions[&("a", *title)].clone()
+                })
+                .collect();
+            let mut got: Vec<String> = fields["session_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap().to_owned())
+                .collect();
+            expected.sort();
+            got.sort();
+            assert_eq!(got, expected, "{name}: sessions of {row}");
+        }
+        if name == "attendees.xlsx" {
+            let done = committed_answers(&app, &token, view["id"].as_str().unwrap()).await;
+            assert_eq!(done.len(), people.len());
+        }
+    }
 }
