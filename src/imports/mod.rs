@@ -8,6 +8,7 @@
 
 mod answers;
 mod commit;
+mod package;
 mod read;
 mod rows;
 mod upload;

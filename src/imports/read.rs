@@ -1,6 +1,7 @@
 //! Reading a participants' spreadsheet a row at a time: CSV (UTF-8 with or without a byte
 //! order mark, `,` or `;` told apart from the header line) with the `csv` crate, XLSX (the
-//! first worksheet) with `calamine`'s streaming cell reader. Neither holds the whole sheet.
+//! first worksheet) with `calamine`'s streaming cell reader. Neither holds the whole sheet
+//! (calamine holds a workbook's shared strings, which `package` bounds before it opens one).
 //!
 //! What makes the whole file unusable is a [`FileError`] naming the row and column: not CSV
 //! or XLSX, no header naming the participant's name and email, broken UTF-8, a formula in a
@@ -19,7 +20,7 @@ pub const MAX_BYTES: u64 = 20 * 1024 * 1024;
 /// A file of this many rows (the header included) or more is refused.
 pub const MAX_ROWS: u32 = 50_000;
 /// Columns beyond this many are not read.
-const MAX_COLUMNS: usize = 200;
+pub const MAX_COLUMNS: usize = 200;
 
 crate::text_enum! {
     /// The format of an imported file.
@@ -209,9 +210,15 @@ pub fn open(file: File) -> Result<Sheet, FileError> {
         return Err(FileError::file("is empty"));
     }
     if start.starts_with(b"PK\x03\x04") {
-        reader
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| FileError::file(format!("could not be read: {e}")))?;
+        let rewind = |reader: &mut BufReader<File>| {
+            reader
+                .seek(SeekFrom::Start(0))
+                .map(|_| ())
+                .map_err(|e| FileError::file(format!("could not be read: {e}")))
+        };
+        rewind(&mut reader)?;
+        super::package::check(&mut reader)?;
+        rewind(&mut reader)?;
         let workbook: Xlsx<_> = Xlsx::new(reader)
             .map_err(|e| FileError::file(format!("is not a readable XLSX workbook: {e}")))?;
         let sheet = workbook

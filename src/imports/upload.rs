@@ -60,7 +60,8 @@ pub struct ImportParams {
 )]
 pub struct ImportUpload {
     /// The spreadsheet: CSV (UTF-8, with or without BOM, `,` or `;`) or XLSX (the first
-    /// worksheet); at most 20 MB and fewer than 50,000 rows.
+    /// worksheet); at most 20 MB (an XLSX unzipped at most 200 MB) and fewer than 50,000
+    /// rows.
     #[schema(format = Binary, value_type = String)]
     file: Vec<u8>,
     /// Optional JSON object: which field each column holds, `{"<column header>": "<field>"
@@ -419,7 +420,8 @@ async fn store_rows(
 /// nothing is registered until `POST /imports/{id}/commit`, which must come within 24 hours.
 /// A file that cannot be read as a whole (not CSV or XLSX, no header naming name and email,
 /// broken UTF-8, a formula in a cell, 50,000 rows or more, a mapping naming a column the
-/// file lacks) is refused with 422 naming the row and column, and nothing is stored.
+/// file lacks, an XLSX that would unzip to more than 200 MB or declares more shared strings
+/// than it can hold) is refused with 422 naming the row and column, and nothing is stored.
 #[utoipa::path(
     tag = "imports",
     params(("event" = String, Path, description = "Event slug or id"), ImportParams),

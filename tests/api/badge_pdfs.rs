@@ -1,6 +1,6 @@
 //! Printable badges, looked at as a person would: the PDF's pages rendered to images with
 //! poppler's `pdftoppm`, the QR code read back from the image and checked in with, the text
-//! read with `pdftotext`. poppler-utils must be installed (`.ci/run` installs it).
+//! read with `pdftotext`, the fonts listed with `pdffonts`. poppler-utils must be installed (`.ci/run` installs it).
 
 use std::process::Command;
 
@@ -95,6 +95,35 @@ fn text_of(pdf: &[u8]) -> String {
         .unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The fonts `pdffonts` lists, each asserted to be embedded in the PDF (a printer or viewer
+/// without DejaVu must not substitute a font that lacks Cyrillic).
+fn embedded_fonts(pdf: &[u8]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("badges.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = Command::new(poppler("pdffonts"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pdffonts could not read the PDF");
+    let listing = String::from_utf8(out.stdout).unwrap();
+    // name, type, encoding, then "emb sub uni" (yes/no each) and the object's id: read
+    // from the end, as a type ("CID TrueType") has spaces.
+    let fonts: Vec<String> = listing
+        .lines()
+        .skip(2)
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert!(words.len() >= 7, "not a font line: {line}\n{listing}");
+            let emb = words[words.len() - 5];
+            assert_eq!(emb, "yes", "not embedded: {line}\n{listing}");
+            words[0].to_owned()
+        })
+        .collect();
+    assert!(!fonts.is_empty(), "no fonts:\n{listing}");
+    fonts
 }
 
 /// pdfinfo's page count and the first page's size in points.
@@ -193,6 +222,8 @@ async fn the_qr_code_read_from_a_rendered_badge_is_the_signed_code_the_desk_chec
     checked_in.assert_status(201);
     assert_eq!(checked_in.json()["registration_id"], id.as_str());
 
+    let fonts = embedded_fonts(&answer.bytes);
+    assert!(fonts.iter().all(|f| f.contains("DejaVuSans")), "{fonts:?}");
     let text = text_of(&answer.bytes);
     for words in [
         "Константинопольская-",
@@ -488,6 +519,7 @@ async fn the_template_sets_fields_colours_labels_and_a_logo_and_the_badge_follow
     pdf.assert_status(200);
     let (_, size) = page_info(&pdf.bytes);
     assert_size_mm(size, 210.0, 297.0);
+    embedded_fonts(&pdf.bytes);
     let text = text_of(&pdf.bytes);
     assert!(
         text.contains("ПРЕССА") && text.contains("Мончегорск"),

@@ -448,6 +448,19 @@ impl TestApp {
     }
 }
 
+/// The API of a service started elsewhere (its own process) on `db`, which the caller keeps.
+pub fn served_at(address: &str, db: &TestDb) -> TestApp {
+    TestApp {
+        address: address.to_owned(),
+        client: reqwest::Client::new(),
+        db: TestDb {
+            name: db.name.clone(),
+            url: db.url.clone(),
+            owned: false,
+        },
+    }
+}
+
 /// Another instance of the service on the test's database (it runs the start-up steps again).
 pub async fn another_instance(app: &TestApp) -> TestApp {
     another_instance_with(app, |_| {}).await

@@ -1,8 +1,8 @@
-//! Importing participants from CSV and XLSX: the dry run, duplicates, bad files, the
-//! commit with capacity and waitlists, resumption after the service is killed, and two
-//! overlapping imports committed at once.
+//! Importing participants from CSV and XLSX: the dry run, duplicates, bad files (hostile
+//! workbooks included), the commit with capacity and waitlists, resumption after the service
+//! is killed, two overlapping imports committed at once, and an exported list imported back.
 
-use std::collections::HashSet;
+use std::io::{Cursor, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,12 @@ use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use rust_xlsxwriter::{Formula, Workbook};
 use serde_json::{Value, json};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
-use crate::helpers::{Answer, JWT_SECRET, PASSWORD, TestApp, TestDb, send_checked, spawn_app};
+use crate::helpers::{
+    Answer, JWT_SECRET, PASSWORD, TestApp, TestDb, send_checked, served_at, spawn_app,
+};
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
@@ -458,6 +462,135 @@ async fn files_that_cannot_be_imported_are_refused_naming_row_and_column() {
         .assert_problem(415, "unsupported_media_type");
 }
 
+/// A workbook of a header and one participant (its shared strings: `full_name`, `email`,
+/// `Анна`, `anna@example.org`), whose `xl/sharedStrings.xml` is what `shared_strings`
+/// writes instead.
+fn with_shared_strings(mut shared_strings: impl FnMut(&mut dyn Write)) -> Vec<u8> {
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    for (c, text) in ["full_name", "email"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *text).unwrap();
+    }
+    for (c, text) in ["Анна", "anna@example.org"].iter().enumerate() {
+        sheet.write_string(1, c as u16, *text).unwrap();
+    }
+    let mut archive = ZipArchive::new(Cursor::new(workbook.save_to_buffer().unwrap())).unwrap();
+    let mut out = ZipWriter::new(Cursor::new(Vec::new()));
+    for i in 0..archive.len() {
+        let entry = archive.by_index_raw(i).unwrap();
+        if entry.name().unwrap() == "xl/sharedStrings.xml" {
+            drop(entry);
+            let options = SimpleFileOptions::default()
+                .compression_method(CompressionMethod::Deflated)
+                .compression_level(Some(9));
+            out.start_file("xl/sharedStrings.xml", options).unwrap();
+            shared_strings(&mut out);
+        } else {
+            out.raw_copy_file(entry).unwrap();
+        }
+    }
+    out.finish().unwrap().into_inner()
+}
+
+/// The start of a shared-string table declaring `unique` strings, and its four strings.
+fn sst(unique: u64) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<sst \
+         xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" count=\"4\" \
+         uniqueCount=\"{unique}\"><si><t>full_name</t></si><si><t>email</t></si>\
+         <si><t>Анна</t></si><si><t>anna@example.org</t></si>"
+    )
+}
+
+/// A refusal of the whole file, naming it, after which the service still answers.
+async fn refused_file(app: &TestApp, token: &str, answer: Answer) -> String {
+    let problem = refused(app, answer, "invalid_file", Value::Null, Value::Null).await;
+    assert_eq!(problem["errors"][0]["field"], "file", "{problem}");
+    app.get("/api/v1/events/a", Some(token))
+        .await
+        .assert_status(200);
+    problem["detail"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_workbook_declaring_more_strings_than_it_can_hold_is_refused() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+
+    // About a kilobyte that declares a hundred billion strings.
+    let declared = with_shared_strings(|out| {
+        write!(out, "{}</sst>", sst(100_000_000_000)).unwrap();
+    });
+    assert!(declared.len() < 8 * 1024, "{}", declared.len());
+    let answer = upload_raw(&app, &token, XLSX, declared, "").await;
+    let detail = refused_file(&app, &token, answer).await;
+    assert!(detail.contains("shared strings"), "{detail}");
+
+    // The same workbook, honest about its strings, imports.
+    let honest = with_shared_strings(|out| {
+        write!(out, "{}</sst>", sst(4)).unwrap();
+    });
+    let answer = upload_raw(&app, &token, XLSX, honest, "").await;
+    answer.assert_status(201);
+    assert_eq!(statuses(&answer.json()), vec![(2, "create".to_owned())]);
+}
+
+/// A workbook whose shared strings end in one string of `megabytes` MB of zeros.
+fn zeros(megabytes: usize) -> Vec<u8> {
+    with_shared_strings(|out| {
+        write!(out, "{}<si><t>", sst(5)).unwrap();
+        let zeros = vec![b'0'; 1024 * 1024];
+        for _ in 0..megabytes {
+            out.write_all(&zeros).unwrap();
+        }
+        write!(out, "</t></si></sst>").unwrap();
+    })
+}
+
+#[tokio::test]
+async fn a_workbook_that_unzips_to_too_much_is_refused() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+
+    // 300 MB, deflated to about 300 KB.
+    let bomb = zeros(300);
+    assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
+    let answer = upload_raw(&app, &token, XLSX, bomb.clone(), "").await;
+    let detail = refused_file(&app, &token, answer).await;
+    assert!(detail.contains("200 MB"), "{detail}");
+
+    // 20 MB, within the bound, but a thousand times its compressed size.
+    let answer = upload_raw(&app, &token, XLSX, zeros(20), "").await;
+    let detail = refused_file(&app, &token, answer).await;
+    assert!(detail.contains("times its size"), "{detail}");
+
+    // The 300 MB, declared as a kilobyte: read no further than declared.
+    let lying = declare_size(bomb, "xl/sharedStrings.xml", 1024);
+    let answer = upload_raw(&app, &token, XLSX, lying, "").await;
+    refused_file(&app, &token, answer).await;
+}
+
+/// A zip whose entry `name` declares `size` bytes unzipped, in its local and central
+/// headers, whatever it holds.
+fn declare_size(mut zip: Vec<u8>, name: &str, size: u32) -> Vec<u8> {
+    let mut patched = 0;
+    for at in 0..zip.len().saturating_sub(46) {
+        // Where a header keeps the unzipped size, the name's length, and the name.
+        let (size_at, length_at, name_at) = match &zip[at..at + 4] {
+            b"PK\x03\x04" => (22, 26, 30),
+            b"PK\x01\x02" => (24, 28, 46),
+            _ => continue,
+        };
+        let length = u16::from_le_bytes([zip[at + length_at], zip[at + length_at + 1]]);
+        if zip.get(at + name_at..at + name_at + length as usize) == Some(name.as_bytes()) {
+            zip[at + size_at..at + size_at + 4].copy_from_slice(&size.to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 2);
+    zip
+}
+
 /// `n` rows of participants `from..from + n`.
 fn participants(from: usize, n: usize) -> String {
     let mut csv = String::from("full_name;email\n");
@@ -469,53 +602,166 @@ fn participants(from: usize, n: usize) -> String {
 
 #[tokio::test]
 async fn overlapping_imports_committed_at_once_register_each_address_once() {
-    let app = spawn_app().await;
-    let token = setup(&app).await;
-    let first = upload_csv(&app, &token, &participants(0, 60)).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let second = upload_csv(&app, &token, &participants(30, 60)).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (a, b) = tokio::join!(commit(&app, &token, &first), commit(&app, &token, &second));
-    a.assert_status(202);
-    b.assert_status(202);
-    let a = committed(&app, &token, &first).await;
-    let b = committed(&app, &token, &second).await;
-    let created =
-        a["summary"]["created"].as_i64().unwrap() + b["summary"]["created"].as_i64().unwrap();
-    let duplicates =
-        a["summary"]["duplicate"].as_i64().unwrap() + b["summary"]["duplicate"].as_i64().unwrap();
-    assert_eq!(created, 90);
-    assert_eq!(duplicates, 30);
-    assert_eq!(
-        count(
-            &app.db,
-            "SELECT count(*) FROM registrations WHERE status = 'active'"
-        )
-        .await,
-        90
-    );
-    // Each duplicate names the registration the other import made.
-    let mut holders = HashSet::new();
-    for view in [&a, &b] {
-        for row in view["rows"]["items"].as_array().unwrap() {
-            match row["status"].as_str().unwrap() {
-                "created" => assert!(holders.insert(row["registration_id"].clone())),
-                "duplicate" => assert!(row["duplicate_of"]["registration_id"].is_string()),
-                other => panic!("{other}: {row}"),
+    let db = TestDb::new().await;
+    let (one, two) = tokio::join!(Process::start(&db), Process::start(&db));
+    let (on_one, on_two) = (served_at(&one.address, &db), served_at(&two.address, &db));
+    let admin = on_one.admin().await;
+    on_one.event(&admin.access, "a", json!({})).await;
+    // Two organisers of the event, each committing on an instance of their own.
+    let mut organisers = Vec::new();
+    for (app, email) in [(&on_one, "one@example.org"), (&on_two, "two@example.org")] {
+        let (id, tokens) = on_one.organiser(&admin, email).await;
+        on_one
+            .call(Method::PUT, &format!("/api/v1/events/a/members/{id}"))
+            .bearer(&admin.access)
+            .json(&json!({"role": "editor"}))
+            .send()
+            .await
+            .assert_status(201);
+        organisers.push((app, tokens.access));
+    }
+    // The same fifty addresses in the same rows (so in the same batches), then each file's
+    // own twenty-five.
+    let list = |own: &str| {
+        let mut csv = participants(0, 50);
+        for i in 0..25 {
+            csv.push_str(&format!("Гость {i};{own}{i}@example.org\n"));
+        }
+        csv
+    };
+    let mut imports = Vec::new();
+    for ((app, token), own) in organisers.iter().zip(["first", "second"]) {
+        let answer = upload_csv(app, token, &list(own)).await;
+        answer.assert_status(201);
+        assert_eq!(answer.json()["summary"]["create"], 75);
+        imports.push(answer.json()["id"].as_str().unwrap().to_owned());
+    }
+
+    // Both commits are held at their first registration until both have reached it, so
+    // that their first batches register the same addresses at the same moment.
+    let mut gate = db.client().await;
+    let gate = gate.transaction().await.unwrap();
+    gate.batch_execute("LOCK TABLE registrations IN SHARE MODE")
+        .await
+        .unwrap();
+    let commits = organisers
+        .iter()
+        .zip(&imports)
+        .map(|((app, token), id)| commit(app, token, id));
+    for answer in futures_util::future::join_all(commits).await {
+        answer.assert_status(202);
+    }
+    let observer = db.client().await;
+    let waiting = |locktype: &'static str| {
+        let observer = &observer;
+        async move {
+            let waiting: i64 = observer
+                .query_one(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE NOT l.granted AND a.datname = current_database() AND l.locktype = $1",
+                    &[&locktype],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            waiting
+        }
+    };
+    let started = Instant::now();
+    while waiting("relation").await < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not both at the gate"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gate.commit().await.unwrap();
+    // One commit's registration waits for the other's transaction, holding the same address.
+    let started = Instant::now();
+    while waiting("transactionid").await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no batch waited for the other"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    let mut reports = Vec::new();
+    for ((app, token), id) in organisers.iter().zip(&imports) {
+        reports.push(committed(app, token, id).await);
+    }
+    // Every row is created or a duplicate, and each of the shared addresses was created by
+    // one import, the other's row naming that registration.
+    let mut created = std::collections::HashMap::new();
+    for report in &reports {
+        for row in report["rows"]["items"].as_array().unwrap() {
+            let email = row["fields"]["email"].as_str().unwrap().to_owned();
+            if row["status"] == "created" {
+                let registration = row["registration_id"].as_str().unwrap().to_owned();
+                assert!(created.insert(email, registration).is_none(), "{row}");
+            } else {
+                assert_eq!(row["status"], "duplicate", "{row}");
             }
         }
     }
-    assert_eq!(holders.len(), 90);
+    assert_eq!(created.len(), 100);
+    for report in &reports {
+        for row in report["rows"]["items"].as_array().unwrap() {
+            if row["status"] == "duplicate" {
+                let email = row["fields"]["email"].as_str().unwrap();
+                assert!(email.starts_with("person"), "{row}");
+                assert_eq!(
+                    row["duplicate_of"]["registration_id"].as_str(),
+                    created.get(email).map(String::as_str),
+                    "{row}"
+                );
+            }
+        }
+    }
+    let summaries: Vec<_> = reports.iter().map(|r| r["summary"].clone()).collect();
+    let sum = |key: &str| {
+        summaries
+            .iter()
+            .map(|s| s[key].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (sum("created"), sum("duplicate"), sum("failed")),
+        (100, 50, 0)
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM registrations WHERE status = 'active'"
+        )
+        .await,
+        100
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM (SELECT email_normalized FROM registrations \
+             WHERE status = 'active' GROUP BY 1 HAVING count(*) > 1) twice"
+        )
+        .await,
+        0
+    );
+    // Neither instance failed a round of the commit or answered a request with an error.
+    for process in [&one, &two] {
+        let logs = process.logs();
+        assert!(
+            !logs.contains("background work failed") && !logs.contains("request failed"),
+            "{logs}"
+        );
+    }
 }
 
-/// The service as its own process, so that it can be killed with SIGKILL.
+/// The service as its own process, so that it can be killed with SIGKILL, its log (warnings
+/// and errors) kept.
 struct Process {
     child: tokio::process::Child,
     address: String,
+    log: tempfile::NamedTempFile,
 }
 
 impl Process {
@@ -525,13 +771,14 @@ impl Process {
             .local_addr()
             .unwrap()
             .port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
             .env("DATABASE_URL", &db.url)
             .env("REGISTRAR_BIND", format!("127.0.0.1:{port}"))
             .env("REGISTRAR_JWT_SECRET", JWT_SECRET)
             .env("REGISTRAR_LOGIN_RATE_LIMIT", "0")
             .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log.reopen().unwrap()))
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -541,7 +788,15 @@ impl Process {
             assert!(started.elapsed() < Duration::from_secs(30), "not started");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Process { child, address }
+        Process {
+            child,
+            address,
+            log,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
     }
 }
 
@@ -683,6 +938,11 @@ async fn a_commit_cut_off_by_sigkill_resumes_without_registering_a_row_twice() {
 /// Questions of every kind an import reads on event `a`; the excursion to the plant has
 /// `plant_places` places.
 async fn ask_questions(app: &TestApp, token: &str, plant_places: i64) {
+    ask_questions_of(app, token, "a", plant_places).await;
+}
+
+/// The same questions on `event`.
+async fn ask_questions_of(app: &TestApp, token: &str, event: &str, plant_places: i64) {
     let label = |ru: &str, en: &str| json!({"ru": ru, "en": en});
     let questions = [
         json!({"key": "transfer", "type": "yes_no",
@@ -705,9 +965,13 @@ async fn ask_questions(app: &TestApp, token: &str, plant_places: i64) {
                    {"key": "museum", "label": label("В музей", "To the museum")}]}),
     ];
     for question in questions {
-        app.post("/api/v1/events/a/questions", Some(token), &question)
-            .await
-            .assert_status(201);
+        app.post(
+            &format!("/api/v1/events/{event}/questions"),
+            Some(token),
+            &question,
+        )
+        .await
+        .assert_status(201);
     }
 }
 
@@ -1034,4 +1298,167 @@ async fn a_mapping_names_questions_as_answers_dot_key() {
         answer.json()["rows"]["items"][0]["fields"]["answers"],
         json!({"transfer": true})
     );
+}
+
+#[tokio::test]
+async fn an_exported_list_imports_back_into_another_event() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    app.event(&token, "b", json!({})).await;
+    let titles = ["Пленарное заседание", "Социальное партнёрство, секция 2"];
+    let mut sessions = std::collections::HashMap::new();
+    for event in ["a", "b"] {
+        ask_questions_of(&app, &token, event, 30).await;
+        for (i, title) in titles.iter().enumerate() {
+            let hour = 10 + 3 * i;
+            let session = app
+                .session(
+                    &token,
+                    event,
+                    json!({"title": title,
+                           "starts_at": format!("2027-04-24T{hour}:00:00+03:00"),
+                           "ends_at": format!("2027-04-24T{}:00:00+03:00", hour + 2)}),
+                )
+                .await;
+            sessions.insert((event, *title), session["id"].as_str().unwrap().to_owned());
+        }
+    }
+    // Event b's attendees, with what the export must protect or join.
+    let people = [
+        json!({"full_name": "=Иванова Анна", "email": "anna@example.org",
+               "phone": "+7 (815) 365-00-00", "organisation": "АНО «Город; люди»",
+               "position": "Координатор", "city": "Мончегорск", "category": "nonprofit",
+               "session_ids": [sessions[&("b", titles[0])], sessions[&("b", titles[1])]],
+               "answers": {"transfer": true, "topics": ["volunteering", "projects"],
+                           "guests": 1234.5, "arrival": "2027-04-19", "country": "RU",
+                           "town": "Кировск", "excursion": "plant"}}),
+        json!({"full_name": "Пётр Петров", "email": "petr@example.org",
+               "category": "government", "session_ids": [sessions[&("b", titles[1])]],
+               "answers": {"transfer": false, "topics": ["towns"], "excursion": "museum"}}),
+        json!({"full_name": "Ирина Смирнова", "email": "irina@example.org",
+               "category": "other", "session_ids": [], "answers": {}}),
+    ];
+    for person in &people {
+        let mut body = person.clone();
+        body["consent"] = json!(true);
+        app.post("/api/v1/events/b/registrations", Some(&token), &body)
+            .await
+            .assert_status(201);
+    }
+    let exported = app
+        .get(
+            "/api/v1/events/b/attendees.csv?bom=true&delimiter=semicolon",
+            Some(&token),
+        )
+        .await;
+    exported.assert_status(200);
+    let workbook = app
+        .get("/api/v1/events/b/attendees.xlsx", Some(&token))
+        .await;
+    workbook.assert_status(200);
+
+    for (name, bytes) in [
+        ("attendees.csv", exported.bytes.to_vec()),
+        ("attendees.xlsx", workbook.bytes.to_vec()),
+    ] {
+        let answer = upload_form(&app, &token, name, bytes, None).await;
+        answer.assert_status(201);
+        let view = answer.json();
+        let read: Vec<(String, Value, Value)> = view["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["column"].as_str().unwrap().to_owned(),
+                    c["field"].clone(),
+                    c["question"].clone(),
+                )
+            })
+            .collect();
+        let field = |column: &str| {
+            read.iter()
+                .find(|(c, ..)| c == column)
+                .map(|(_, f, q)| (f.clone(), q.clone()))
+                .unwrap_or_else(|| panic!("{name}: no column {column}: {read:?}"))
+        };
+        for column in [
+            "full_name",
+            "email",
+            "phone",
+            "organisation",
+            "position",
+            "city",
+            "category",
+            "sessions",
+        ] {
+            assert_eq!(field(column), (json!(column), Value::Null), "{name}");
+        }
+        for column in ["registration_id", "status", "registered_at"] {
+            assert_eq!(field(column), (Value::Null, Value::Null), "{name}");
+        }
+        let mut questions: Vec<&str> = read.iter().filter_map(|(_, _, q)| q.as_str()).collect();
+        questions.sort();
+        assert_eq!(
+            questions,
+            [
+                "arrival",
+                "country",
+                "excursion",
+                "guests",
+                "topics",
+                "town",
+                "transfer"
+            ],
+            "{name}"
+        );
+        // Every person as registered in b, their sessions those of a by the same titles.
+        let rows = view["rows"]["items"].as_array().unwrap();
+        assert_eq!(rows.len(), people.len(), "{name}: {view}");
+        for person in &people {
+            let row = rows
+                .iter()
+                .find(|r| r["fields"]["email"] == person["email"])
+                .unwrap_or_else(|| panic!("{name}: {person} not read: {view}"));
+            assert_eq!(row["status"], "create", "{name}: {row}");
+            let fields = &row["fields"];
+            for key in [
+                "full_name",
+                "phone",
+                "organisation",
+                "position",
+                "city",
+                "category",
+                "answers",
+            ] {
+                let expected = person.get(key).cloned().unwrap_or(Value::Null);
+                assert_eq!(fields[key], expected, "{name}: {key} of {row}");
+            }
+            let mut expected: Vec<String> = person["session_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| {
+                    let title = titles
+                        .iter()
+                        .find(|t| sessions[&("b", **t)] == id.as_str().unwrap())
+                        .unwrap();
+                    sessions[&("a", *title)].clone()
+                })
+                .collect();
+            let mut got: Vec<String> = fields["session_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap().to_owned())
+                .collect();
+            expected.sort();
+            got.sort();
+            assert_eq!(got, expected, "{name}: sessions of {row}");
+        }
+        if name == "attendees.xlsx" {
+            let done = committed_answers(&app, &token, view["id"].as_str().unwrap()).await;
+            assert_eq!(done.len(), people.len());
+        }
+    }
 }
