@@ -1134,6 +1134,48 @@ async fn an_independent_validator_agrees_with_the_server_on_valid_and_invalid_bo
 }
 
 #[tokio::test]
+async fn a_question_added_without_a_position_goes_last() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    app.event(&token, "mmdn", json!({})).await;
+    let add = |key: &'static str, position: Option<i64>| {
+        let mut question = json!({"key": key, "type": "yes_no",
+                                  "label": {"ru": key, "en": key}});
+        if let Some(position) = position {
+            question["position"] = json!(position);
+        }
+        question
+    };
+
+    let mut positions = Vec::new();
+    for question in [
+        add("transfer", None),
+        add("arrival", None),
+        add("intro", Some(-10)),
+        add("budget", None),
+    ] {
+        let answer = app
+            .post("/api/v1/events/mmdn/questions", Some(&token), &question)
+            .await;
+        answer.assert_status(201);
+        positions.push(answer.json()["position"].clone());
+    }
+    let form = app
+        .get("/api/v1/events/mmdn/registration-form", None)
+        .await
+        .json();
+
+    assert_eq!(positions, [json!(0), json!(1), json!(-10), json!(2)]);
+    let keys: Vec<&str> = form["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["intro", "transfer", "arrival", "budget"]);
+}
+
+#[tokio::test]
 async fn a_full_option_is_a_409_naming_the_answer_and_the_option() {
     let app = spawn_app().await;
     let token = app.admin().await.access;
