@@ -102,22 +102,11 @@ impl Validator {
     }
 }
 
-/// A deliberately permissive check (internationalised addresses are fine): one `@`, a
-/// non-empty local part, a domain with a dot that IDNA accepts, no white space, at most 254
-/// characters.
+/// A deliberately permissive check (internationalised addresses are fine): one `@`, a local
+/// part of 1 to 64 characters, a domain with a dot that IDNA accepts, no white space, at most
+/// 254 characters. The rule of registration forms' JSON Schema (`forms::rules`).
 pub fn is_email(value: &str) -> bool {
-    let Some((local, domain)) = value.split_once('@') else {
-        return false;
-    };
-    value.len() <= 254
-        && !local.is_empty()
-        && local.len() <= 64
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
-        && crate::email::domain_to_ascii(domain).is_some()
+    crate::forms::rules::is_email(value)
 }
 
 #[cfg(test)]

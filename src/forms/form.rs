@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::categories::{self, Category};
 use super::consents::{self, CurrentConsent};
 use super::questions::{self, MULTILINE_MAX, Question, QuestionType, TEXT_MAX};
+use super::rules;
 use crate::error::{ApiError, ApiResult, FieldError};
 
 /// Who registers: the public sees public categories only; organisers may use any.
@@ -68,12 +69,10 @@ pub const COUNTRIES: &[&str] = &[
     "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
 ];
 
-/// A date: YYYY-MM-DD (months 01–12, days 01–31).
-pub const DATE_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
-/// A phone number: digits, spaces, + - ( ) ., at least three digits.
-pub const PHONE_PATTERN: &str = "^[+]?[ (]*[0-9][0-9 ().-]*[0-9][0-9 ().-]*[0-9][0-9 ().-]*$";
-/// An email address, permissively: something@something.something, no spaces.
-pub const EMAIL_PATTERN: &str = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$";
+/// What a phone number's pattern asks, in messages.
+const PHONE_MESSAGE: &str =
+    "must be a phone number: digits, spaces, + - ( ), at most 50 characters";
+const SINGLE_LINE_MESSAGE: &str = "must be a single line without control characters";
 
 impl Form {
     pub fn new(
@@ -134,15 +133,9 @@ impl Form {
                 "minItems": 1,
                 "maxItems": r.max_choices.map_or(q.options.len() as i64, i64::from),
             }),
-            QuestionType::Date => {
-                json!({"type": "string", "pattern": DATE_PATTERN, "format": "date"})
-            }
-            QuestionType::Phone => {
-                json!({"type": "string", "maxLength": 50, "pattern": PHONE_PATTERN})
-            }
-            QuestionType::Email => {
-                json!({"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN, "format": "email"})
-            }
+            QuestionType::Date => rules::date(),
+            QuestionType::Phone => rules::phone(),
+            QuestionType::Email => rules::email(),
             QuestionType::Country => json!({"type": "string", "enum": COUNTRIES}),
         };
         schema["title"] = json!(r.label_ru);
@@ -155,6 +148,12 @@ impl Form {
     /// The JSON Schema (2020-12) of the body of `POST /events/{event}/registrations` (for
     /// the public) or `…/registrations/manual` (for organisers; without `over_capacity`).
     pub fn schema(&self, audience: Audience) -> Value {
+        self.schema_of(audience, true)
+    }
+
+    /// The schema, with or without its requirement of the consents (`registering`: they are
+    /// asked when registering, and not again when a registration changes).
+    fn schema_of(&self, audience: Audience, registering: bool) -> Value {
         let codes: Vec<&str> = self
             .categories
             .iter()
@@ -210,24 +209,32 @@ impl Form {
             };
             consent_properties.insert(c.key.clone(), schema);
         }
-        let line = |max: u32| json!({"type": ["string", "null"], "maxLength": max});
         let mut required = vec!["full_name", "email", "category"];
         if !required_answers.is_empty() {
             required.push("answers");
         }
-        if !required_consents.is_empty() {
-            required.push("consents");
+        if registering && !required_consents.is_empty() {
+            // The earlier `"consent": true` stands for `consents: {"personal_data": true}`:
+            // enough when that is the only consent required.
+            if required_consents == [consents::PERSONAL_DATA] {
+                rules.push(json!({
+                    "if": {"not": {"required": ["consent"]}},
+                    "then": {"required": ["consents"]},
+                }));
+            } else {
+                required.push("consents");
+            }
         }
         let mut schema = json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
             "properties": {
-                "full_name": {"type": "string", "minLength": 1, "maxLength": 200},
-                "email": {"type": "string", "maxLength": 254, "format": "email"},
-                "organisation": line(300),
-                "position": line(300),
-                "city": line(200),
-                "phone": line(50),
+                "full_name": rules::line(200),
+                "email": rules::email_field(),
+                "organisation": rules::optional_line(300),
+                "position": rules::optional_line(300),
+                "city": rules::optional_line(200),
+                "phone": rules::phone_field(),
                 "category": {"type": "string", "enum": codes},
                 "consents": {
                     "type": "object",
@@ -237,11 +244,13 @@ impl Form {
                 },
                 "consent": {
                     "type": "boolean",
-                    "description": "Earlier form of consents.personal_data: true",
+                    "const": true,
+                    "description": "The earlier form of consents: {\"personal_data\": true}, \
+                        when consents is not sent",
                 },
                 "session_ids": {
                     "type": "array",
-                    "items": {"type": "string", "format": "uuid"},
+                    "items": rules::uuid(),
                     "maxItems": 50,
                     "uniqueItems": true,
                 },
@@ -262,8 +271,7 @@ impl Form {
         schema
     }
 
-    /// Checks a registration body against the form's schema. The old `consent` field stands
-    /// for `consents.personal_data` when `consents` is not sent.
+    /// Checks a registration body, as sent, against the form's schema.
     pub fn check(&self, body: &Value, audience: Audience) -> ApiResult<()> {
         fail_on(self.problems(self.validator(audience)?, body))
     }
@@ -272,19 +280,14 @@ impl Form {
     /// answers) by the same schema, less its requirement of `consents`: they were recorded
     /// when registering and are not asked again.
     pub fn check_change(&self, body: &Value, audience: Audience) -> ApiResult<()> {
-        let mut schema = self.schema(audience);
-        if let Some(required) = schema["required"].as_array_mut() {
-            required.retain(|field| field != "consents");
-        }
-        fail_on(self.problems(&compile(&schema)?, body))
+        fail_on(self.problems(&compile(&self.schema_of(audience, false))?, body))
     }
 
     /// What [`Form::check`] finds wrong with a body, field by field, with a `validator` of
     /// this form.
     pub fn problems(&self, validator: &jsonschema::Validator, body: &Value) -> Vec<FieldError> {
-        let body = with_consents(body);
         let mut errors: Vec<FieldError> = Vec::new();
-        for error in validator.iter_errors(&body) {
+        for error in validator.iter_errors(body) {
             for (field, message) in self.describe(&error) {
                 if !errors.iter().any(|e| e.field == field) {
                     errors.push(FieldError { field, message });
@@ -367,6 +370,9 @@ impl Form {
             {
                 single("must be accepted (true) to register".to_owned())
             }
+            ValidationErrorKind::Constant { .. } if field == "consent" => {
+                single("must be true to register".to_owned())
+            }
             ValidationErrorKind::Enum { .. } | ValidationErrorKind::Constant { .. } => {
                 single(match (field.as_str(), question.map(|q| q.row.kind)) {
                     ("category", _) => "is not a category open to registration".to_owned(),
@@ -403,17 +409,23 @@ impl Form {
                 single("must choose at least one option".to_owned())
             }
             ValidationErrorKind::UniqueItems => single("must not list an entry twice".to_owned()),
-            ValidationErrorKind::Pattern { .. } => single(
-                match question.map(|q| q.row.kind) {
-                    Some(QuestionType::Date) => "must be a date: YYYY-MM-DD",
-                    Some(QuestionType::Phone) => {
-                        "must be a phone number: digits, spaces, + - ( ), at most 50 characters"
+            ValidationErrorKind::Pattern { .. }
+            | ValidationErrorKind::Format { .. }
+            | ValidationErrorKind::Not { .. } => {
+                let not = matches!(error.kind(), ValidationErrorKind::Not { .. });
+                single(
+                    match (field.as_str(), question.map(|q| q.row.kind)) {
+                        (_, Some(QuestionType::Date)) => "must be a date: YYYY-MM-DD",
+                        ("phone", _) | (_, Some(QuestionType::Phone)) => PHONE_MESSAGE,
+                        ("email", _) | (_, Some(QuestionType::Email)) => "must be an email address",
+                        ("full_name", _) if !not => "must not be empty",
+                        (_, None) if field.starts_with("session_ids[") => "must be a UUID",
+                        _ if not => SINGLE_LINE_MESSAGE,
+                        _ => "is not in the form expected",
                     }
-                    Some(QuestionType::Email) => "must be an email address",
-                    _ => "is not in the form expected",
-                }
-                .to_owned(),
-            ),
+                    .to_owned(),
+                )
+            }
             _ => single("is not valid here".to_owned()),
         }
     }
@@ -487,8 +499,6 @@ impl Form {
     }
 }
 
-/// The body with the old `consent` read as `consents.personal_data` (when `consents` is not
-/// sent), and without `consent`.
 fn fail_on(errors: Vec<FieldError>) -> ApiResult<()> {
     if errors.is_empty() {
         Ok(())
@@ -498,10 +508,12 @@ fn fail_on(errors: Vec<FieldError>) -> ApiResult<()> {
 }
 
 fn compile(schema: &Value) -> ApiResult<jsonschema::Validator> {
-    jsonschema::draft202012::new(schema)
+    rules::compile(schema)
         .map_err(|e| ApiError::internal(anyhow::anyhow!("the form's schema does not compile: {e}")))
 }
 
+/// The body with the old `consent` read as `consents.personal_data` (when `consents` is not
+/// sent), and without `consent`.
 fn with_consents(body: &Value) -> Value {
     let mut body = body.clone();
     if let Some(object) = body.as_object_mut() {

@@ -37,6 +37,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 
 const MAX_QUESTIONS: usize = 100;
 const MAX_OPTIONS: usize = 100;
+const MAX_POSITION: i32 = 100_000;
 /// Text answers are at most this long unless the question says less.
 pub const TEXT_MAX: i32 = 500;
 pub const MULTILINE_MAX: i32 = 5000;
@@ -297,7 +298,9 @@ pub struct NewQuestion {
     pub help: Option<LocalizedInput>,
     #[serde(default)]
     pub required: bool,
+    /// The form's order, then keys; absent: after the last question.
     #[serde(default)]
+    #[schema(minimum = -100000, maximum = 100000)]
     pub position: Option<i32>,
     #[serde(default)]
     pub min: Option<f64>,
@@ -398,7 +401,7 @@ fn validate(f: &Fields, others: &[Question], codes: &[String]) -> ApiResult<()> 
         v.opt_text("help.ru", Some(&help.ru), 2000);
         v.opt_text("help.en", Some(&help.en), 2000);
     }
-    v.range("position", f.position, -100_000, 100_000);
+    v.range("position", f.position, -MAX_POSITION, MAX_POSITION);
     let number = f.kind == QuestionType::Number;
     v.check(
         number || (f.min.is_none() && f.max.is_none()),
@@ -824,7 +827,7 @@ async fn create_question(
     let mut conn = state.conn().await?;
     let ctx = access::event(&mut conn, &caller, &path, EventAction::Edit).await?;
     let event_id = ctx.event.id;
-    let fields = Fields {
+    let mut fields = Fields {
         key: body.key,
         kind: body.kind,
         label: body.label.into(),
@@ -850,6 +853,9 @@ async fn create_question(
                     format!("an event has at most {MAX_QUESTIONS} questions"),
                 ));
             }
+            if body.position.is_none() {
+                fields.position = after_last(&others);
+            }
             let codes = category_codes(&categories::of_event(conn, event_id).await?);
             validate(&fields, &others, &codes)?;
             let row = store(conn, event_id, Uuid::now_v7(), &fields).await?;
@@ -864,6 +870,16 @@ async fn create_question(
         .find(|q| q.key == fields.key)
         .ok_or_else(|| ApiError::not_found("question"))?;
     Ok(HttpResponse::Created().json(view))
+}
+
+/// The position of a question added without one: after the last (at most the highest
+/// position there is).
+fn after_last(questions: &[Question]) -> i32 {
+    questions
+        .iter()
+        .map(|q| q.row.position)
+        .max()
+        .map_or(0, |last| last.saturating_add(1).min(MAX_POSITION))
 }
 
 async fn find(

@@ -7,13 +7,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::booking::{self, Changes, Mode};
-use super::public::{check_session_list, is_phone};
+use super::public::check_session_list;
 use super::{RegistrationView, view_of};
 use crate::access::{self, RegistrationAction};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::Language;
 use crate::extract::Body;
+use crate::forms::rules::is_phone;
 use crate::openapi::{BodyErrors, RegistrationErrors};
 use crate::patch;
 use crate::state::State;

@@ -19,7 +19,7 @@ use crate::changes::Actor;
 use crate::error::{ApiResult, Problem};
 use crate::events::Language;
 use crate::extract::{self, Body};
-use crate::forms::{self, FormCache};
+use crate::forms::{self, FormCache, rules};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::state::{AppState, State};
 use crate::validation::Validator;
@@ -181,6 +181,8 @@ pub struct RegistrationCreated {
     pub confirm_by: Option<DateTime<Utc>>,
 }
 
+/// The rules of the form's JSON Schema for a participant's details (`forms::rules`), for
+/// bodies checked without a form (an import's rows).
 pub fn validate_applicant(v: &mut Validator, body: &NewRegistrationBody) {
     v.line("full_name", &body.full_name, 200);
     v.email("email", &body.email);
@@ -189,23 +191,20 @@ pub fn validate_applicant(v: &mut Validator, body: &NewRegistrationBody) {
     v.opt_line("city", body.city.as_deref(), 200);
     if let Some(phone) = &body.phone {
         v.check(
-            is_phone(phone),
+            rules::is_phone(phone),
             "phone",
             "must be a phone number: digits, spaces, + - ( ), at most 50 characters",
         );
     }
 }
 
-pub fn is_phone(value: &str) -> bool {
-    value.len() <= 50
-        && value.bytes().filter(u8::is_ascii_digit).count() >= 3
-        && value
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-' | '(' | ')' | '.'))
-}
-
 pub fn check_session_list(v: &mut Validator, field: &str, ids: &[Uuid]) {
     v.list_len(field, ids, MAX_SESSIONS);
+    check_repeated_sessions(v, field, ids);
+}
+
+/// Each session listed once, whatever the case of its id's letters.
+fn check_repeated_sessions(v: &mut Validator, field: &str, ids: &[Uuid]) {
     for (i, id) in ids.iter().enumerate() {
         if ids[..i].contains(id) {
             v.error(format!("{field}[{i}]"), "is listed twice");
@@ -213,16 +212,21 @@ pub fn check_session_list(v: &mut Validator, field: &str, ids: &[Uuid]) {
     }
 }
 
+/// What the form's JSON Schema cannot say of a body. The schema says the rest, and is
+/// checked once the event's form is read (`Form::check`); reading the body into its type
+/// before refuses nothing the schema accepts.
 fn validate(body: &NewRegistrationBody) -> ApiResult<()> {
     let mut v = Validator::new();
-    validate_applicant(&mut v, body);
-    forms::check_code(&mut v, "category", &body.category);
+    // Whether the address's domain is one: IDNA's mapping and Punycode, and the lengths of
+    // its labels once converted, are beyond a regular expression.
     v.check(
-        body.consent != Some(false),
-        "consent",
-        "must be true to register",
+        rules::domain_is_valid(&body.email),
+        "email",
+        "must be an email address",
     );
-    check_session_list(&mut v, "session_ids", &body.session_ids);
+    // The same session twice in capital and small letters: `uniqueItems` compares the
+    // strings, the server the sessions.
+    check_repeated_sessions(&mut v, "session_ids", &body.session_ids);
     v.finish()
 }
 
@@ -313,10 +317,7 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
         (event, found)
     };
     let event = &event;
-    let now = Utc::now();
-    booking::check_event(event, request.mode, now, !ids.is_empty())?;
-    let sessions = booking::check_bookable(event, found, ids, request.mode, now, "session_ids")?;
-    booking::check_overlaps(event, &sessions.iter().collect::<Vec<_>>())?;
+    // The body first, by the form's schema, then whether it can be had.
     let form = if cached {
         state
             .caches
@@ -333,6 +334,10 @@ async fn run(state: &AppState, caller: &Caller, request: Request<'_>) -> ApiResu
             Mode::Organiser { .. } => forms::Audience::Organiser,
         },
     )?;
+    let now = Utc::now();
+    booking::check_event(event, request.mode, now, !ids.is_empty())?;
+    let sessions = booking::check_bookable(event, found, ids, request.mode, now, "session_ids")?;
+    booking::check_overlaps(event, &sessions.iter().collect::<Vec<_>>())?;
     let answers = Value::Object(request.body.answers.clone().unwrap_or_default());
     let limited_options = form.limited_options(&answers);
     let accepted = form.accepted_consents(request.raw);
@@ -489,16 +494,4 @@ async fn register_manually(
         },
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phones() {
-        assert!(is_phone("+7 (815) 365-00-00"));
-        assert!(!is_phone("call me"));
-        assert!(!is_phone("12"));
-    }
 }

@@ -381,11 +381,12 @@ async fn the_history_shows_old_and_new_answers_and_only_the_key_of_personal_ones
     assert_eq!(changed[0]["details"]["fields"], json!(["city", "answers"]));
     assert_eq!(
         changed[0]["details"]["answers"],
-        // In the form's order (by position, then key).
+        // In the form's order (by position, then key): the town was asked second, the
+        // notes last, and the passport added after them.
         json!([
+            {"key": "town", "old": "Мончегорск", "new": "Апатиты"},
             {"key": "notes", "old": "Строка\nещё строка", "new": null},
             {"key": "passport", "personal": true},
-            {"key": "town", "old": "Мончегорск", "new": "Апатиты"},
         ])
     );
     assert_eq!(

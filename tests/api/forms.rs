@@ -1,6 +1,8 @@
 //! Registration forms: participant categories with their own places, windows and waitlists;
 //! and under concurrency, against the real database, categories never oversold.
 
+use std::collections::BTreeSet;
+
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -543,7 +545,9 @@ pub fn full_body(email: &str) -> Value {
     body
 }
 
-fn python_verdicts(schema: &Value, bodies: &[Value]) -> Vec<bool> {
+/// The members each body has wrong by Python's `jsonschema` (tests/support/validate_form.py),
+/// named as the server names fields: `/answers/topics/0` is `answers.topics[0]`.
+fn python_fields(schema: &Value, bodies: &[Value]) -> Vec<BTreeSet<String>> {
     use std::io::Write;
     let mut child = std::process::Command::new(crate::python::python())
         .arg(crate::python::support_dir().join("validate_form.py"))
@@ -563,94 +567,408 @@ fn python_verdicts(schema: &Value, bodies: &[Value]) -> Vec<bool> {
         .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
-    serde_json::from_slice(&output.stdout).unwrap()
+    let pointers: Vec<Vec<String>> = serde_json::from_slice(&output.stdout).unwrap();
+    pointers
+        .into_iter()
+        .map(|body| body.iter().map(|p| field_of_pointer(p)).collect())
+        .collect()
 }
 
-/// Bodies that break one rule of the form each, with the field the server must name.
-fn broken_bodies() -> Vec<(Value, &'static str)> {
+fn field_of_pointer(pointer: &str) -> String {
+    let mut field = String::new();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if segment.parse::<usize>().is_ok() {
+            field.push_str(&format!("[{segment}]"));
+        } else {
+            if !field.is_empty() {
+                field.push('.');
+            }
+            field.push_str(&segment);
+        }
+    }
+    field
+}
+
+/// The fields the server names in its answer to a body: none when it registers.
+fn server_fields(answer: &Answer) -> BTreeSet<String> {
+    match answer.status.as_u16() {
+        201 => BTreeSet::new(),
+        422 => answer.json()["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", answer.text))
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect(),
+        _ => panic!("{}", answer.text),
+    }
+}
+
+/// A body that satisfies the form of `event_with_form`, with every field a body may have.
+fn valid_body(email: &str) -> Value {
+    let mut body = full_body(email);
+    body.as_object_mut().unwrap().remove("consent");
+    body["consents"] = json!({"personal_data": true});
+    body["phone"] = json!("+7 815 365-00-00");
+    body["language"] = json!("ru");
+    body
+}
+
+/// A body for the form of `event_with_form`: what it shows, the body, and the fields a
+/// validator must find wrong (none: it is valid). Each is `valid_body` with one change, and
+/// each invalid one breaks one rule.
+struct Case {
+    what: &'static str,
+    body: Value,
+    wrong: Vec<&'static str>,
+}
+
+fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    let mut with = |f: &dyn Fn(&mut Value), field: &'static str| {
-        let mut body = full_body("broken@example.org");
-        f(&mut body);
-        cases.push((body, field));
+    let mut case = |what: &'static str, change: &dyn Fn(&mut Value), wrong: &[&'static str]| {
+        let mut body = valid_body(&format!("case{}@example.org", cases.len()));
+        change(&mut body);
+        cases.push(Case {
+            what,
+            body,
+            wrong: wrong.to_vec(),
+        });
     };
-    with(&|b| b["answers"]["unknown"] = json!(1), "answers.unknown");
-    with(
-        &|b| b["answers"]["transfer"] = json!("yes"),
-        "answers.transfer",
-    );
-    with(
+    let remove = |body: &mut Value, field: &str| {
+        body.as_object_mut().unwrap().remove(field);
+    };
+    let remove_answer = |body: &mut Value, key: &str| {
+        body["answers"].as_object_mut().unwrap().remove(key);
+    };
+
+    // Valid bodies.
+    case("every question answered", &|_| {}, &[]);
+    case(
+        "only what is required, and no transfer",
         &|b| {
-            b["answers"]["transfer"] = json!(false);
+            b["answers"] =
+                json!({"direction": "volunteering", "town": "Кандалакша", "transfer": false});
+            for field in [
+                "organisation",
+                "position",
+                "city",
+                "phone",
+                "session_ids",
+                "language",
+            ] {
+                remove(b, field);
+            }
         },
-        "answers.arrival",
+        &[],
     );
-    with(&|b| b["category"] = json!("nonprofit"), "answers.excursion");
-    with(
-        &|b| b["answers"]["topics"] = json!(["a", "b", "c"]),
-        "answers.topics",
-    );
-    with(
-        &|b| b["answers"]["topics"] = json!(["a", "a"]),
-        "answers.topics",
-    );
-    with(
-        &|b| b["answers"]["town"] = json!("М".repeat(101)),
-        "answers.town",
-    );
-    with(
+    case(
+        "the earlier consent instead of consents",
         &|b| {
-            b["answers"].as_object_mut().unwrap().remove("town");
+            remove(b, "consents");
+            b["consent"] = json!(true);
         },
-        "answers.town",
+        &[],
     );
-    with(
+    case(
+        "an internationalised address with spaces around it",
+        &|b| b["email"] = json!(" вера@пример.рф "),
+        &[],
+    );
+    case(
+        "a name of 200 letters (400 bytes)",
+        &|b| b["full_name"] = json!("Я".repeat(200)),
+        &[],
+    );
+    case(
+        "a leap day and phone numbers as people write them",
         &|b| {
-            b["answers"].as_object_mut().unwrap().remove("arrival");
+            b["answers"]["arrival"] = json!("2028-02-29");
+            b["answers"]["mobile"] = json!("8 (815) 365.00.00");
+            b["phone"] = json!("(+7) 815 365-00-00");
         },
-        "answers.arrival",
+        &[],
     );
-    with(
-        &|b| b["answers"]["arrival"] = json!("23.04.2027"),
-        "answers.arrival",
+    case(
+        "optional fields null",
+        &|b| {
+            for field in ["organisation", "position", "city", "phone", "language"] {
+                b[field] = Value::Null;
+            }
+        },
+        &[],
     );
-    with(
-        &|b| b["answers"]["country"] = json!("XX"),
-        "answers.country",
+
+    // The fixed fields.
+    case("no name", &|b| remove(b, "full_name"), &["full_name"]);
+    case(
+        "a blank name",
+        &|b| b["full_name"] = json!(" \u{a0} "),
+        &["full_name"],
     );
-    with(&|b| b["answers"]["guests"] = json!(6), "answers.guests");
-    with(
-        &|b| b["answers"]["mobile"] = json!("call me"),
-        "answers.mobile",
+    case(
+        "a name with a control character",
+        &|b| b["full_name"] = json!("Анна\u{7}"),
+        &["full_name"],
     );
-    with(
-        &|b| b["answers"]["assistant"] = json!("nobody"),
-        "answers.assistant",
+    case(
+        "a name ending in a new line",
+        &|b| b["full_name"] = json!("Анна\n"),
+        &["full_name"],
     );
-    with(
+    case(
+        "a name of 201 letters",
+        &|b| b["full_name"] = json!("Я".repeat(201)),
+        &["full_name"],
+    );
+    case(
+        "a name that is a number",
+        &|b| b["full_name"] = json!(42),
+        &["full_name"],
+    );
+    case(
+        "not an address",
+        &|b| b["email"] = json!("nobody"),
+        &["email"],
+    );
+    case(
+        "an address without a dot in its domain",
+        &|b| b["email"] = json!("anna@example"),
+        &["email"],
+    );
+    case(
+        "an address with a space in it",
+        &|b| b["email"] = json!("an na@example.org"),
+        &["email"],
+    );
+    case(
+        "an address whose domain begins with a hyphen",
+        &|b| b["email"] = json!("anna@-example.org"),
+        &["email"],
+    );
+    case(
+        "a phone number in words",
+        &|b| b["phone"] = json!("call me"),
+        &["phone"],
+    );
+    case(
+        "a phone number of two digits",
+        &|b| b["phone"] = json!("12"),
+        &["phone"],
+    );
+    case(
+        "a phone number ending in a new line",
+        &|b| b["phone"] = json!("+7 815 365-00-00\n"),
+        &["phone"],
+    );
+    case(
+        "a city of two lines",
+        &|b| b["city"] = json!("Мончегорск\nКировск"),
+        &["city"],
+    );
+    case(
+        "an organisation of 301 letters",
+        &|b| b["organisation"] = json!("Я".repeat(301)),
+        &["organisation"],
+    );
+    case(
+        "a session id that is not one",
+        &|b| b["session_ids"] = json!(["x"]),
+        &["session_ids[0]"],
+    );
+    case(
+        "a session id in braces",
+        &|b| b["session_ids"] = json!(["{0196a1b2-0000-7000-8000-000000000000}"]),
+        &["session_ids[0]"],
+    );
+    case(
+        "an unknown category (and the question asked of some categories left out)",
+        &|b| {
+            b["category"] = json!("astronauts");
+            remove_answer(b, "excursion");
+        },
+        &["category"],
+    );
+    case(
+        "an unknown language",
+        &|b| b["language"] = json!("de"),
+        &["language"],
+    );
+    case(
+        "an unknown field",
+        &|b| b["nickname"] = json!("Аня"),
+        &["nickname"],
+    );
+
+    // Consents.
+    case(
+        "the earlier consent refused next to consents",
+        &|b| b["consent"] = json!(false),
+        &["consent"],
+    );
+    case(
+        "the required consent refused",
+        &|b| b["consents"] = json!({"personal_data": false}),
+        &["consents.personal_data"],
+    );
+    case(
+        "the required consent left out",
+        &|b| b["consents"] = json!({}),
+        &["consents.personal_data"],
+    );
+    case(
+        "an unknown consent",
+        &|b| b["consents"]["tattoos"] = json!(true),
+        &["consents.tattoos"],
+    );
+    case(
+        "no consent at all",
+        &|b| remove(b, "consents"),
+        &["consents"],
+    );
+
+    // Answers, question type by question type.
+    case(
+        "an unknown question",
+        &|b| b["answers"]["unknown"] = json!(1),
+        &["answers.unknown"],
+    );
+    case(
+        "a required question unanswered",
+        &|b| remove_answer(b, "direction"),
+        &["answers.direction"],
+    );
+    case(
+        "single choice: not an option",
         &|b| b["answers"]["direction"] = json!("sailing"),
-        "answers.direction",
+        &["answers.direction"],
     );
-    with(
-        &|b| {
-            b.as_object_mut().unwrap().remove("consent");
-            b["consents"] = json!({"personal_data": false});
-        },
-        "consents.personal_data",
+    case(
+        "text: too long",
+        &|b| b["answers"]["town"] = json!("М".repeat(101)),
+        &["answers.town"],
     );
-    with(
-        &|b| {
-            b.as_object_mut().unwrap().remove("consent");
-            b["consents"] = json!({});
-        },
-        "consents.personal_data",
+    case(
+        "text: empty",
+        &|b| b["answers"]["town"] = json!(""),
+        &["answers.town"],
     );
-    with(
+    case(
+        "text: a number",
+        &|b| b["answers"]["town"] = json!(5),
+        &["answers.town"],
+    );
+    case(
+        "yes/no: a string (and the question it shows left out)",
         &|b| {
-            b.as_object_mut().unwrap().remove("consent");
-            b["consents"] = json!({"personal_data": true, "tattoos": true});
+            b["answers"]["transfer"] = json!("yes");
+            remove_answer(b, "arrival");
         },
-        "consents.tattoos",
+        &["answers.transfer"],
+    );
+    case(
+        "condition: a hidden question answered",
+        &|b| b["answers"]["transfer"] = json!(false),
+        &["answers.arrival"],
+    );
+    case(
+        "condition: a question required when shown, shown and unanswered",
+        &|b| remove_answer(b, "arrival"),
+        &["answers.arrival"],
+    );
+    case(
+        "date: not YYYY-MM-DD",
+        &|b| b["answers"]["arrival"] = json!("23.04.2027"),
+        &["answers.arrival"],
+    );
+    case(
+        "date: a day that does not exist",
+        &|b| b["answers"]["arrival"] = json!("2027-02-31"),
+        &["answers.arrival"],
+    );
+    case(
+        "date: 29 February of a common year",
+        &|b| b["answers"]["arrival"] = json!("2027-02-29"),
+        &["answers.arrival"],
+    );
+    case(
+        "date: the year 0",
+        &|b| b["answers"]["arrival"] = json!("0000-04-23"),
+        &["answers.arrival"],
+    );
+    case(
+        "phone: words",
+        &|b| b["answers"]["mobile"] = json!("call me"),
+        &["answers.mobile"],
+    );
+    case(
+        "phone: ending in a new line",
+        &|b| b["answers"]["mobile"] = json!("+7 815 365-00-00\n"),
+        &["answers.mobile"],
+    );
+    case(
+        "email: not an address",
+        &|b| b["answers"]["assistant"] = json!("nobody"),
+        &["answers.assistant"],
+    );
+    case(
+        "email: ending in a new line",
+        &|b| b["answers"]["assistant"] = json!("help@example.org\n"),
+        &["answers.assistant"],
+    );
+    case(
+        "country: not a code",
+        &|b| b["answers"]["country"] = json!("XX"),
+        &["answers.country"],
+    );
+    case(
+        "number: above the maximum",
+        &|b| b["answers"]["guests"] = json!(6),
+        &["answers.guests"],
+    );
+    case(
+        "number: a string",
+        &|b| b["answers"]["guests"] = json!("2"),
+        &["answers.guests"],
+    );
+    case(
+        "multiple choice: too many",
+        &|b| b["answers"]["topics"] = json!(["a", "b", "c"]),
+        &["answers.topics"],
+    );
+    case(
+        "multiple choice: one twice",
+        &|b| b["answers"]["topics"] = json!(["a", "a"]),
+        &["answers.topics"],
+    );
+    case(
+        "multiple choice: none",
+        &|b| b["answers"]["topics"] = json!([]),
+        &["answers.topics"],
+    );
+    case(
+        "multiple choice: not an option",
+        &|b| b["answers"]["topics"] = json!(["a", "z"]),
+        &["answers.topics[1]"],
+    );
+    case(
+        "a category the question is not asked of",
+        &|b| b["category"] = json!("nonprofit"),
+        &["answers.excursion"],
+    );
+    case(
+        "single choice with places: not an option",
+        &|b| b["answers"]["excursion"] = json!("zoo"),
+        &["answers.excursion"],
+    );
+    case(
+        "multiline: too long",
+        &|b| b["answers"]["notes"] = json!("ж".repeat(5001)),
+        &["answers.notes"],
+    );
+    case(
+        "multiline: a list",
+        &|b| b["answers"]["notes"] = json!(["Строка"]),
+        &["answers.notes"],
     );
     cases
 }
@@ -715,21 +1033,28 @@ async fn each_broken_rule_is_a_422_naming_the_field_and_nothing_is_stored() {
     let token = app.admin().await.access;
     event_with_form(&app, &token, 30).await;
 
-    for (body, field) in broken_bodies() {
+    for case in cases().into_iter().filter(|c| !c.wrong.is_empty()) {
         let answer = app
-            .post("/api/v1/events/mmdn/registrations", None, &body)
+            .post("/api/v1/events/mmdn/registrations", None, &case.body)
             .await;
-        let problem = answer.assert_problem(422, "validation_failed");
-        let fields: Vec<&str> = problem["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
-        assert!(fields.contains(&field), "{field}: {problem}");
+        assert_eq!(
+            answer.status.as_u16(),
+            422,
+            "{}: {}",
+            case.what,
+            answer.text
+        );
+        let fields = server_fields(&answer);
+        for field in &case.wrong {
+            assert!(fields.contains(*field), "{}: {}", case.what, answer.text);
+        }
         assert!(
-            !problem.to_string().contains("23.04.2027") && !problem.to_string().contains("sailing"),
-            "{problem}"
+            !answer.text.contains("23.04.2027")
+                && !answer.text.contains("sailing")
+                && !answer.text.contains("call me"),
+            "{}: {}",
+            case.what,
+            answer.text
         );
     }
     assert_eq!(count(&app, "SELECT count(*) FROM registrations").await, 0);
@@ -753,29 +1078,101 @@ async fn an_independent_validator_agrees_with_the_server_on_valid_and_invalid_bo
         .await
         .json()["schema"]
         .clone();
-    let mut bodies: Vec<Value> = broken_bodies().into_iter().map(|(b, _)| b).collect();
-    let mut valid = full_body("v1@example.org");
-    valid.as_object_mut().unwrap().remove("consent");
-    valid["consents"] = json!({"personal_data": true});
-    bodies.push(valid);
-    let mut minimal = registration_body("v2@example.org", &[]);
-    minimal.as_object_mut().unwrap().remove("consent");
-    minimal["consents"] = json!({"personal_data": true});
-    minimal["answers"] =
-        json!({"direction": "volunteering", "town": "Кандалакша", "transfer": false});
-    bodies.push(minimal);
+    let cases = cases();
+    let mut bodies: Vec<Value> = cases.iter().map(|c| c.body.clone()).collect();
+    // What the server checks beyond the schema, and nothing else: an address's domain by
+    // IDNA, and a session listed twice with its id in capital and in small letters.
+    let mut bad_domain = valid_body("domain@example.org");
+    bad_domain["email"] = json!("anna@xn--zz.org");
+    let mut repeated = valid_body("repeated@example.org");
+    repeated["session_ids"] = json!([
+        "0196a1b2-0000-7000-8000-00000000000a",
+        "0196A1B2-0000-7000-8000-00000000000A"
+    ]);
+    bodies.extend([bad_domain, repeated]);
 
-    let python = python_verdicts(&schema, &bodies);
+    let mut python = python_fields(&schema, &bodies);
     let mut server = Vec::new();
     for body in &bodies {
         let answer = app
             .post("/api/v1/events/mmdn/registrations", None, body)
             .await;
-        server.push(answer.status.as_u16() == 201);
+        server.push(server_fields(&answer));
     }
+    let beyond: Vec<(BTreeSet<String>, BTreeSet<String>)> = python
+        .drain(cases.len()..)
+        .zip(server.drain(cases.len()..))
+        .collect();
 
-    assert_eq!(python, server);
-    assert_eq!(server.iter().filter(|ok| **ok).count(), 2);
+    let disagreements: Vec<String> = cases
+        .iter()
+        .zip(python.iter().zip(&server))
+        .filter(|(case, (python, server))| {
+            let wrong: BTreeSet<String> = case.wrong.iter().map(|f| (*f).to_owned()).collect();
+            **python != wrong || **server != wrong
+        })
+        .map(|(case, (python, server))| {
+            format!(
+                "{}: expected {:?}, Python found {python:?}, the server {server:?}",
+                case.what, case.wrong
+            )
+        })
+        .collect();
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    let field = |f: &str| BTreeSet::from([f.to_owned()]);
+    assert_eq!(
+        beyond,
+        [
+            (BTreeSet::new(), field("email")),
+            (BTreeSet::new(), field("session_ids[1]"))
+        ]
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM registrations").await,
+        cases.iter().filter(|c| c.wrong.is_empty()).count() as i64
+    );
+}
+
+#[tokio::test]
+async fn a_question_added_without_a_position_goes_last() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    app.event(&token, "mmdn", json!({})).await;
+    let add = |key: &'static str, position: Option<i64>| {
+        let mut question = json!({"key": key, "type": "yes_no",
+                                  "label": {"ru": key, "en": key}});
+        if let Some(position) = position {
+            question["position"] = json!(position);
+        }
+        question
+    };
+
+    let mut positions = Vec::new();
+    for question in [
+        add("transfer", None),
+        add("arrival", None),
+        add("intro", Some(-10)),
+        add("budget", None),
+    ] {
+        let answer = app
+            .post("/api/v1/events/mmdn/questions", Some(&token), &question)
+            .await;
+        answer.assert_status(201);
+        positions.push(answer.json()["position"].clone());
+    }
+    let form = app
+        .get("/api/v1/events/mmdn/registration-form", None)
+        .await
+        .json();
+
+    assert_eq!(positions, [json!(0), json!(1), json!(-10), json!(2)]);
+    let keys: Vec<&str> = form["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["intro", "transfer", "arrival", "budget"]);
 }
 
 #[tokio::test]

@@ -890,9 +890,9 @@ async fn personal_answers_are_erased_and_the_others_stay_for_the_figures() {
         answers,
         [
             ("address", "Адрес для пропуска", true, json!(ADDRESS)),
+            ("work_email", "Рабочая почта", true, json!(WORK_EMAIL)),
             ("town", "Город", false, json!("Апатиты")),
             ("transfer", "Нужен трансфер", false, json!(true)),
-            ("work_email", "Рабочая почта", true, json!(WORK_EMAIL)),
         ]
     );
     let consent = &export["registration"]["consents"][0];
