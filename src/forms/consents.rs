@@ -105,6 +105,16 @@ pub fn accepted<'a>(consents: impl IntoIterator<Item = &'a CurrentConsent>) -> V
     )
 }
 
+/// How a registration body accepts a consent: `true` or `false`, or the number of the version
+/// of its text the participant was shown (checked against the one in force by the form's
+/// schema).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Acceptance {
+    Given(bool),
+    Version(i32),
+}
+
 /// A consent of an event, with the text in force.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentView {

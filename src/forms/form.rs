@@ -201,11 +201,13 @@ impl Form {
         let mut consent_properties = Map::new();
         let mut required_consents = Vec::new();
         for c in &self.consents {
+            // Accepted: `true`, or the number of the version the participant was shown,
+            // which must be the one in force (a text changed meanwhile is shown again).
             let schema = if c.required {
                 required_consents.push(c.key.clone());
-                json!({"const": true, "title": c.text_ru})
+                json!({"enum": [true, c.version], "title": c.text_ru})
             } else {
-                json!({"type": "boolean", "title": c.text_ru})
+                json!({"enum": [true, false, c.version], "title": c.text_ru})
             };
             consent_properties.insert(c.key.clone(), schema);
         }
@@ -365,10 +367,24 @@ impl Form {
                  is not met"
                     .to_owned(),
             ),
-            ValidationErrorKind::Constant { .. }
+            ValidationErrorKind::Enum { .. } | ValidationErrorKind::Constant { .. }
                 if segments.first().is_some_and(|s| s == "consents") =>
             {
-                single("must be accepted (true) to register".to_owned())
+                let consent = segments
+                    .get(1)
+                    .and_then(|key| self.consents.iter().find(|c| &c.key == key));
+                single(match consent {
+                    Some(c) if error.instance().is_number() => format!(
+                        "is not the version in force ({}) of this text: show the participant \
+                         the text in force, and send its version (or true)",
+                        c.version
+                    ),
+                    Some(c) if c.required => format!(
+                        "must be accepted to register: true, or the version shown ({})",
+                        c.version
+                    ),
+                    _ => "must be true, false or the version shown".to_owned(),
+                })
             }
             ValidationErrorKind::Constant { .. } if field == "consent" => {
                 single("must be true to register".to_owned())
@@ -486,7 +502,7 @@ impl Form {
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
-                    .filter(|(_, v)| **v == Value::Bool(true))
+                    .filter(|(_, v)| **v == Value::Bool(true) || v.is_number())
                     .map(|(k, _)| k.as_str())
                     .collect()
             })

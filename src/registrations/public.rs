@@ -57,10 +57,11 @@ pub struct NewRegistrationBody {
     #[schema(example = "business", pattern = "^[a-z0-9_-]{1,40}$")]
     pub category: String,
     /// Accepted consent texts of the event by key (`GET /events/{event}/registration-form`):
-    /// every required one must be `true`. The versions in force are recorded.
+    /// every required one accepted, with `true` (the version in force is recorded) or with
+    /// the number of the version shown, which must be the one in force.
     #[serde(default)]
-    #[schema(example = json!({"personal_data": true}))]
-    pub consents: Option<std::collections::BTreeMap<String, bool>>,
+    #[schema(example = json!({"personal_data": true, "photos": 2}))]
+    pub consents: Option<std::collections::BTreeMap<String, forms::consents::Acceptance>>,
     /// The earlier form of `consents: {"personal_data": true}`, still accepted when
     /// `consents` is not sent; `false` is refused.
     #[serde(default)]
@@ -107,10 +108,11 @@ pub struct ManualRegistrationBody {
     #[schema(example = "business", pattern = "^[a-z0-9_-]{1,40}$")]
     pub category: String,
     /// Accepted consent texts of the event by key (`GET /events/{event}/registration-form`):
-    /// every required one must be `true`. The versions in force are recorded.
+    /// every required one accepted, with `true` (the version in force is recorded) or with
+    /// the number of the version shown, which must be the one in force.
     #[serde(default)]
-    #[schema(example = json!({"personal_data": true}))]
-    pub consents: Option<std::collections::BTreeMap<String, bool>>,
+    #[schema(example = json!({"personal_data": true, "photos": 2}))]
+    pub consents: Option<std::collections::BTreeMap<String, forms::consents::Acceptance>>,
     /// The earlier form of `consents: {"personal_data": true}`, still accepted when
     /// `consents` is not sent; `false` is refused.
     #[serde(default)]

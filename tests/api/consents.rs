@@ -329,3 +329,91 @@ async fn accepted_consents_of_a_batch_are_found_by_its_ids_whatever_the_statisti
     let read = crate::helpers::rows_scanned(&plan, "registrations");
     assert!(read <= 300, "{read} registrations read:\n{plan}");
 }
+
+#[tokio::test]
+async fn a_participant_shown_a_text_since_changed_is_asked_again_not_recorded() {
+    let app = spawn_app().await;
+    let admin = app.admin().await.access;
+    app.event(&admin, "kola", json!({})).await;
+    app.post(
+        "/api/v1/events/kola/consents",
+        Some(&admin),
+        &json!({"key": "photos", "required": true,
+                "text": {"ru": PHOTOS_V1, "en": "I agree to be photographed."}}),
+    )
+    .await
+    .assert_status(201);
+    // The frontend shows version 1 and sends the version it showed.
+    let shown = register(
+        &app,
+        "first@example.org",
+        json!({"personal_data": 1, "photos": 1}),
+    )
+    .await;
+    shown.assert_status(201);
+    let view = app
+        .get(
+            &format!(
+                "/api/v1/registrations/{}",
+                shown.json()["id"].as_str().unwrap()
+            ),
+            Some(&admin),
+        )
+        .await
+        .json();
+    assert_eq!(accepted(&view, "photos")["version"], 1);
+
+    // The text changes while the next participant reads version 1.
+    app.patch(
+        "/api/v1/events/kola/consents/photos",
+        Some(&admin),
+        &json!({"text": {"ru": PHOTOS_V2, "en": "I agree to be photographed and published."}}),
+    )
+    .await
+    .assert_status(200);
+    let stale = register(
+        &app,
+        "second@example.org",
+        json!({"personal_data": 1, "photos": 1}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    assert_eq!(fields(&stale), ["consents.photos"], "{stale}");
+    let message = stale["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("version in force (2)"), "{message}");
+    let stored: i64 = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM registrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1);
+
+    // Shown the new text, they accept version 2; `true` still accepts the one in force.
+    for (email, photos) in [
+        ("second@example.org", json!(2)),
+        ("third@example.org", json!(true)),
+    ] {
+        let answer = register(
+            &app,
+            email,
+            json!({"personal_data": true, "photos": photos}),
+        )
+        .await;
+        answer.assert_status(201);
+        let view = app
+            .get(
+                &format!(
+                    "/api/v1/registrations/{}",
+                    answer.json()["id"].as_str().unwrap()
+                ),
+                Some(&admin),
+            )
+            .await
+            .json();
+        assert_eq!(accepted(&view, "photos")["version"], 2);
+        assert_eq!(accepted(&view, "photos")["text"]["ru"], PHOTOS_V2);
+    }
+}
