@@ -136,6 +136,23 @@ impl TestDb {
         }
     }
 
+    /// An empty database of its own, with no migration applied (to migrate step by step).
+    pub async fn empty() -> Self {
+        registrar::startup::install_tls_provider();
+        let name = format!("registrar_test_{}", Uuid::new_v4().simple());
+        maintenance()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+            .await
+            .expect("creating an empty test database");
+        let url = format!("{}/{name}", server_url());
+        TestDb {
+            name,
+            url,
+            owned: true,
+        }
+    }
+
     /// A name for a database that does not exist yet (the service is to create it); dropped
     /// when the test ends, if it was created.
     pub fn not_created() -> Self {
@@ -215,8 +232,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on(TestDb::new().await, configure).await
+}
+
+/// The application on `db` as it is (it applies the migrations still pending, as at start-up).
+pub async fn spawn_app_on(db: TestDb, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
-    let db = TestDb::new().await;
     let mut config = test_config(&db);
     configure(&mut config);
     let app = Application::build(config).await.expect("building the app");

@@ -23,6 +23,7 @@ mod headers;
 mod imports;
 mod limits;
 mod matrix;
+mod migrations;
 mod operations;
 mod privacy;
 mod programme;
