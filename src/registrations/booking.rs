@@ -774,6 +774,15 @@ pub async fn change(
     let exclusive: Vec<i64> = to_remove.iter().map(|s| session_lock_key(s.id)).collect();
     retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
         capacity::lock(conn, &shared, &exclusive).await?;
+        if new_category {
+            capacity::lock_categories(
+                conn,
+                event.id,
+                &registration.category,
+                changes.category.as_deref(),
+            )
+            .await?;
+        }
         let current = lock_registration(conn, registration.id, &current_ids).await?;
         // The answers were checked in the category and with the answers read before.
         if form.is_some()
@@ -942,7 +951,13 @@ async fn cancel_when(
         .collect();
     retrying!(conn.transaction::<_, ApiError, _>(async |conn| {
         capacity::lock(conn, &[], &exclusive).await?;
+        // Before the row: a place freed in the category goes to the next in its queue.
+        capacity::lock_categories(conn, event.id, &registration.category, None).await?;
         match lock_registration(conn, registration.id, &current_ids).await {
+            // Moved to another category meanwhile: that one's lock is not held.
+            Ok(locked) if locked.category != registration.category => {
+                return Err(concurrent_change());
+            }
             Ok(locked) if !still(&locked) => return Ok(false),
             Ok(_) => {}
             // Cancelled meanwhile by someone else: the outcome is the one asked for.

@@ -11,7 +11,15 @@
 //! the waitlist, and a freed seat goes to the first waitlisted registration in the same
 //! transaction. Events with a capacity have an `event_seats` pool, used the same way.
 //!
-//! Lock order, everywhere: advisory locks (event, then sessions by key), then rows.
+//! Categories' and choice options' pools (`form_seats`) follow the same pattern under
+//! `form_pool_lock_key` advisory locks, taken in the database functions that register,
+//! cancel and move registrations.
+//!
+//! Lock order, everywhere: advisory locks (event, then sessions by key, then categories' and
+//! options' pools by key), then rows. A registration's row in particular is never locked
+//! before its category's lock: whoever frees a place in a category gives it to the next in
+//! its queue and so writes that one's row, which a cancellation of that one would otherwise
+//! hold while waiting for the category.
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Uuid as SqlUuid};
@@ -78,6 +86,30 @@ fn lock_order(shared: &[i64], exclusive: &[i64]) -> Vec<(i64, bool)> {
     keys.sort_unstable_by_key(|&(k, exclusive)| (k, !exclusive));
     keys.dedup_by_key(|(k, _)| *k);
     keys
+}
+
+/// Takes the advisory locks of the event's categories a registration leaves (exclusively: a
+/// place is freed) and joins (shared), in key order, before its row is locked. The database
+/// functions that free or take the places take them again, which a lock already held allows.
+pub async fn lock_categories(
+    conn: &mut AsyncPgConnection,
+    event_id: Uuid,
+    leaving: &str,
+    joining: Option<&str>,
+) -> ApiResult<()> {
+    diesel::sql_query(
+        "SELECT CASE WHEN c.code = $2 THEN pg_advisory_xact_lock(form_pool_lock_key(c.id))::text \
+                ELSE pg_advisory_xact_lock_shared(form_pool_lock_key(c.id))::text END \
+         FROM event_categories c \
+         WHERE c.event_id = $1 AND (c.code = $2 OR c.code = $3) \
+         ORDER BY form_pool_lock_key(c.id)",
+    )
+    .bind::<SqlUuid, _>(event_id)
+    .bind::<Text, _>(leaving)
+    .bind::<Nullable<Text>, _>(joining)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn lock_session_exclusive(

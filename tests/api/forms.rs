@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, TestApp, registration_body, spawn_app, spawn_app_with};
+use crate::helpers::{Answer, TestApp, deadlocks, registration_body, spawn_app, spawn_app_with};
 use crate::registrations::{count, id_of};
 
 pub async fn add_category(app: &TestApp, token: &str, event: &str, body: Value) -> Value {
@@ -1363,4 +1363,157 @@ async fn a_question_added_through_one_instance_is_asked_at_once_by_the_others() 
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn cancellations_racing_registrations_give_a_category_s_places_to_its_queue_in_order() {
+    let app = parallel_app().await;
+    let token = app.admin().await.access;
+    app.event(&token, "mmdn", json!({})).await;
+    add_category(
+        &app,
+        &token,
+        "mmdn",
+        json!({"code": "students", "name": {"ru": "Студенты", "en": "Students"},
+               "capacity": 20, "waitlist": true}),
+    )
+    .await;
+    // Twenty placed, then twenty waiting in this order.
+    let mut first = Vec::new();
+    for i in 0..40 {
+        let answer = register_in(&app, "mmdn", format!("s{i}@example.org"), "students").await;
+        answer.assert_status(201);
+        let body = answer.json();
+        let expected = if i < 20 { json!(null) } else { json!(i - 19) };
+        assert_eq!(body["category_waitlist_position"], expected);
+        first.push((
+            id_of(&body),
+            body["manage_token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (placed, queue) = first.split_at(20);
+
+    // Ten placed students leave, and so do every other one of the first ten waiting (some
+    // may be given a place just before), while thirty more register.
+    let leaving: Vec<&(String, String)> = placed[..10]
+        .iter()
+        .chain(queue[..10].iter().step_by(2))
+        .collect();
+    let cancellations = join_all(leaving.iter().map(|(id, manage)| {
+        app.call(Method::DELETE, &format!("/api/v1/registrations/{id}"))
+            .bearer(manage)
+            .send()
+    }));
+    let arrivals = join_all(
+        (0..30).map(|i| register_in(&app, "mmdn", format!("n{i}@example.org"), "students")),
+    );
+    let (cancellations, arrivals) = futures_util::join!(cancellations, arrivals);
+    for answer in &cancellations {
+        answer.assert_status(200);
+    }
+    let arrived: Vec<String> = arrivals
+        .iter()
+        .map(|answer| {
+            answer.assert_status(201);
+            let body = answer.json();
+            assert!(
+                !body["category_waitlist_position"].is_null(),
+                "nobody gets in ahead of the queue: {body}"
+            );
+            id_of(&body)
+        })
+        .collect();
+
+    let client = app.db.client().await;
+    let rows = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<String>>()
+        }
+    };
+    let mut holders = rows(
+        "SELECT s.registration_id::text FROM form_seats s JOIN event_categories c ON c.id = s.pool \
+         WHERE c.code = 'students' AND s.registration_id IS NOT NULL",
+    )
+    .await;
+    holders.sort();
+    // The ten who stayed, and the first ten still waiting, in the queue's order.
+    let stayed: Vec<&String> = queue
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .take(5)
+        .map(|(id, _)| id)
+        .collect();
+    let mut expected: Vec<String> = placed[10..]
+        .iter()
+        .map(|(id, _)| id)
+        .chain(stayed.iter().copied())
+        .chain(queue[10..15].iter().map(|(id, _)| id))
+        .cloned()
+        .collect();
+    expected.sort();
+    assert_eq!(holders, expected);
+
+    // Promoted in the queue's order: those who left may have been promoted before leaving.
+    let promoted = rows(
+        "SELECT registration_id::text FROM changes WHERE kind = 'registration.promoted' ORDER BY id",
+    )
+    .await;
+    let ticket = |id: &String| {
+        queue
+            .iter()
+            .position(|(q, _)| q == id)
+            .expect("from the queue")
+    };
+    let tickets: Vec<usize> = promoted.iter().map(ticket).collect();
+    assert!(tickets.is_sorted(), "{tickets:?}");
+    for id in expected
+        .iter()
+        .filter(|id| queue.iter().any(|(q, _)| q == *id))
+    {
+        assert!(promoted.contains(id), "{id} was given a place unannounced");
+    }
+
+    // Those still waiting: the last five of the first queue, then the thirty, in the order
+    // they joined it, at positions 1 to 35.
+    let mut waiting: Vec<(i64, String)> = Vec::new();
+    for id in queue[15..].iter().map(|(id, _)| id).chain(&arrived) {
+        let now = app
+            .get(&format!("/api/v1/registrations/{id}"), Some(&token))
+            .await
+            .json();
+        waiting.push((
+            now["category_waitlist_position"].as_i64().unwrap(),
+            id.clone(),
+        ));
+    }
+    waiting.sort();
+    let positions: Vec<i64> = waiting.iter().map(|(p, _)| *p).collect();
+    assert_eq!(positions, (1..=35).collect::<Vec<i64>>());
+    let in_line: Vec<String> = waiting.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        in_line,
+        rows(
+            "SELECT id::text FROM registrations WHERE category_waitlist_order IS NOT NULL \
+             ORDER BY category_waitlist_order"
+        )
+        .await
+    );
+    let first_five: Vec<&String> = queue[15..].iter().map(|(id, _)| id).collect();
+    assert_eq!(in_line[..5].iter().collect::<Vec<_>>(), first_five);
+    let category = app
+        .get("/api/v1/events/mmdn/categories/students", None)
+        .await;
+    assert_eq!(category.json()["waiting"], 35);
+    assert_eq!(category.json()["places_left"], 0);
+
+    // No cancellation waited for another in a cycle (a retry would have hidden it).
+    assert_eq!(deadlocks(&app.db).await, 0);
 }

@@ -621,6 +621,48 @@ pub async fn lock_wait(observer: &tokio_postgres::Client) {
     }
 }
 
+/// Deadlocks PostgreSQL detected in the test's database. Every other connection to it is
+/// closed first, the service's too: a server process reports its counts when it exits, and
+/// otherwise up to ten seconds late. Connections opened afterwards have nothing to report.
+pub async fn deadlocks(db: &TestDb) -> i64 {
+    let client = db.client().await;
+    let closed: Vec<i32> = client
+        .query(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    loop {
+        let left: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                &[&closed],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A process leaves the list just before it writes its counts.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    client
+        .query_one(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// A device key of `event` with `scopes`.
 pub async fn device_key(app: &TestApp, token: &str, event: &str, scopes: &[&str]) -> String {
     let answer = app
