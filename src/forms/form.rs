@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::categories::{self, Category};
 use super::consents::{self, CurrentConsent};
 use super::questions::{self, MULTILINE_MAX, Question, QuestionType, TEXT_MAX};
-use super::rules;
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::validation::rules;
 
 /// Who registers: the public sees public categories only; organisers may use any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,6 @@ pub mod consents;
 pub mod form;
 mod public;
 pub mod questions;
-pub mod rules;
 
 pub use cache::FormCache;
 pub use form::{Audience, Form, LimitedOption};

@@ -14,11 +14,11 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::events::Language;
 use crate::extract::Body;
-use crate::forms::rules::is_phone;
 use crate::openapi::{BodyErrors, RegistrationErrors};
 use crate::patch;
 use crate::state::State;
 use crate::validation::Validator;
+use crate::validation::rules::is_phone;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(get_registration)

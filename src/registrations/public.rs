@@ -19,10 +19,10 @@ use crate::changes::Actor;
 use crate::error::{ApiResult, Problem};
 use crate::events::Language;
 use crate::extract::{self, Body};
-use crate::forms::{self, FormCache, rules};
+use crate::forms::{self, FormCache};
 use crate::openapi::{BodyErrors, EventErrors};
 use crate::state::{AppState, State};
-use crate::validation::Validator;
+use crate::validation::{Validator, rules};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(register).service(register_manually);
@@ -183,7 +183,7 @@ pub struct RegistrationCreated {
     pub confirm_by: Option<DateTime<Utc>>,
 }
 
-/// The rules of the form's JSON Schema for a participant's details (`forms::rules`), for
+/// The rules of the form's JSON Schema for a participant's details (`validation::rules`), for
 /// bodies checked without a form (an import's rows).
 pub fn validate_applicant(v: &mut Validator, body: &NewRegistrationBody) {
     v.line("full_name", &body.full_name, 200);
