@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, Tokens, lock_wait, registration_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, Tokens, column, lock_wait, registration_body, spawn_app, spawn_app_with,
+};
 
 /// An admin, a published event `slug` with one 100-seat session.
 async fn event_with_session(app: &TestApp, slug: &str) -> (Tokens, String) {
@@ -949,16 +951,12 @@ async fn send(request: reqwest::RequestBuilder) -> crate::helpers::Answer {
 /// Every row of every table of the test's database, as text (what a dump holds).
 async fn dump(app: &TestApp) -> String {
     let client = app.db.client().await;
-    let tables: Vec<String> = client
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let tables: Vec<String> = column(
+        &client,
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+        &[],
+    )
+    .await;
     let mut dump = String::new();
     for table in tables {
         for row in client

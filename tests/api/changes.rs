@@ -6,7 +6,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use registrar::changes::{self, Signals};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, assert_reads_few, explained, spawn_app};
+use crate::helpers::{TestApp, TestDb, assert_reads_few, column, explained, spawn_app};
 use crate::registrations::id_of;
 
 /// The kinds of the event's changes, oldest first (with their session when they have one).
@@ -432,16 +432,12 @@ async fn mails_for_a_batch_of_new_registrations_read_their_own_changes_whatever_
         ))
         .await
         .unwrap();
-    let batch: Vec<i64> = client
-        .query(
-            "SELECT id FROM changes WHERE kind = 'registration.created' ORDER BY id DESC LIMIT 300",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let batch: Vec<i64> = column(
+        &client,
+        "SELECT id FROM changes WHERE kind = 'registration.created' ORDER BY id DESC LIMIT 300",
+        &[],
+    )
+    .await;
     let ids = format!(
         "'{{{}}}'::bigint[]",
         batch

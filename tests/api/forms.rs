@@ -7,7 +7,9 @@ use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, TestApp, deadlocks, registration_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Answer, TestApp, column, deadlocks, registration_body, spawn_app, spawn_app_with,
+};
 use crate::registrations::{count, id_of};
 
 pub async fn add_category(app: &TestApp, token: &str, event: &str, body: Value) -> Value {
@@ -108,15 +110,7 @@ async fn a_full_category_without_waitlist_refuses_with_409_naming_the_category()
 async fn a_full_category_with_waitlist_queues_and_a_cancellation_promotes_the_first() {
     let app = spawn_app().await;
     let token = app.admin().await.access;
-    app.event(&token, "mmdn", json!({})).await;
-    add_category(
-        &app,
-        &token,
-        "mmdn",
-        json!({"code": "students", "name": {"ru": "Студенты", "en": "Students"},
-               "capacity": 1, "waitlist": true}),
-    )
-    .await;
+    students_with_waitlist(&app, &token, 1).await;
 
     let first = register_in(&app, "mmdn", "first@example.org", "students").await;
     let second = register_in(&app, "mmdn", "second@example.org", "students").await;
@@ -384,6 +378,19 @@ async fn changing_category_follows_the_rules_of_registering_in_it() {
     assert_eq!(registrations_in(&app, "press").await, 1);
 }
 
+/// Event `mmdn` with a category `students` of `capacity` places and a waitlist.
+async fn students_with_waitlist(app: &TestApp, token: &str, capacity: i32) {
+    app.event(token, "mmdn", json!({})).await;
+    add_category(
+        app,
+        token,
+        "mmdn",
+        json!({"code": "students", "name": {"ru": "Студенты", "en": "Students"},
+               "capacity": capacity, "waitlist": true}),
+    )
+    .await;
+}
+
 /// An app that really runs requests in parallel.
 pub async fn parallel_app() -> TestApp {
     spawn_app_with(|config| {
@@ -398,15 +405,7 @@ pub async fn parallel_app() -> TestApp {
 async fn simultaneous_registrations_never_oversell_a_category_and_queue_in_exact_order() {
     let app = parallel_app().await;
     let token = app.admin().await.access;
-    app.event(&token, "mmdn", json!({})).await;
-    add_category(
-        &app,
-        &token,
-        "mmdn",
-        json!({"code": "students", "name": {"ru": "Студенты", "en": "Students"},
-               "capacity": 30, "waitlist": true}),
-    )
-    .await;
+    students_with_waitlist(&app, &token, 30).await;
     add_category(
         &app,
         &token,
@@ -1369,15 +1368,7 @@ async fn a_question_added_through_one_instance_is_asked_at_once_by_the_others() 
 async fn cancellations_racing_registrations_give_a_category_s_places_to_its_queue_in_order() {
     let app = parallel_app().await;
     let token = app.admin().await.access;
-    app.event(&token, "mmdn", json!({})).await;
-    add_category(
-        &app,
-        &token,
-        "mmdn",
-        json!({"code": "students", "name": {"ru": "Студенты", "en": "Students"},
-               "capacity": 20, "waitlist": true}),
-    )
-    .await;
+    students_with_waitlist(&app, &token, 20).await;
     // Twenty placed, then twenty waiting in this order.
     let mut first = Vec::new();
     for i in 0..40 {
@@ -1425,18 +1416,7 @@ async fn cancellations_racing_registrations_give_a_category_s_places_to_its_queu
         .collect();
 
     let client = app.db.client().await;
-    let rows = |sql: &'static str| {
-        let client = &client;
-        async move {
-            client
-                .query(sql, &[])
-                .await
-                .unwrap()
-                .iter()
-                .map(|row| row.get::<_, String>(0))
-                .collect::<Vec<String>>()
-        }
-    };
+    let rows = |sql: &'static str| column::<String>(&client, sql, &[]);
     let mut holders = rows(
         "SELECT s.registration_id::text FROM form_seats s JOIN event_categories c ON c.id = s.pool \
          WHERE c.code = 'students' AND s.registration_id IS NOT NULL",

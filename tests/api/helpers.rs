@@ -621,22 +621,33 @@ pub async fn lock_wait(observer: &tokio_postgres::Client) {
     }
 }
 
+/// The first column of the rows `sql` selects.
+pub async fn column<T: tokio_postgres::types::FromSqlOwned>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<T> {
+    client
+        .query(sql, params)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// Deadlocks PostgreSQL detected in the test's database. Every other connection to it is
 /// closed first, the service's too: a server process reports its counts when it exits, and
 /// otherwise up to ten seconds late. Connections opened afterwards have nothing to report.
 pub async fn deadlocks(db: &TestDb) -> i64 {
     let client = db.client().await;
-    let closed: Vec<i32> = client
-        .query(
-            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let closed: Vec<i32> = column(
+        &client,
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        &[],
+    )
+    .await;
     loop {
         let left: i64 = client
             .query_one(
