@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use actix_web::http::StatusCode;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
@@ -215,7 +216,9 @@ struct Row<'a> {
 }
 
 /// Registers one row in a savepoint: a refusal (a duplicate address, a full session or
-/// option) undoes the row's work only, and is its outcome. Anything else fails the batch.
+/// option) or a server error of its own undoes the row's work only, and is its outcome. The
+/// database unavailable or a collision with another transaction fails the batch, which is
+/// tried again.
 async fn register_row(
     conn: &mut AsyncPgConnection,
     state: &AppState,
@@ -318,6 +321,17 @@ async fn register_row(
             code: error.code().to_owned(),
             detail: error.problem().detail,
         })),
+        // The row's own server error (not the database unavailable, nor a collision the
+        // batch is tried again for): it would fail the same way every time and hold up every
+        // row after it, so the row fails and the import goes on.
+        Err(error) if error.status() == StatusCode::INTERNAL_SERVER_ERROR => {
+            tracing::error!(import = %import_id, error = %error, "an import row failed");
+            Ok(Outcome::Failed(RowError {
+                code: error.code().to_owned(),
+                detail: "the server could not register this row; the error is in its log"
+                    .to_owned(),
+            }))
+        }
         Err(error) => Err(error),
     }
 }

@@ -108,7 +108,8 @@ pub struct RowError {
     /// `event_full`, `category_full`, `option_full` (a chosen option with limited places
     /// is full), `schedule_conflict`, `session_cancelled`, `registration_closed`,
     /// `validation_failed` (the event's form changed since the dry run and the answers no
-    /// longer fit it)).
+    /// longer fit it)), or `internal_error` when the server failed to register it (the error
+    /// is in the service's log).
     pub code: String,
     pub detail: String,
 }

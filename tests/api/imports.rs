@@ -1462,3 +1462,65 @@ async fn an_exported_list_imports_back_into_another_event() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_row_the_server_fails_to_register_is_failed_and_the_rest_are_registered() {
+    let app = spawn_app().await;
+    let token = setup(&app).await;
+    // A rule of the database the service knows nothing of: registering that row is a server
+    // error, every time.
+    app.db
+        .client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse_broken() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN \
+                 IF NEW.email = 'broken@example.org' THEN \
+                     RAISE EXCEPTION 'a rule the service does not know'; \
+                 END IF; \
+                 RETURN NEW; \
+             END $$; \
+             CREATE TRIGGER refuse_broken BEFORE INSERT ON registrations \
+             FOR EACH ROW EXECUTE FUNCTION refuse_broken();",
+        )
+        .await
+        .unwrap();
+    let csv = "full_name,email\n\
+               Первый,first@example.org\n\
+               Сломанный,broken@example.org\n\
+               Третий,third@example.org\n";
+    let answer = upload_csv(&app, &token, csv).await;
+    answer.assert_status(201);
+    let id = answer.json()["id"].as_str().unwrap().to_owned();
+    commit(&app, &token, &id).await.assert_status(202);
+
+    // Not retried for ever: the import is committed within a minute (it takes a second).
+    let started = Instant::now();
+    let done = loop {
+        let body = app
+            .get(&format!("/api/v1/imports/{id}"), Some(&token))
+            .await
+            .json();
+        if body["status"] == "committed" {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "stuck: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        statuses(&done),
+        vec![
+            (2, "created".to_owned()),
+            (3, "failed".to_owned()),
+            (4, "created".to_owned()),
+        ]
+    );
+    let error = &done["rows"]["items"][1]["error"];
+    assert_eq!(error["code"], "internal_error");
+    assert!(error["detail"].as_str().unwrap().contains("log"), "{error}");
+    // Nothing of the failed row is registered.
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM registrations").await,
+        2
+    );
+}
