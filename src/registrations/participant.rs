@@ -86,15 +86,18 @@ fn validate(body: &RegistrationPatch) -> ApiResult<()> {
     if let Some(email) = &body.email {
         v.email("email", email);
     }
-    if let Some(Some(value)) = &body.organisation {
-        v.line("organisation", value, 300);
-    }
-    if let Some(Some(value)) = &body.position {
-        v.line("position", value, 300);
-    }
-    if let Some(Some(value)) = &body.city {
-        v.line("city", value, 200);
-    }
+    // As when registering (`rules::optional_line`): these may be empty.
+    v.opt_line(
+        "organisation",
+        body.organisation.as_ref().and_then(|o| o.as_deref()),
+        300,
+    );
+    v.opt_line(
+        "position",
+        body.position.as_ref().and_then(|o| o.as_deref()),
+        300,
+    );
+    v.opt_line("city", body.city.as_ref().and_then(|o| o.as_deref()), 200);
     if let Some(Some(phone)) = &body.phone {
         v.check(
             is_phone(phone),

@@ -1087,6 +1087,54 @@ async fn participants_view_change_and_cancel_their_registration_with_the_manage_
 }
 
 #[tokio::test]
+async fn a_change_takes_the_optional_details_registering_takes() {
+    let (app, _) = app_with_event(json!({})).await;
+    // Registering takes empty optional details, as the form's schema says.
+    let mut body = registration_body("anna@example.org", &[]);
+    merge(
+        &mut body,
+        json!({"organisation": "", "position": " ", "city": ""}),
+    );
+    let registered = app
+        .post("/api/v1/events/mmdn/registrations", None, &body)
+        .await;
+    registered.assert_status(201);
+    let registered = registered.json();
+    let (id, manage) = (
+        id_of(&registered),
+        registered["manage_token"].as_str().unwrap(),
+    );
+    assert_eq!(view(&app, manage, &id).await["organisation"], "");
+
+    // So does a change of them; a name must still say something.
+    let path = format!("/api/v1/registrations/{id}");
+    let changed = app
+        .patch(
+            &path,
+            Some(manage),
+            &json!({"organisation": "АНО «Городские события»"}),
+        )
+        .await;
+    changed.assert_status(200);
+    let changed = app
+        .patch(
+            &path,
+            Some(manage),
+            &json!({"organisation": "", "city": " "}),
+        )
+        .await;
+    changed.assert_status(200);
+    assert_eq!(changed.json()["organisation"], "");
+    assert_eq!(changed.json()["city"], " ");
+    app.patch(&path, Some(manage), &json!({"full_name": " "}))
+        .await
+        .assert_problem(422, "validation_failed");
+    app.patch(&path, Some(manage), &json!({"city": "Апатиты\nКировск"}))
+        .await
+        .assert_problem(422, "validation_failed");
+}
+
+#[tokio::test]
 async fn a_manage_token_opens_only_its_own_registration() {
     let (app, _) = app_with_event(json!({})).await;
     let (anna, anna_token, _) = registered(&app, "anna@example.org", &[]).await;
