@@ -15,12 +15,19 @@ use calamine::{DataRef, Reader, Xlsx};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::package;
+
 /// A file larger than this is refused.
 pub const MAX_BYTES: u64 = 20 * 1024 * 1024;
 /// A file of this many rows (the header included) or more is refused.
 pub const MAX_ROWS: u32 = 50_000;
 /// Columns beyond this many are not read.
 pub const MAX_COLUMNS: usize = 200;
+/// The most a workbook's shared strings are allowed for.
+const CELLS: package::Cells = package::Cells {
+    rows: MAX_ROWS,
+    columns: MAX_COLUMNS,
+};
 
 crate::text_enum! {
     /// The format of an imported file.
@@ -217,7 +224,7 @@ pub fn open(file: File) -> Result<Sheet, FileError> {
                 .map_err(|e| FileError::file(format!("could not be read: {e}")))
         };
         rewind(&mut reader)?;
-        super::package::check(&mut reader)?;
+        package::check(&mut reader, CELLS).map_err(FileError::file)?;
         rewind(&mut reader)?;
         let workbook: Xlsx<_> = Xlsx::new(reader)
             .map_err(|e| FileError::file(format!("is not a readable XLSX workbook: {e}")))?;
@@ -568,5 +575,49 @@ mod tests {
         assert_eq!(column_letter(0), "A");
         assert_eq!(column_letter(25), "Z");
         assert_eq!(column_letter(26), "AA");
+    }
+
+    /// A list as long as can be imported, of fifteen columns, as a spreadsheet program
+    /// keeps it (shared strings) and as the export writes it (strings in the cells).
+    #[test]
+    fn the_longest_list_passes() {
+        for inline in [false, true] {
+            let mut workbook = rust_xlsxwriter::Workbook::new();
+            let sheet = if inline {
+                workbook.add_worksheet_with_constant_memory().unwrap()
+            } else {
+                workbook.add_worksheet()
+            };
+            for row in 0..MAX_ROWS - 1 {
+                let cells = [
+                    format!("0192{row:04x}-1111-7abc-8def-{row:012x}"),
+                    format!("Иванова-Петрова Мария Александровна {row}"),
+                    format!("maria.ivanova.{row}@example-university.ru"),
+                    format!("ФГБОУ ВО «Университет номер {}»", row % 500),
+                    format!("Старший научный сотрудник {}", row % 100),
+                    format!("Город {}", row % 30),
+                    format!(
+                        "+7 (912) {:03}-{:02}-{:02}",
+                        row % 1000,
+                        row % 100,
+                        row / 100 % 100
+                    ),
+                    "participant".into(),
+                    format!("Пленарное заседание; Секция {}", row % 12),
+                    "ru".into(),
+                    "confirmed".into(),
+                    ["S", "M", "L", "XL"][row as usize % 4].into(),
+                    ["да", "нет"][row as usize % 2].into(),
+                    format!("Прибуду поездом, вагон {}", row % 20),
+                ];
+                for (column, text) in cells.iter().enumerate() {
+                    sheet.write_string(row, column as u16, text).unwrap();
+                }
+                sheet.write_number(row, 14, 46000.5 + row as f64).unwrap();
+            }
+            let bytes = workbook.save_to_buffer().unwrap();
+            assert!(bytes.len() < 8 * 1024 * 1024, "{}", bytes.len());
+            package::check(std::io::Cursor::new(bytes), CELLS).unwrap();
+        }
     }
 }
