@@ -78,6 +78,10 @@ async fn commit(app: &TestApp, token: &str, id: &str) -> Answer {
 
 /// Polls the import until every row has its outcome.
 async fn committed(app: &TestApp, token: &str, id: &str) -> Value {
+    committed_within(app, token, id, Duration::from_secs(300)).await
+}
+
+async fn committed_within(app: &TestApp, token: &str, id: &str, deadline: Duration) -> Value {
     let started = Instant::now();
     loop {
         let answer = app
@@ -88,10 +92,7 @@ async fn committed(app: &TestApp, token: &str, id: &str) -> Value {
         if body["status"] == "committed" {
             return body;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "not committed: {body}"
-        );
+        assert!(started.elapsed() < deadline, "not committed: {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -1495,18 +1496,7 @@ async fn a_row_the_server_fails_to_register_is_failed_and_the_rest_are_registere
     commit(&app, &token, &id).await.assert_status(202);
 
     // Not retried for ever: the import is committed within a minute (it takes a second).
-    let started = Instant::now();
-    let done = loop {
-        let body = app
-            .get(&format!("/api/v1/imports/{id}"), Some(&token))
-            .await
-            .json();
-        if body["status"] == "committed" {
-            break body;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "stuck: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = committed_within(&app, &token, &id, Duration::from_secs(60)).await;
     assert_eq!(
         statuses(&done),
         vec![
