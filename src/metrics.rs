@@ -6,6 +6,7 @@
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::Error;
@@ -194,7 +195,7 @@ impl Default for Metrics {
 
 /// Middleware recording every answered request under its route pattern (never the raw
 /// path, so ids do not explode the label set) and its method's label, and logging it.
-pub struct RecordMetrics;
+pub struct RecordMetrics(pub Arc<Metrics>);
 
 impl<S, B> Transform<S, ServiceRequest> for RecordMetrics
 where
@@ -210,12 +211,14 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(RecordMetricsMiddleware {
             service: Rc::new(service),
+            metrics: Arc::clone(&self.0),
         }))
     }
 }
 
 pub struct RecordMetricsMiddleware<S> {
     service: Rc<S>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S, B> Service<ServiceRequest> for RecordMetricsMiddleware<S>
@@ -232,21 +235,19 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let started = Instant::now();
         let method = method_label(req.method());
-        let state = req.app_data::<crate::state::State>().cloned();
+        let metrics = Arc::clone(&self.metrics);
         let service = Rc::clone(&self.service);
         Box::pin(async move {
             let response = service.call(req).await?;
-            if let Some(state) = state {
-                let route = response
-                    .request()
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".to_owned());
-                let seconds = started.elapsed().as_secs_f64();
-                let status = response.status().as_u16();
-                state.metrics.observe(method, &route, status, seconds);
-                // Inside the request's span, so it carries the request id.
-                tracing::info!(status, latency_ms = seconds * 1000.0, "request served");
-            }
+            let route = response
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned());
+            let seconds = started.elapsed().as_secs_f64();
+            let status = response.status().as_u16();
+            metrics.observe(method, &route, status, seconds);
+            // Inside the request's span, so it carries the request id.
+            tracing::info!(status, latency_ms = seconds * 1000.0, "request served");
             Ok(response)
         })
     }

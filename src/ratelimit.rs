@@ -23,8 +23,8 @@ use diesel_async::RunQueryDsl;
 use sha2::{Digest, Sha256};
 
 use crate::client_address::TrustedProxies;
+use crate::db::DbPool;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -93,24 +93,24 @@ impl RateLimits {
             .unwrap_or_else(|| "unknown".to_owned())
     }
 
-    pub async fn check_login(&self, state: &AppState, req: &HttpRequest) -> ApiResult<()> {
+    pub async fn check_login(&self, db: &DbPool, req: &HttpRequest) -> ApiResult<()> {
         let rate = Rate {
             count: self.login_per_minute,
             period: MINUTE,
         };
-        match self.check(state, "login", rate, &self.client(req)).await? {
+        match self.check(db, "login", rate, &self.client(req)).await? {
             Some(seconds) => Err(limited(seconds, "too many logins from this address")),
             None => Ok(()),
         }
     }
 
-    pub async fn check_registration(&self, state: &AppState, req: &HttpRequest) -> ApiResult<()> {
+    pub async fn check_registration(&self, db: &DbPool, req: &HttpRequest) -> ApiResult<()> {
         let rate = Rate {
             count: self.registrations_per_minute,
             period: MINUTE,
         };
         match self
-            .check(state, "registration", rate, &self.client(req))
+            .check(db, "registration", rate, &self.client(req))
             .await?
         {
             Some(seconds) => Err(limited(seconds, "too many requests from this address")),
@@ -120,18 +120,13 @@ impl RateLimits {
 
     /// Requests to mail a registration's link again: per client address, and per email
     /// address (normalised) from any client, so that nobody can flood one inbox.
-    pub async fn check_resend(
-        &self,
-        state: &AppState,
-        req: &HttpRequest,
-        email: &str,
-    ) -> ApiResult<()> {
+    pub async fn check_resend(&self, db: &DbPool, req: &HttpRequest, email: &str) -> ApiResult<()> {
         let per_client = Rate {
             count: self.resend_per_client_hour,
             period: HOUR,
         };
         if let Some(seconds) = self
-            .check(state, "resend", per_client, &self.client(req))
+            .check(db, "resend", per_client, &self.client(req))
             .await?
         {
             return Err(limited(seconds, "too many requests from this address"));
@@ -143,7 +138,7 @@ impl RateLimits {
         // A digest: the table of limits holds no email addresses.
         let address = hex::encode(Sha256::digest(email.as_bytes()));
         match self
-            .check(state, "resend-address", per_address, &address)
+            .check(db, "resend-address", per_address, &address)
             .await?
         {
             Some(seconds) => Err(limited(
@@ -156,7 +151,7 @@ impl RateLimits {
 
     /// Counts a login attempt (or a check of the current password) against the account of
     /// `email` (normalised), known or not, so the answer does not tell whether it exists.
-    pub async fn login_attempt(&self, state: &AppState, email: &str) -> ApiResult<AccountAttempt> {
+    pub async fn login_attempt(&self, db: &DbPool, email: &str) -> ApiResult<AccountAttempt> {
         let rate = Rate {
             count: self.failed_logins_per_account_hour,
             period: HOUR,
@@ -169,7 +164,7 @@ impl RateLimits {
         }
         // A digest: the table of limits holds no email addresses.
         let account = hex::encode(Sha256::digest(email.as_bytes()));
-        if let Some(seconds) = self.check(state, "login-account", rate, &account).await? {
+        if let Some(seconds) = self.check(db, "login-account", rate, &account).await? {
             return Err(limited(
                 seconds,
                 "too many failed logins for this account; it is locked for a while",
@@ -185,7 +180,7 @@ impl RateLimits {
     /// the seconds to wait.
     async fn check(
         &self,
-        state: &AppState,
+        db: &DbPool,
         bucket: &str,
         rate: Rate,
         client: &str,
@@ -195,7 +190,7 @@ impl RateLimits {
         }
         let interval = rate.interval();
         let tolerance = interval * (rate.count - 1);
-        let mut conn = state.conn().await?;
+        let mut conn = db.get().await?;
         let verdict: Verdict = diesel::sql_query(
             "WITH attempt AS ( \
                  INSERT INTO rate_limits AS r (bucket, client, tat) \
@@ -227,11 +222,11 @@ impl RateLimits {
 
 impl AccountAttempt {
     /// The password was right: the attempt does not count.
-    pub async fn succeeded(self, state: &AppState) -> ApiResult<()> {
+    pub async fn succeeded(self, db: &DbPool) -> ApiResult<()> {
         let Some(account) = self.account else {
             return Ok(());
         };
-        let mut conn = state.conn().await?;
+        let mut conn = db.get().await?;
         diesel::sql_query(
             "UPDATE rate_limits SET tat = tat - $2 * interval '1 microsecond' \
              WHERE bucket = 'login-account' AND client = $1",

@@ -1,6 +1,7 @@
 //! Building and running the HTTP application; `main` and the tests share this code.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -291,7 +292,7 @@ fn serve(
                     Ok(headers.finish(response, request_id))
                 }
             })
-            .wrap(RecordMetrics)
+            .wrap(RecordMetrics(Arc::clone(&state.metrics)))
             .wrap(TracingLogger::<telemetry::RequestSpan>::new())
     })
     .on_connect(move |connection, _| close_when_stalled(connection, send_timeout))

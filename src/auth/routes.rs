@@ -169,14 +169,14 @@ async fn login(
     body: Body<LoginRequest>,
 ) -> ApiResult<web::Json<TokenResponse>> {
     let body = body.into_inner();
-    state.rate_limits.check_login(&state, &req).await?;
+    state.rate_limits.check_login(&state.db, &req).await?;
     if body.email.contains('\0') {
         // No account can have it; answer as for any unknown address, in the same time.
         password::verify(body.password, None).await?;
         return Err(invalid_credentials());
     }
     let email = email::normalise(&body.email);
-    let attempt = state.rate_limits.login_attempt(&state, &email).await?;
+    let attempt = state.rate_limits.login_attempt(&state.db, &email).await?;
     // One account per address, except for accounts whose addresses became the same when the
     // comparison rule changed (`email_shared`): each of those keeps its own password.
     let candidates: Vec<(Uuid, String, bool)> = {
@@ -208,7 +208,7 @@ async fn login(
     let tokens = start_session(&state, user_id, &hash)
         .await?
         .ok_or_else(invalid_credentials)?;
-    attempt.succeeded(&state).await?;
+    attempt.succeeded(&state.db).await?;
     Ok(web::Json(tokens))
 }
 

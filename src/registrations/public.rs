@@ -433,7 +433,10 @@ async fn register(
     // Read as a value first: the idempotency digest is of the JSON, whatever its shape.
     let body: NewRegistrationBody = extract::from_value(raw.clone())?;
     validate(&body)?;
-    state.rate_limits.check_registration(&state, &req).await?;
+    state
+        .rate_limits
+        .check_registration(&state.db, &req)
+        .await?;
     run(
         &state,
         &caller,

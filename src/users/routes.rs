@@ -364,7 +364,7 @@ async fn change_own_password(
     };
     let attempt = state
         .rate_limits
-        .login_attempt(&state, &crate::email::normalise(&email))
+        .login_attempt(&state.db, &crate::email::normalise(&email))
         .await?;
     if !password::verify(body.current_password, Some(current_hash.clone())).await? {
         return Err(ApiError::invalid(
@@ -372,7 +372,7 @@ async fn change_own_password(
             "is not the account's password",
         ));
     }
-    attempt.succeeded(&state).await?;
+    attempt.succeeded(&state.db).await?;
     let new_hash = password::hash(body.new_password).await?;
     let mut conn = state.conn().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {

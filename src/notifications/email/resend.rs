@@ -73,7 +73,7 @@ pub async fn resend_link(
     };
     state
         .rate_limits
-        .check_resend(&state, &req, &normalised)
+        .check_resend(&state.db, &req, &normalised)
         .await?;
     let mut conn = state.conn().await?;
     renew_tokens(&mut conn, &state, event_id, &normalised).await?;
