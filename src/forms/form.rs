@@ -104,13 +104,10 @@ impl Form {
     pub fn answer_schema(q: &Question) -> Value {
         let r = &q.row;
         let mut schema = match r.kind {
-            QuestionType::Text | QuestionType::Multiline => {
-                let max = r.max_length.unwrap_or(if r.kind == QuestionType::Text {
-                    TEXT_MAX
-                } else {
-                    MULTILINE_MAX
-                });
-                json!({"type": "string", "minLength": 1, "maxLength": max})
+            // A text answer is a line, as a name is; either kind says something.
+            QuestionType::Text => rules::line(r.max_length.unwrap_or(TEXT_MAX).unsigned_abs()),
+            QuestionType::Multiline => {
+                rules::lines(r.max_length.unwrap_or(MULTILINE_MAX).unsigned_abs())
             }
             QuestionType::Number => {
                 let mut s = json!({"type": "number"});

@@ -88,6 +88,9 @@ macro_rules! address {
 
 /// Any control character (`not` this: a single line).
 pub const CONTROL_CHARACTER: &str = concat!("[", controls!(), "]");
+/// A control character other than a tab, a line feed or a carriage return (`not` this: text
+/// of several lines).
+pub const CONTROL_WITHIN_TEXT: &str = r"[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]";
 /// A character that is neither white space nor a control character (this: not blank).
 pub const VISIBLE_CHARACTER: &str = concat!("[^", controls!(), spaces!(), "]");
 /// An email address. Whether its domain is one IDNA accepts (mapping, Punycode, the length of
@@ -117,7 +120,8 @@ fn single_line(mut schema: Value) -> Value {
     schema
 }
 
-/// A required single line, not blank, of at most `max` characters (`full_name`).
+/// A required single line, not blank, of at most `max` characters (`full_name`, answers to
+/// text questions).
 pub fn line(max: u32) -> Value {
     single_line(json!({
         "type": "string",
@@ -125,6 +129,19 @@ pub fn line(max: u32) -> Value {
         "maxLength": max,
         "pattern": VISIBLE_CHARACTER,
     }))
+}
+
+/// Text of several lines, not blank, of at most `max` characters: tabs, line feeds and
+/// carriage returns are its only control characters (PostgreSQL's `jsonb` cannot hold a NUL
+/// at all).
+pub fn lines(max: u32) -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max,
+        "pattern": VISIBLE_CHARACTER,
+        "not": {"type": "string", "pattern": CONTROL_WITHIN_TEXT},
+    })
 }
 
 /// An optional single line of at most `max` characters, or null (`organisation`, `city`).
@@ -215,6 +232,7 @@ mod tests {
     fn every_pattern_compiles() {
         for pattern in [
             CONTROL_CHARACTER,
+            CONTROL_WITHIN_TEXT,
             VISIBLE_CHARACTER,
             EMAIL_PATTERN,
             EMAIL_FIELD_PATTERN,

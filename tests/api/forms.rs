@@ -969,6 +969,46 @@ fn cases() -> Vec<Case> {
         &|b| b["answers"]["notes"] = json!(["Строка"]),
         &["answers.notes"],
     );
+    case(
+        "multiline: lines, tabs and carriage returns",
+        &|b| b["answers"]["notes"] = json!("Первая строка\r\n\tвторая"),
+        &[],
+    );
+    case(
+        "multiline: a NUL character",
+        &|b| b["answers"]["notes"] = json!("Строка\u{0}"),
+        &["answers.notes"],
+    );
+    case(
+        "multiline: a bell",
+        &|b| b["answers"]["notes"] = json!("Строка\u{7}"),
+        &["answers.notes"],
+    );
+    case(
+        "multiline: only white space",
+        &|b| b["answers"]["notes"] = json!(" \n\t "),
+        &["answers.notes"],
+    );
+    case(
+        "text: a NUL character",
+        &|b| b["answers"]["town"] = json!("Мур\u{0}манск"),
+        &["answers.town"],
+    );
+    case(
+        "text: two lines",
+        &|b| b["answers"]["town"] = json!("Мур\nманск"),
+        &["answers.town"],
+    );
+    case(
+        "text: only white space",
+        &|b| b["answers"]["town"] = json!("  \u{a0}"),
+        &["answers.town"],
+    );
+    case(
+        "text: white space around a town",
+        &|b| b["answers"]["town"] = json!(" Кировск "),
+        &[],
+    );
     cases
 }
 
