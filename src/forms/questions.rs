@@ -486,10 +486,38 @@ fn validate(f: &Fields, others: &[Question], codes: &[String]) -> ApiResult<()> 
                     "must be true or false for a yes/no question, or an option's key of a \
                      single-choice question",
                 );
+                v.check(
+                    !shown_through(others, &condition.question, &f.key),
+                    "shown_when.question",
+                    "is shown depending on this question: neither could ever be asked",
+                );
             }
         }
     }
     v.finish()
+}
+
+/// Whether the question `from` is shown depending, through the conditions of `others`, on
+/// the question `key` (not among them).
+fn shown_through(others: &[Question], from: &str, key: &str) -> bool {
+    let mut next = others
+        .iter()
+        .find(|q| q.key() == from)
+        .and_then(Question::condition);
+    // Each question once at most: the others' conditions were refused cycles too.
+    for _ in others {
+        match next {
+            None => return false,
+            Some(c) if c.question == key => return true,
+            Some(c) => {
+                next = others
+                    .iter()
+                    .find(|q| q.key() == c.question)
+                    .and_then(Question::condition)
+            }
+        }
+    }
+    false
 }
 
 /// The event's questions with their options, in order.

@@ -1311,6 +1311,74 @@ async fn questions_with_answers_refuse_changes_that_would_orphan_them() {
 }
 
 #[tokio::test]
+async fn conditions_may_not_go_round_in_a_circle() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    app.event(&token, "mmdn", json!({})).await;
+    let path = "/api/v1/events/mmdn/questions";
+    let yes_no = |key: &str, shown_when: Value| {
+        let mut body = json!({"key": key, "type": "yes_no",
+                              "label": {"ru": "Вопрос", "en": "Question"}});
+        if !shown_when.is_null() {
+            body["shown_when"] = shown_when;
+        }
+        body
+    };
+    for (key, after) in [
+        ("hotel", None),
+        ("parking", Some("hotel")),
+        ("car", Some("parking")),
+    ] {
+        let condition = after.map_or(Value::Null, |q| json!({"question": q, "equals": true}));
+        app.post(path, Some(&token), &yes_no(key, condition))
+            .await
+            .assert_status(201);
+    }
+
+    // hotel would be shown after car, which is shown after parking, shown after hotel.
+    for over in ["parking", "car"] {
+        let answer = app
+            .patch(
+                &format!("{path}/hotel"),
+                Some(&token),
+                &json!({"shown_when": {"question": over, "equals": true}}),
+            )
+            .await;
+        assert_eq!(
+            field_of(&answer.assert_problem(422, "validation_failed")),
+            "shown_when.question"
+        );
+    }
+    app.patch(
+        &format!("{path}/car"),
+        Some(&token),
+        &json!({"shown_when": {"question": "car", "equals": true}}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    // A chain is fine.
+    app.post(
+        path,
+        Some(&token),
+        &yes_no("valet", json!({"question": "car", "equals": false})),
+    )
+    .await
+    .assert_status(201);
+    let form = app
+        .get("/api/v1/events/mmdn/registration-form", None)
+        .await
+        .json();
+    let hotel = form["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["key"] == "hotel")
+        .unwrap()
+        .clone();
+    assert_eq!(hotel["shown_when"], Value::Null);
+}
+
+#[tokio::test]
 async fn simultaneous_registrations_never_oversell_an_option() {
     let app = parallel_app().await;
     let token = app.admin().await.access;
