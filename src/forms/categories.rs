@@ -19,7 +19,7 @@ use super::{Localized, LocalizedInput, check_code, check_localized_line};
 use crate::access::{self, EventAction};
 use crate::auth::Caller;
 use crate::dates::Timestamp;
-use crate::db::schema::{event_categories, registrations};
+use crate::db::schema::{event_categories, form_questions, registrations};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Body;
 use crate::openapi::{BodyErrors, EventErrors};
@@ -342,6 +342,34 @@ fn category_in_use() -> ApiError {
     .with("field", "code")
 }
 
+/// Refuses to let the category's code go (a new code, or deletion) while registrations name
+/// it or questions are asked of it.
+async fn check_unnamed(conn: &mut AsyncPgConnection, event_id: Uuid, code: &str) -> ApiResult<()> {
+    if in_use(conn, event_id, code).await? {
+        return Err(category_in_use());
+    }
+    let questions: Vec<String> = form_questions::table
+        .filter(form_questions::event_id.eq(event_id))
+        .filter(form_questions::categories.contains(vec![Some(code)]))
+        .order((form_questions::position, form_questions::key))
+        .select(form_questions::key)
+        .load(conn)
+        .await?;
+    if !questions.is_empty() {
+        return Err(ApiError::conflict(
+            "category_in_use",
+            format!(
+                "questions are asked of this category ({}): take it out of their categories \
+                 first",
+                questions.join(", ")
+            ),
+        )
+        .with("field", "code")
+        .with("questions", questions));
+    }
+    Ok(())
+}
+
 /// The event's participant categories, in their order (invite-only ones for its organisers
 /// only).
 #[utoipa::path(
@@ -481,7 +509,7 @@ async fn get_category(
     request_body(content = CategoryPatch, content_type = "application/json"),
     responses(
         (status = 200, description = "The changed category.", body = CategoryView),
-        (status = 409, description = "`category_in_use`: the code of a category registrations name cannot change. \
+        (status = 409, description = "`category_in_use`: the code of a category registrations name, or questions are asked of, cannot change. \
             `category_exists`: another category has this code. \
             `capacity_below_registered`: more registrations hold a place than the new capacity (`registered`). \
             `waitlist_not_empty`: registrations wait in the waitlist being turned off.",
@@ -525,8 +553,8 @@ async fn update_category(
                 position: body.position.unwrap_or(current.position),
             };
             validate(&fields)?;
-            if fields.code != current.code && in_use(conn, event_id, &current.code).await? {
-                return Err(category_in_use());
+            if fields.code != current.code {
+                check_unnamed(conn, event_id, &current.code).await?;
             }
             if !fields.waitlist && current.waiting > 0 {
                 return Err(ApiError::conflict(
@@ -574,7 +602,7 @@ async fn update_category(
     params(("event" = String, Path, description = "Event slug or id"), ("code" = String, Path, description = "The category's code")),
     responses(
         (status = 204, description = "The category was deleted."),
-        (status = 409, description = "`category_in_use`: registrations (cancelled ones too) name it.",
+        (status = 409, description = "`category_in_use`: registrations (cancelled ones too) name it, or questions are asked of it (`questions`: their keys).",
          body = Problem, content_type = "application/problem+json"),
         EventErrors,
     ),
@@ -593,9 +621,7 @@ async fn delete_category(
     conn.transaction::<_, ApiError, _>(async |conn| {
         let category = find(conn, event_id, &code).await?;
         lock_exclusive(conn, category.id).await?;
-        if in_use(conn, event_id, &category.code).await? {
-            return Err(category_in_use());
-        }
+        check_unnamed(conn, event_id, &category.code).await?;
         diesel::sql_query("DELETE FROM form_seats WHERE pool = $1")
             .bind::<SqlUuid, _>(category.id)
             .execute(conn)

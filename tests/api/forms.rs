@@ -276,6 +276,33 @@ async fn categories_in_use_keep_their_code_and_cannot_be_deleted() {
         duplicate.assert_problem(409, "category_exists")["field"],
         "code"
     );
+
+    // A category questions are asked of keeps its code too, until they are asked of others.
+    app.post(
+        "/api/v1/events/mmdn/questions",
+        Some(&token),
+        &json!({"key": "outlet", "type": "text", "label": {"ru": "Издание", "en": "Outlet"},
+                "categories": ["government", "other"]}),
+    )
+    .await
+    .assert_status(201);
+    let path = "/api/v1/events/mmdn/categories/other";
+    let deleted = app.delete(path, Some(&token)).await;
+    assert_eq!(
+        deleted.assert_problem(409, "category_in_use")["questions"],
+        json!(["outlet"])
+    );
+    app.patch(path, Some(&token), &json!({"code": "rest"}))
+        .await
+        .assert_problem(409, "category_in_use");
+    app.patch(
+        "/api/v1/events/mmdn/questions/outlet",
+        Some(&token),
+        &json!({"categories": ["government"]}),
+    )
+    .await
+    .assert_status(200);
+    app.delete(path, Some(&token)).await.assert_status(204);
 }
 
 #[tokio::test]
