@@ -60,15 +60,16 @@ pub struct NewRegistrationBody {
     /// every required one accepted, with `true` (the version in force is recorded) or with
     /// the number of the version shown, which must be the one in force.
     #[serde(default)]
-    #[schema(example = json!({"personal_data": true, "photos": 2}))]
+    #[schema(nullable = false, example = json!({"personal_data": true, "photos": 2}))]
     pub consents: Option<std::collections::BTreeMap<String, forms::consents::Acceptance>>,
     /// The earlier form of `consents: {"personal_data": true}`, still accepted when
     /// `consents` is not sent; `false` is refused.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub consent: Option<bool>,
     /// Answers to the event's questions by key: see the form's JSON Schema.
     #[serde(default)]
-    #[schema(value_type = Option<Object>, example = json!({"transfer": true, "direction": "volunteering"}))]
+    #[schema(value_type = Option<Object>, nullable = false, example = json!({"transfer": true, "direction": "volunteering"}))]
     pub answers: Option<serde_json::Map<String, serde_json::Value>>,
     /// Sessions to register for (none: the event only).
     #[serde(default)]
@@ -111,15 +112,16 @@ pub struct ManualRegistrationBody {
     /// every required one accepted, with `true` (the version in force is recorded) or with
     /// the number of the version shown, which must be the one in force.
     #[serde(default)]
-    #[schema(example = json!({"personal_data": true, "photos": 2}))]
+    #[schema(nullable = false, example = json!({"personal_data": true, "photos": 2}))]
     pub consents: Option<std::collections::BTreeMap<String, forms::consents::Acceptance>>,
     /// The earlier form of `consents: {"personal_data": true}`, still accepted when
     /// `consents` is not sent; `false` is refused.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub consent: Option<bool>,
     /// Answers to the event's questions by key: see the form's JSON Schema.
     #[serde(default)]
-    #[schema(value_type = Option<Object>, example = json!({"transfer": true, "direction": "volunteering"}))]
+    #[schema(value_type = Option<Object>, nullable = false, example = json!({"transfer": true, "direction": "volunteering"}))]
     pub answers: Option<serde_json::Map<String, serde_json::Value>>,
     /// Sessions to register for (none: the event only).
     #[serde(default)]

@@ -1632,3 +1632,47 @@ async fn cancellations_racing_registrations_give_a_category_s_places_to_its_queu
     // No cancellation waited for another in a cycle (a retry would have hidden it).
     assert_eq!(deadlocks(&app.db).await, 0);
 }
+
+#[tokio::test]
+async fn every_member_the_api_document_lets_be_null_is_taken_as_absent() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    app.event(&token, "mmdn", json!({})).await;
+    let document = app.get("/api/openapi.json", None).await.json();
+    for schema in ["NewRegistrationBody", "ManualRegistrationBody"] {
+        let properties = document["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap();
+        let nullable: Vec<&String> = properties
+            .iter()
+            .filter(|(_, p)| {
+                p["type"]
+                    .as_array()
+                    .is_some_and(|types| types.contains(&json!("null")))
+            })
+            .map(|(name, _)| name)
+            .collect();
+        assert!(!nullable.is_empty(), "{schema}");
+        for (i, name) in nullable.into_iter().enumerate() {
+            let mut body = registration_body(&format!("{schema}{i}@example.org"), &[]);
+            body.as_object_mut().unwrap().remove("consent");
+            body["consents"] = json!({"personal_data": true});
+            body[name] = Value::Null;
+            let (path, caller) = if schema == "NewRegistrationBody" {
+                ("/api/v1/events/mmdn/registrations", None)
+            } else {
+                (
+                    "/api/v1/events/mmdn/registrations/manual",
+                    Some(token.as_str()),
+                )
+            };
+            let answer = app.post(path, caller, &body).await;
+            assert_eq!(
+                answer.status.as_u16(),
+                201,
+                "{schema}.{name} null: {}",
+                answer.text
+            );
+        }
+    }
+}
