@@ -108,11 +108,34 @@ pub fn accepted<'a>(consents: impl IntoIterator<Item = &'a CurrentConsent>) -> V
 /// How a registration body accepts a consent: `true` or `false`, or the number of the version
 /// of its text the participant was shown (checked against the one in force by the form's
 /// schema).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, ToSchema)]
 #[serde(untagged)]
 pub enum Acceptance {
     Given(bool),
     Version(i32),
+}
+
+/// A version is a whole number however it is written (`1` or `1.0`), as JSON Schema, and so
+/// the form's schema and frontends' validators, compare numbers.
+impl<'de> Deserialize<'de> for Acceptance {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let refused =
+            || serde::de::Error::custom("must be true, false or the number of the version shown");
+        match Value::deserialize(deserializer)? {
+            Value::Bool(given) => Ok(Acceptance::Given(given)),
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() <= f64::from(i32::MAX))
+                        .map(|f| f as i64)
+                })
+                .and_then(|n| i32::try_from(n).ok())
+                .map(Acceptance::Version)
+                .ok_or_else(refused),
+            _ => Err(refused()),
+        }
+    }
 }
 
 /// A consent of an event, with the text in force.

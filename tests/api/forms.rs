@@ -847,6 +847,21 @@ fn cases() -> Vec<Case> {
         &["consents.tattoos"],
     );
     case(
+        "the version shown, written as a decimal",
+        &|b| b["consents"] = json!({"personal_data": 1.0}),
+        &[],
+    );
+    case(
+        "the version shown, as a string",
+        &|b| b["consents"] = json!({"personal_data": "1"}),
+        &["consents.personal_data"],
+    );
+    case(
+        "a version that is not a whole number",
+        &|b| b["consents"] = json!({"personal_data": 1.5}),
+        &["consents.personal_data"],
+    );
+    case(
         "no consent at all",
         &|b| remove(b, "consents"),
         &["consents"],
