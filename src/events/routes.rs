@@ -63,6 +63,8 @@ pub struct NewEvent {
     pub status: Option<EventStatus>,
     #[serde(default)]
     pub registration_opens_at: Option<Timestamp>,
+    /// Absent or null: public registration for the event alone closes when the event is over
+    /// (the end of its last day in its time zone).
     #[serde(default)]
     pub registration_closes_at: Option<Timestamp>,
     /// Most active registrations the event takes; absent or null: no limit.
@@ -137,6 +139,7 @@ pub struct EventPatch {
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<Timestamp>)]
     pub registration_opens_at: Option<Option<Timestamp>>,
+    /// Null: public registration for the event alone closes when the event is over.
     #[serde(default, deserialize_with = "patch::nullable")]
     #[schema(value_type = Option<Timestamp>)]
     pub registration_closes_at: Option<Option<Timestamp>>,

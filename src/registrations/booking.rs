@@ -86,13 +86,14 @@ pub fn check_event(
         (EventStatus::Draft, Mode::Public) => return Err(ApiError::not_found("event")),
         (EventStatus::Draft, Mode::Organiser { .. }) => {}
     }
+    // Without a closing time of its own, registration closes when the event is over (the end
+    // of its last day in its time zone), as a session's closes when it ends.
+    let closes = event.registration_closes_at.unwrap_or_else(|| {
+        crate::programme::event_bounds(event.tz(), event.starts_on, event.ends_on).1
+    });
     if mode == Mode::Public
         && !with_sessions
-        && !within(
-            now,
-            event.registration_opens_at,
-            event.registration_closes_at,
-        )
+        && !within(now, event.registration_opens_at, Some(closes))
     {
         return Err(registration_closed(None));
     }

@@ -559,6 +559,35 @@ async fn registering_outside_the_event_window_is_refused() {
 }
 
 #[tokio::test]
+async fn an_event_that_is_over_takes_no_public_registrations_unless_its_window_says_so() {
+    let app = spawn_app().await;
+    let token = app.admin().await.access;
+    // Over a month ago; one of them is kept open on purpose.
+    let over = json!({"starts_on": "2026-10-28", "ends_on": "2026-11-01"});
+    app.event(&token, "over", over.clone()).await;
+    let mut reopened = over.clone();
+    merge(
+        &mut reopened,
+        json!({"registration_closes_at": "2099-01-01T00:00:00Z"}),
+    );
+    app.event(&token, "reopened", reopened).await;
+
+    let late = app.register("over", "anna@example.org", &[]).await;
+    let allowed = app.register("reopened", "anna@example.org", &[]).await;
+    let by_organiser = app
+        .post(
+            "/api/v1/events/over/registrations/manual",
+            Some(&token),
+            &registration_body("boris@example.org", &[]),
+        )
+        .await;
+
+    late.assert_problem(409, "registration_closed");
+    allowed.assert_status(201);
+    by_organiser.assert_status(201);
+}
+
+#[tokio::test]
 async fn a_session_window_overrides_the_event_window() {
     let (app, token) =
         app_with_event(json!({"registration_closes_at": "2026-01-01T00:00:00Z"})).await;
