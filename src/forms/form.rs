@@ -293,6 +293,23 @@ impl Form {
                 }
             }
         }
+        // Beyond the schema, as for the registration's own address: a domain IDNA accepts.
+        for q in self
+            .questions
+            .iter()
+            .filter(|q| q.row.kind == QuestionType::Email)
+        {
+            let field = format!("answers.{}", q.key());
+            if let Some(address) = body["answers"][q.key()].as_str()
+                && !rules::domain_is_valid(address)
+                && !errors.iter().any(|e| e.field == field)
+            {
+                errors.push(FieldError {
+                    field,
+                    message: "must be an email address".to_owned(),
+                });
+            }
+        }
         errors
     }
 
