@@ -545,7 +545,7 @@ async fn registering_outside_the_event_window_is_refused() {
     app.event(
         &token,
         "later",
-        json!({"registration_opens_at": "2027-01-01T00:00:00Z"}),
+        json!({"registration_opens_at": "2027-04-19T00:00:00Z"}),
     )
     .await;
 
