@@ -30,9 +30,10 @@ impl Validator {
         }
     }
 
-    /// A required single-line text of 1..=max characters that is not only white space.
+    /// A required single-line text of 1..=max characters with something to see (not only
+    /// white space or characters that show nothing).
     pub fn line(&mut self, field: &str, value: &str, max: usize) {
-        if value.trim().is_empty() {
+        if !value.chars().any(rules::is_visible) {
             self.error(field, "must not be empty");
         } else {
             self.bounded_line(field, value, max);

@@ -29,6 +29,14 @@ macro_rules! spaces {
     };
 }
 
+/// Characters that show nothing and are not white space (soft hyphen, zero-width and
+/// direction marks, word joiner, byte order mark), inside a character class.
+macro_rules! invisible {
+    () => {
+        r"\u00AD\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF"
+    };
+}
+
 /// White space as Rust's `str::trim` sees it (Unicode's White_Space).
 macro_rules! white_space {
     () => {
@@ -91,8 +99,25 @@ pub const CONTROL_CHARACTER: &str = concat!("[", controls!(), "]");
 /// A control character other than a tab, a line feed or a carriage return (`not` this: text
 /// of several lines).
 pub const CONTROL_WITHIN_TEXT: &str = r"[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]";
-/// A character that is neither white space nor a control character (this: not blank).
-pub const VISIBLE_CHARACTER: &str = concat!("[^", controls!(), spaces!(), "]");
+/// A character that is neither white space, a control character nor one that shows
+/// nothing (this: not blank).
+pub const VISIBLE_CHARACTER: &str = concat!("[^", controls!(), spaces!(), invisible!(), "]");
+
+/// Whether `c` is what [`VISIBLE_CHARACTER`] matches.
+pub fn is_visible(c: char) -> bool {
+    !(c.is_control()
+        || c.is_whitespace()
+        || matches!(
+            c,
+            '\u{AD}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        ))
+}
 /// An email address. Whether its domain is one IDNA accepts (mapping, Punycode, the length of
 /// its labels once converted) is beyond a regular expression: see [`domain_is_valid`].
 pub const EMAIL_PATTERN: &str = concat!("^", address!(), "$");
@@ -254,6 +279,11 @@ mod tests {
             "",
             " ",
             "\u{a0}\u{3000}",
+            "\u{200b}",
+            "\u{feff}\u{200b} \u{2060}",
+            "\u{ad}",
+            "\u{200b}Анна",
+            "Анна\u{200d}",
             "Анна\n",
             "Анна\tИванова",
             "\u{85}",

@@ -1047,6 +1047,16 @@ fn cases() -> Vec<Case> {
         &["answers.town"],
     );
     case(
+        "a name that shows nothing",
+        &|b| b["full_name"] = json!("\u{200b}\u{2060}"),
+        &["full_name"],
+    );
+    case(
+        "text: only a zero-width space",
+        &|b| b["answers"]["town"] = json!("\u{200b}"),
+        &["answers.town"],
+    );
+    case(
         "text: white space around a town",
         &|b| b["answers"]["town"] = json!(" Кировск "),
         &[],
