@@ -189,6 +189,10 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     serde_path_to_error::deserialize::<_, UniqueMembers>(&mut json).map_err(|error| {
         if error.inner().is_data() {
             invalid_body(&error.path().to_string(), &error.inner().to_string())
+        } else if error.inner().to_string().starts_with("number out of range") {
+            // Valid JSON (its numbers have no bounds) that a double cannot hold: a value out
+            // of range, as for any other member. serde_json tells it only by its message.
+            invalid_body(&error.path().to_string(), "is a number out of range")
         } else {
             malformed(error.inner())
         }
@@ -669,6 +673,16 @@ mod tests {
         let body = problem(r#"{"email": "a", "password": "p", "tags": [["x"]]}"#);
         assert_eq!(body["errors"][0]["field"], "tags[0]");
         assert_eq!(body["errors"][0]["message"], "must be an object");
+    }
+
+    #[test]
+    fn a_number_too_large_for_a_double_is_out_of_range_not_a_syntax_error() {
+        let body = problem(r#"{"email": "a@b.c", "password": "p", "tries": [1, 1e400]}"#);
+        assert_eq!(body["code"], "invalid_body", "{body}");
+        assert_eq!(body["errors"][0]["field"], "tries[1]");
+        assert_eq!(body["errors"][0]["message"], "is a number out of range");
+        let body = problem(r#"{"email": "a@b.c", "password": "p", "tries": -1e400}"#);
+        assert_eq!(body["errors"][0]["field"], "tries");
     }
 
     #[test]
