@@ -269,6 +269,25 @@ mod tests {
         }
     }
 
+    /// The characters that show something are written twice, as a character class for the
+    /// schema and as Rust for the server's own line rule: they agree on every character of
+    /// the Basic Multilingual Plane and a few beyond it.
+    #[test]
+    fn the_pattern_and_the_code_see_the_same_characters() {
+        let pattern = compiled(json!({"pattern": VISIBLE_CHARACTER}));
+        let chars = (0..=0xFFFF_u32)
+            .chain([0x1F600, 0xE0001, 0x10FFFD])
+            .filter_map(char::from_u32);
+        for c in chars {
+            assert_eq!(
+                pattern.is_valid(&json!(c.to_string())),
+                is_visible(c),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+    }
+
     #[test]
     fn a_name_is_what_the_server_takes_as_a_line() {
         for name in [
